@@ -1,0 +1,48 @@
+# walkstream developer commands. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup up down status test lint format clean
+
+help: ## list every target
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "walkstream needs Python >= 3.11; set PYTHON=python3.11")'
+	@echo "setup: creating $(VENV) and installing Python packages (first run downloads ~400 MB)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(INSTALLED) ## install everything (venv, Python packages, Maven jars, Redis 8); fast when current
+	$(BIN)/walkstream setup
+
+up: setup ## set up, start local Kafka + Redis on loopback, print their status
+	$(BIN)/walkstream up
+
+down: ## stop the local services that `up` started
+	$(BIN)/walkstream down
+
+status: ## show which local services run
+	$(BIN)/walkstream status
+
+test: setup lint ## set up, lint, and run every test (unit + integration on real services)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED) ## ruff format check + ruff lint + mypy
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: $(INSTALLED) ## apply ruff formatting and safe lint fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## stop local services and delete their data and checkpoints (keeps installed jars and Redis)
+	-$(BIN)/walkstream down
+	rm -rf .walkstream/state .walkstream/checkpoints

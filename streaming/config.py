@@ -1,0 +1,275 @@
+"""All of walkstream's settings, in one typed and validated place.
+
+Precedence, highest first: CLI flags (``--set section.field=value`` and per-command flags),
+``WALKSTREAM_<SECTION>__<FIELD>`` environment variables, a TOML config file (``--config`` or
+``WALKSTREAM_CONFIG``), then defaults that run the local stack on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import model_validator as _model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from streaming.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "FlinkSettings",
+    "KafkaSettings",
+    "RedisSettings",
+    "RuntimeSettings",
+    "Settings",
+    "TopicSettings",
+    "load_settings",
+    "parse_assignments",
+]
+
+ENV_PREFIX = "WALKSTREAM_"
+_ENV_DELIMITER = "__"
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def _default_home() -> Path:
+    """The git-ignored `.walkstream/` of the checkout this package runs from."""
+    return Path(__file__).resolve().parents[1] / ".walkstream"
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    match = _HOST_PORT.match(address.strip())
+    if match is None:
+        raise ValueError(f"expected HOST:PORT in {address!r}")
+    port = int(match.group(2))
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} in {address!r} is outside 1..65535")
+    return match.group(1).strip("[]"), port
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TopicSettings(_Section):
+    """Kafka topic names; every component reads them from here."""
+
+    ratings: str = Field(
+        "ratings", description="rating events from producers (JSON, key = user id)"
+    )
+    dead_letter: str = Field("ratings.dlq", description="malformed events, with the reason")
+    late: str = Field("ratings.late", description="events later than the allowed lateness")
+    samples: str = Field("samples", description="finished walks and user sequences for training")
+    items: str = Field("items", description="first sighting of each item, with its neighbours")
+    walk_hops: str = Field("walk.hops", description="walk tokens routed to the next item's task")
+
+    @field_validator("*")
+    @classmethod
+    def _valid_topic(cls, value: str) -> str:
+        if not _TOPIC_NAME.match(value) or value in {".", ".."}:
+            raise ValueError(
+                "not a valid Kafka topic name "
+                "(1-249 characters of letters, digits, '.', '_' and '-')"
+            )
+        return value
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field(
+        "127.0.0.1:29092", description="comma-separated HOST:PORT list of Kafka brokers"
+    )
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _valid_servers(cls, value: str) -> str:
+        servers = [s for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("needs at least one HOST:PORT")
+        for server in servers:
+            split_host_port(server)
+        return ",".join(s.strip() for s in servers)
+
+    @property
+    def first_server(self) -> tuple[str, int]:
+        return split_host_port(self.bootstrap_servers.split(",")[0])
+
+
+class RedisSettings(_Section):
+    url: str = Field("redis://127.0.0.1:26379/0", description="redis:// or rediss:// URL")
+    username: str | None = Field(None, description="ACL user (None: the default user)")
+    password: SecretStr | None = Field(None, description="password of the ACL user")
+    key_prefix: str = Field("walkstream", description="prefix of every key walkstream writes")
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+            raise ValueError("expected redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
+        if parts.password:
+            raise ValueError(
+                "put the password in redis.password (WALKSTREAM_REDIS__PASSWORD), not in the URL"
+            )
+        try:
+            parts.port  # noqa: B018 - urlsplit validates the port lazily
+        except ValueError as exc:
+            raise ValueError(f"bad port in {value!r}: {exc}") from exc
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if not value or any(c.isspace() or c in "{}*?[]" for c in value):
+            raise ValueError("must be non-empty, without spaces, braces or glob characters")
+        return value
+
+    @_model_validator(mode="after")
+    def _user_needs_password(self) -> RedisSettings:
+        if self.username and not self.password:
+            raise ValueError("redis.username is set, so redis.password must be set too")
+        return self
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.url)
+        return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
+class FlinkSettings(_Section):
+    parallelism: int = Field(1, ge=1, le=1024, description="default operator parallelism")
+    state_backend: Literal["hashmap", "rocksdb"] = Field(
+        "hashmap", description="keyed state on the JVM heap, or in RocksDB on local disk"
+    )
+    checkpoint_dir: Path | None = Field(None, description="default: RUNTIME_HOME/checkpoints")
+    checkpoint_interval_ms: int = Field(10_000, ge=100, description="exactly-once checkpoints")
+
+
+class RuntimeSettings(_Section):
+    """The local embedded stack (`walkstream up`) and where setup puts what it installs."""
+
+    home: Path = Field(default_factory=_default_home, description="root of local data")
+    state_dir: Path = Field(description="service data, logs, PIDs; default HOME/state")
+    jars_dir: Path = Field(description="Maven-resolved jars; default HOME/jars")
+    redis_server: Path = Field(description="redis-server; default HOME/redis/bin/redis-server")
+    java: str = Field("java", description="java executable for the Kafka broker")
+    kafka_controller_port: int = Field(29093, gt=0, lt=65536, description="KRaft controller")
+    kafka_heap: str = Field("1g", pattern=r"^\d+[mMgG]$", description="broker JVM heap (-Xmx)")
+    startup_timeout_s: float = Field(90.0, gt=0, description="how long `up` waits per service")
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _derive_paths(cls, data: Any) -> Any:
+        """Paths left unset follow `home`, so moving `home` moves everything."""
+        if not isinstance(data, dict):
+            return data
+        home = Path(data.get("home") or _default_home()).expanduser()
+        derived = {
+            "state_dir": home / "state",
+            "jars_dir": home / "jars",
+            "redis_server": home / "redis" / "bin" / "redis-server",
+        }
+        return {**data, "home": home} | {
+            key: default for key, default in derived.items() if data.get(key) is None
+        }
+
+
+class Settings(BaseSettings):
+    """Everything walkstream can be told; print with `walkstream config`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=_ENV_DELIMITER,
+        frozen=True,
+        extra="forbid",
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    flink: FlinkSettings = Field(default_factory=FlinkSettings)
+    runtime: RuntimeSettings = Field(default_factory=lambda: RuntimeSettings.model_validate({}))
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.flink.checkpoint_dir or self.runtime.home / "checkpoints"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = settings_cls.model_config.get("toml_file")
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        if config_file:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
+        return sources
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    """Turn ``["kafka.topics.ratings=r2", ...]`` into a nested dict of overrides."""
+    nested: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects SECTION.FIELD=VALUE, got {assignment!r}")
+        *parents, leaf = key.strip().split(".")
+        node = nested
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+            node = child
+        node[leaf] = value
+    return nested
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"])
+        env = ENV_PREFIX + _ENV_DELIMITER.join(str(p) for p in item["loc"]).upper()
+        got = item.get("input")
+        shown = "" if isinstance(got, dict) or "password" in name else f" (got {got!r})"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {name}: {message}{shown}  [env {env}]")
+    return "invalid settings:\n" + "\n".join(lines)
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Settings from flags (`overrides`), the environment, and a TOML file, in that order."""
+    if config_file is None and os.environ.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(os.environ[ENV_PREFIX + "CONFIG"])
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+        try:
+            with config_file.open("rb") as handle:
+                tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=config_file)
+
+    try:
+        return _FromFile(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None

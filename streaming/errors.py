@@ -1,0 +1,23 @@
+"""One root exception for walkstream; one subclass per area.
+
+The CLI prints these as one readable message (no traceback): their text must tell the
+user what to do.
+"""
+
+__all__ = ["ConfigError", "RuntimeServiceError", "SetupError", "WalkstreamError"]
+
+
+class WalkstreamError(Exception):
+    """Root of every error walkstream raises on purpose."""
+
+
+class ConfigError(WalkstreamError):
+    pass
+
+
+class SetupError(WalkstreamError):
+    pass
+
+
+class RuntimeServiceError(WalkstreamError):
+    pass

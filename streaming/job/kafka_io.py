@@ -1,0 +1,53 @@
+"""Kafka sources and sinks of the job, built from settings (no addresses in job code)."""
+
+from __future__ import annotations
+
+from pyflink.common.serialization import SimpleStringSchema
+from pyflink.datastream.connectors.kafka import (
+    DeliveryGuarantee,
+    KafkaOffsetsInitializer,
+    KafkaRecordSerializationSchema,
+    KafkaSink,
+    KafkaSource,
+)
+
+from streaming.config import Settings
+
+__all__ = ["text_sink", "text_source"]
+
+
+def text_source(
+    settings: Settings,
+    topic: str,
+    group_id: str,
+    start: KafkaOffsetsInitializer,
+    until: KafkaOffsetsInitializer | None,
+) -> KafkaSource:
+    """UTF-8 record values of `topic` from `start`; bounded when `until` is given."""
+    builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(settings.kafka.bootstrap_servers)
+        .set_topics(topic)
+        .set_group_id(group_id)
+        .set_starting_offsets(start)
+        .set_value_only_deserializer(SimpleStringSchema())
+    )
+    if until is not None:
+        builder = builder.set_bounded(until)
+    return builder.build()
+
+
+def text_sink(settings: Settings, topic: str) -> KafkaSink:
+    """UTF-8 values to `topic`, at least once (each record is flushed on checkpoint)."""
+    return (
+        KafkaSink.builder()
+        .set_bootstrap_servers(settings.kafka.bootstrap_servers)
+        .set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(topic)
+            .set_value_serialization_schema(SimpleStringSchema())
+            .build()
+        )
+        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+        .build()
+    )

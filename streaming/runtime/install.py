@@ -1,0 +1,149 @@
+"""`walkstream setup`: install the non-Python parts of the runtime, and skip what is current.
+
+- JVM jars (Kafka broker + slf4j binding, Flink Kafka connector) resolved by Maven from the
+  pinned ``pom.xml`` next to this module into ``runtime.jars_dir``.
+- Redis 8 (vector sets) built from Debian's pristine source tarball (Debian's own package on
+  this OS is 7.0, and no well-kept PyPI wheel ships a Redis 8 server), checked by SHA-256.
+- Debian packages these need (Maven, a JDK, a C toolchain) when they are missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from streaming.config import Settings
+from streaming.errors import SetupError
+
+__all__ = ["REDIS_VERSION", "install_runtime"]
+
+Report = Callable[[str], None]
+
+REDIS_VERSION = "8.0.2"
+_REDIS_SOURCE = (
+    f"https://deb.debian.org/debian/pool/main/r/redis/redis_{REDIS_VERSION}.orig.tar.gz",
+    "caf3c0069f06fc84c5153bd2a348b204c578de80490c73857bee01d9b5d7401f",
+)
+# command -> Debian package that provides it
+_TOOLS = {"mvn": "maven", "java": "openjdk-17-jdk-headless", "make": "make", "cc": "gcc"}
+
+
+def _ensure_tools(commands: list[str], report: Report) -> None:
+    missing = [cmd for cmd in commands if shutil.which(cmd) is None]
+    if not missing:
+        return
+    packages = sorted({_TOOLS[cmd] for cmd in missing})
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise SetupError(
+            f"missing {', '.join(missing)}: install the packages {' '.join(packages)} "
+            "(as root: apt-get install " + " ".join(packages) + "), then run setup again"
+        )
+    report(f"setup: installing Debian packages {' '.join(packages)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+        check=True, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def install_jars(settings: Settings, report: Report) -> None:
+    jars = settings.runtime.jars_dir
+    pom = resources.files("streaming.runtime") / "pom.xml"
+    pom_hash = _sha256(pom.read_bytes())
+    stamp = jars / ".pom.sha256"
+    if stamp.is_file() and stamp.read_text().strip() == pom_hash:
+        report(f"setup: jars are current in {jars}")
+        return
+    _ensure_tools(["mvn", "java"], report)
+    report(f"setup: resolving Kafka and the Flink Kafka connector with Maven into {jars}")
+    for stale in ("kafka", "flink"):
+        shutil.rmtree(jars / stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as build:
+        # Maven writes target/ next to the pom: build from a copy outside the source tree.
+        build_pom = Path(build) / "pom.xml"
+        build_pom.write_bytes(pom.read_bytes())
+        result = subprocess.run(
+            ["mvn", "-B", "-q", "-f", str(build_pom), f"-Djars.dir={jars}", "package"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+    if result.returncode != 0:
+        raise SetupError(
+            "Maven could not resolve the runtime jars (is Maven Central reachable?):\n"
+            + (result.stdout + result.stderr)[-3000:]
+        )
+    stamp.write_text(pom_hash + "\n")
+
+
+def _redis_version(binary: Path) -> str | None:
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    for word in out.stdout.split():
+        if word.startswith("v="):
+            return word[2:]
+    return None
+
+
+def install_redis(settings: Settings, report: Report) -> None:
+    binary = settings.runtime.redis_server
+    managed = settings.runtime.home / "redis" / "bin" / "redis-server"
+    version = _redis_version(binary)
+    if binary != managed:
+        if version is None:
+            raise SetupError(f"runtime.redis_server = {binary} does not run: fix the path")
+        report(f"setup: using your redis-server {version} at {binary}")
+        return
+    if version == REDIS_VERSION:
+        report(f"setup: redis-server {version} is current at {binary}")
+        return
+    _ensure_tools(["make", "cc"], report)
+    url, expected = _REDIS_SOURCE
+    report(f"setup: downloading Redis {REDIS_VERSION} source from {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            tarball = response.read()
+    except OSError as exc:
+        raise SetupError(
+            f"could not download {url} ({exc}). Alternative: install Debian's redis-server "
+            "(7.0, without vector sets) and set runtime.redis_server=/usr/bin/redis-server"
+        ) from exc
+    if _sha256(tarball) != expected:
+        raise SetupError(f"{url} does not have the pinned SHA-256 {expected}; not building it")
+    with tempfile.TemporaryDirectory() as build:
+        archive = Path(build) / "redis.tar.gz"
+        archive.write_bytes(tarball)
+        with tarfile.open(archive) as tar:
+            tar.extractall(build, filter="data")
+        source = Path(build) / f"redis-{REDIS_VERSION}"
+        jobs = str(os.cpu_count() or 1)
+        report(f"setup: building redis-server {REDIS_VERSION} (about a minute on 2 cores)")
+        # libc malloc: a much shorter build than the bundled jemalloc, fine for a local stack.
+        result = subprocess.run(
+            ["make", "-j", jobs, "MALLOC=libc", "BUILD_TLS=no"],
+            cwd=source, capture_output=True, text=True,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise SetupError("building Redis failed:\n" + (result.stdout + result.stderr)[-3000:])
+        managed.parent.mkdir(parents=True, exist_ok=True)
+        for program in ("redis-server", "redis-cli"):
+            shutil.copy2(source / "src" / program, managed.parent / program)
+    report(f"setup: redis-server {_redis_version(binary)} installed at {binary}")
+
+
+def install_runtime(settings: Settings, report: Report = print) -> None:
+    install_jars(settings, report)
+    install_redis(settings, report)

@@ -1,0 +1,90 @@
+"""Shared fixtures: real services on free loopback ports, a fresh topic per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from streaming.config import ENV_PREFIX, Settings, load_settings
+from streaming.runtime import LocalStack, install_runtime
+
+T = TypeVar("T")
+
+# Tests build their settings explicitly: a developer's own WALKSTREAM_* must not leak in.
+for _name in [name for name in os.environ if name.startswith(ENV_PREFIX)]:
+    del os.environ[_name]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def poll(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    """Return the first truthy result of `check`, or fail naming `what` after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def installed() -> Settings:
+    """The runtime `make setup` installed (jars, redis-server); installs it if missing."""
+    settings = load_settings()
+    install_runtime(settings, report=lambda _: None)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def stack_settings(
+    installed: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Settings]:
+    """Build settings for a private stack: its own home and free ports, the installed binaries."""
+
+    def make(**overrides: Any) -> Settings:
+        home: Path = tmp_path_factory.mktemp("home")
+        base: dict[str, Any] = {
+            "kafka": {"bootstrap_servers": f"127.0.0.1:{free_port()}"},
+            "redis": {"url": f"redis://127.0.0.1:{free_port()}/0"},
+            "runtime": {
+                "home": str(home),
+                "jars_dir": str(installed.runtime.jars_dir),
+                "redis_server": str(installed.runtime.redis_server),
+                "kafka_controller_port": free_port(),
+                "kafka_heap": "512m",
+            },
+        }
+        for section, values in overrides.items():
+            base[section] = {**base.get(section, {}), **values}
+        return load_settings(overrides=base)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def local_stack(stack_settings: Callable[..., Settings]) -> Iterator[Settings]:
+    """Kafka and Redis shared by the session's integration tests (tests use their own topics)."""
+    settings = stack_settings()
+    stack = LocalStack(settings)
+    stack.up(report=lambda _: None)
+    yield settings
+    stack.down(report=lambda _: None)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A name no other test uses, for topics, groups and key prefixes."""
+    return f"t{uuid.uuid4().hex[:12]}"
