@@ -27,6 +27,7 @@ from streaming.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "EventSettings",
     "FlinkSettings",
     "KafkaSettings",
     "RedisSettings",
@@ -148,6 +149,24 @@ class RedisSettings(_Section):
         return parts.hostname or "127.0.0.1", parts.port or 6379
 
 
+class EventSettings(_Section):
+    """What a valid rating event is, and which ratings count as positive behaviour."""
+
+    min_rating: float = Field(0.0, description="lowest valid rating")
+    max_rating: float = Field(5.0, description="highest valid rating")
+    high_rating: float = Field(3.5, description="ratings >= this enter user sequences")
+    max_event_time: int = Field(
+        10**11, gt=0, description="latest valid event time in seconds (rejects milliseconds)"
+    )
+    max_record_bytes: int = Field(1024, ge=64, description="larger records are rejected")
+
+    @_model_validator(mode="after")
+    def _ordered(self) -> EventSettings:
+        if not self.min_rating <= self.high_rating <= self.max_rating:
+            raise ValueError("needs min_rating <= high_rating <= max_rating")
+        return self
+
+
 class FlinkSettings(_Section):
     parallelism: int = Field(1, ge=1, le=1024, description="default operator parallelism")
     state_backend: Literal["hashmap", "rocksdb"] = Field(
@@ -198,6 +217,7 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
     flink: FlinkSettings = Field(default_factory=FlinkSettings)
     runtime: RuntimeSettings = Field(default_factory=lambda: RuntimeSettings.model_validate({}))
 

@@ -4,7 +4,7 @@ The CLI prints these as one readable message (no traceback): their text must tel
 user what to do.
 """
 
-__all__ = ["ConfigError", "RuntimeServiceError", "SetupError", "WalkstreamError"]
+__all__ = ["ConfigError", "DataError", "RuntimeServiceError", "SetupError", "WalkstreamError"]
 
 
 class WalkstreamError(Exception):
@@ -21,3 +21,7 @@ class SetupError(WalkstreamError):
 
 class RuntimeServiceError(WalkstreamError):
     pass
+
+
+class DataError(WalkstreamError):
+    """An input data file that cannot be read at all (bad rows are counted, not raised)."""

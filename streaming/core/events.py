@@ -1,0 +1,149 @@
+"""The rating event: one schema, one parser and validator for the producer, the job and batch.
+
+On the wire an event is a JSON object
+``{"user_id": int, "item_id": int, "rating": float, "event_time": int}`` (event time in
+integer seconds since the epoch); other fields are ignored, so producers can add their own.
+A record that is not a valid event raises `InvalidEventError` with a machine-readable
+`Reason`: callers count it and route it (dead-letter topic, load report); it is data, never
+a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from streaming.config import EventSettings
+
+__all__ = [
+    "FIELDS",
+    "Event",
+    "InvalidEventError",
+    "Reason",
+    "event_from_fields",
+    "event_from_json",
+    "event_to_json",
+]
+
+FIELDS = ("user_id", "item_id", "rating", "event_time")
+_MAX_ID = 2**63 - 1
+
+
+class Event(NamedTuple):
+    user_id: int
+    item_id: int
+    rating: float
+    event_time: int
+
+
+class Reason(StrEnum):
+    OVERSIZED = "oversized"
+    BAD_ENCODING = "bad_encoding"
+    BAD_JSON = "bad_json"
+    NOT_AN_OBJECT = "not_an_object"
+    BAD_ROW = "bad_row"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    BAD_ID = "bad_id"
+    RATING_NOT_FINITE = "rating_not_finite"
+    RATING_OUT_OF_RANGE = "rating_out_of_range"
+    BAD_EVENT_TIME = "bad_event_time"
+
+
+class InvalidEventError(ValueError):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _validate(
+    user_id: int, item_id: int, rating: float, event_time: int, rules: EventSettings
+) -> Event:
+    for name, value in (("user_id", user_id), ("item_id", item_id)):
+        if not 0 <= value <= _MAX_ID:
+            raise InvalidEventError(Reason.BAD_ID, f"{name} {value} is outside 0..2^63-1")
+    if not math.isfinite(rating):
+        raise InvalidEventError(Reason.RATING_NOT_FINITE, f"rating is {rating}")
+    if not rules.min_rating <= rating <= rules.max_rating:
+        raise InvalidEventError(
+            Reason.RATING_OUT_OF_RANGE,
+            f"rating {rating} is outside {rules.min_rating}..{rules.max_rating}",
+        )
+    if not 0 <= event_time <= rules.max_event_time:
+        hint = (
+            " (milliseconds? event_time is in seconds)" if event_time > rules.max_event_time else ""
+        )
+        raise InvalidEventError(
+            Reason.BAD_EVENT_TIME,
+            f"event_time {event_time} is outside 0..{rules.max_event_time}{hint}",
+        )
+    return Event(user_id, item_id, float(rating), event_time)
+
+
+def _json_int(record: dict[str, Any], name: str) -> int:
+    value = record[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEventError(Reason.WRONG_TYPE, f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def event_from_json(raw: bytes | str, rules: EventSettings) -> Event:
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > rules.max_record_bytes:
+        raise InvalidEventError(
+            Reason.OVERSIZED, f"record has {size} bytes, more than {rules.max_record_bytes}"
+        )
+    try:
+        record = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise InvalidEventError(Reason.BAD_ENCODING, f"not UTF-8: {exc.reason}") from None
+    except ValueError as exc:
+        raise InvalidEventError(Reason.BAD_JSON, str(exc)) from None
+    except RecursionError:
+        raise InvalidEventError(Reason.BAD_JSON, "nested too deeply") from None
+    if not isinstance(record, dict):
+        raise InvalidEventError(
+            Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(record).__name__}"
+        )
+    missing = [name for name in FIELDS if name not in record]
+    if missing:
+        raise InvalidEventError(Reason.MISSING_FIELD, f"missing {', '.join(missing)}")
+    rating = record["rating"]
+    if isinstance(rating, bool) or not isinstance(rating, int | float):
+        raise InvalidEventError(Reason.WRONG_TYPE, f"rating must be a number, got {rating!r}")
+    return _validate(
+        _json_int(record, "user_id"),
+        _json_int(record, "item_id"),
+        float(rating),
+        _json_int(record, "event_time"),
+        rules,
+    )
+
+
+def event_from_fields(
+    user_id: str, item_id: str, rating: str, event_time: str, rules: EventSettings
+) -> Event:
+    """An event from the text columns of a ratings file (MovieLens csv, u.data, .dat)."""
+    values: list[int | float] = []
+    for name, text, kind in (
+        ("user_id", user_id, int),
+        ("item_id", item_id, int),
+        ("rating", rating, float),
+        ("event_time", event_time, int),
+    ):
+        try:
+            values.append(kind(text))
+        except ValueError:
+            expected = "an integer" if kind is int else "a number"
+            raise InvalidEventError(
+                Reason.WRONG_TYPE, f"{name} must be {expected}, got {text!r}"
+            ) from None
+    user, item, score, when = values
+    return _validate(int(user), int(item), float(score), int(when), rules)
+
+
+def event_to_json(event: Event) -> bytes:
+    return json.dumps(event._asdict(), separators=(",", ":")).encode()

@@ -1,0 +1,102 @@
+import pickle
+
+import numpy as np
+import pytest
+from scipy.stats import chisquare
+
+from streaming.core.neighbours import ItemNeighbours, neighbour_average
+
+COUNTS = {11: 60, 12: 25, 13: 10, 14: 5}
+
+
+def _neighbours() -> ItemNeighbours:
+    state = ItemNeighbours()
+    for neighbour, count in COUNTS.items():
+        state.add(neighbour, count)
+    return state
+
+
+def reference_bug_step(counts: dict[int, int], rng: np.random.Generator, n: int) -> np.ndarray:
+    """SparrowRecSys's hop: the first neighbour whose probability is <= a uniform draw."""
+    total = sum(counts.values())
+    out = []
+    for u in rng.random(n):
+        chosen = next((item for item, c in counts.items() if u >= c / total), -1)
+        out.append(chosen)
+    return np.array(out)
+
+
+def _fits(draws: np.ndarray) -> float:
+    observed = [int((draws == item).sum()) for item in COUNTS]
+    total = sum(COUNTS.values())
+    expected = [len(draws) * c / total for c in COUNTS.values()]
+    if sum(observed) != len(draws):
+        return 0.0
+    return float(chisquare(observed, expected).pvalue)
+
+
+def test_add_tracks_weight_and_new_neighbours() -> None:
+    state = ItemNeighbours()
+    assert state.add(3) is True
+    assert state.add(3, 4) is False
+    assert state.add(7) is True
+    assert state.counts == {3: 5, 7: 1}
+    assert state.weight == 6
+    with pytest.raises(ValueError, match="positive"):
+        state.add(3, 0)
+
+
+def test_merge_sums_counts() -> None:
+    left, right = ItemNeighbours(), ItemNeighbours()
+    left.add(1, 2)
+    right.add(1, 3)
+    right.add(2)
+    left.merge(right)
+    assert left.counts == {1: 5, 2: 1}
+    assert left.weight == 6
+
+
+def test_step_follows_transition_counts() -> None:
+    draws = _neighbours().step(np.random.default_rng(1), 20_000)
+    assert _fits(draws) > 0.01
+
+
+def test_the_reference_sampling_bug_fails_the_same_check() -> None:
+    draws = reference_bug_step(COUNTS, np.random.default_rng(1), 20_000)
+    assert _fits(draws) < 1e-6
+
+
+def test_step_is_seeded_and_sees_new_counts() -> None:
+    state = _neighbours()
+    first = state.step(np.random.default_rng(3), 100)
+    assert np.array_equal(first, _neighbours().step(np.random.default_rng(3), 100))
+    state.add(99, 10_000)
+    assert (state.step(np.random.default_rng(3), 100) == 99).mean() > 0.9
+
+
+def test_step_without_neighbours_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no next hop"):
+        ItemNeighbours().step(np.random.default_rng(0), 1)
+
+
+def test_pickle_round_trip() -> None:
+    state = _neighbours()
+    state.step(np.random.default_rng(0), 5)  # builds the cached table
+    restored = pickle.loads(pickle.dumps(state))
+    assert restored == state
+    assert np.array_equal(
+        restored.step(np.random.default_rng(4), 50), state.step(np.random.default_rng(4), 50)
+    )
+
+
+def test_neighbour_average_is_count_weighted_over_known_vectors() -> None:
+    vectors = {
+        1: np.array([1.0, 0.0], dtype=np.float32),
+        2: np.array([0.0, 1.0], dtype=np.float32),
+    }
+    average = neighbour_average({1: 3, 2: 1, 5: 100}, vectors)
+    assert average is not None
+    np.testing.assert_allclose(average, [0.75, 0.25])
+    assert average.dtype == np.float32
+    assert neighbour_average({5: 2}, vectors) is None
+    assert neighbour_average({}, vectors) is None
