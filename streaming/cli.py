@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from streaming.config import ENV_PREFIX, Settings, load_settings, parse_assignments
 from streaming.errors import WalkstreamError
@@ -56,12 +57,65 @@ def _config(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: dict[str, tuple[Callable[[Settings, argparse.Namespace], int], str]] = {
-    "setup": (_setup, "install the JVM jars and Redis this machine lacks (fast when current)"),
-    "up": (_up, "start local Kafka and Redis on loopback and wait until they answer"),
-    "down": (_down, "stop the local services that `up` started"),
-    "status": (_status, "show which local services run and answer (exit 1 if any does not)"),
-    "config": (_config, "print the effective settings (secrets hidden)"),
+def _batch(settings: Settings, args: argparse.Namespace) -> int:
+    from batch.commands import run_batch
+
+    return run_batch(settings, args)
+
+
+def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from batch.commands import run_eval
+
+    return run_eval(settings, args)
+
+
+def _synth(settings: Settings, args: argparse.Namespace) -> int:
+    from batch.commands import run_synth
+
+    return run_synth(settings, args)
+
+
+def _batch_arguments(parser: argparse.ArgumentParser) -> None:
+    from batch.commands import add_batch_arguments
+
+    add_batch_arguments(parser)
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from batch.commands import add_eval_arguments
+
+    add_eval_arguments(parser)
+
+
+def _synth_arguments(parser: argparse.ArgumentParser) -> None:
+    from batch.commands import add_synth_arguments
+
+    add_synth_arguments(parser)
+
+
+class _Command(NamedTuple):
+    run: Callable[[Settings, argparse.Namespace], int]
+    summary: str
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+_COMMANDS: dict[str, _Command] = {
+    "setup": _Command(
+        _setup, "install the JVM jars and Redis this machine lacks (fast when current)"
+    ),
+    "up": _Command(_up, "start local Kafka and Redis on loopback and wait until they answer"),
+    "down": _Command(_down, "stop the local services that `up` started"),
+    "status": _Command(_status, "show which local services run and answer (exit 1 if any is down)"),
+    "config": _Command(_config, "print the effective settings (secrets hidden)"),
+    "synth": _Command(
+        _synth, "write a synthetic ratings data set with planted communities", _synth_arguments
+    ),
+    "batch": _Command(
+        _batch, "embed the items of a ratings file (Item2vec / DeepWalk)", _batch_arguments
+    ),
+    "eval": _Command(
+        _eval, "compare configurations on a next-item temporal hold-out", _eval_arguments
+    ),
 }
 
 
@@ -82,8 +136,16 @@ def _parser() -> argparse.ArgumentParser:
         help="override one setting (repeatable), e.g. --set flink.parallelism=2",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_, summary) in _COMMANDS.items():
-        commands.add_parser(name, help=summary, description=summary, epilog=_EPILOG)
+    for name, command in _COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            help=command.summary,
+            description=command.summary,
+            epilog=_EPILOG,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        if command.arguments is not None:
+            command.arguments(sub)
     return parser
 
 
@@ -91,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config, parse_assignments(args.assignments))
-        run, _ = _COMMANDS[args.command]
-        return run(settings, args)
+        return _COMMANDS[args.command].run(settings, args)
     except WalkstreamError as exc:
         print(f"walkstream {args.command}: {exc}", file=sys.stderr)
         return 2

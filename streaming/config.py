@@ -34,6 +34,8 @@ __all__ = [
     "RuntimeSettings",
     "Settings",
     "TopicSettings",
+    "TrainingSettings",
+    "WalkSettings",
     "load_settings",
     "parse_assignments",
 ]
@@ -167,6 +169,42 @@ class EventSettings(_Section):
         return self
 
 
+class WalkSettings(_Section):
+    """DeepWalk / Node2vec sampling over the transition graph."""
+
+    n_walks: int = Field(20_000, ge=0, description="walks per batch run (reference: 20,000)")
+    length: int = Field(10, ge=2, description="items per walk (reference: 10)")
+    p: float = Field(1.0, gt=0, description="Node2vec return parameter (1 = DeepWalk)")
+    q: float = Field(1.0, gt=0, description="Node2vec in-out parameter (1 = DeepWalk)")
+
+
+class TrainingSettings(_Section):
+    """Word2Vec over user sequences (Item2vec), walks (DeepWalk) or both; see README for why."""
+
+    method: Literal["item2vec", "deepwalk", "both"] = Field(
+        "both", description="training corpus: user sequences, walks, or both"
+    )
+    seed: int = Field(42, ge=0, description="seeds walks and Word2Vec; recorded with the model")
+    vector_size: int = Field(64, ge=2, le=4096, description="embedding dimension")
+    window: int = Field(50, ge=1, description="context window")
+    sg: bool = Field(True, description="skip-gram (true) or CBOW (false)")
+    hs: bool = Field(True, description="hierarchical softmax instead of negative sampling")
+    negative: int = Field(0, ge=0, description="negative samples (0: none, with hs)")
+    ns_exponent: float = Field(0.75, description="negative-sampling distribution exponent")
+    sample: float = Field(1e-3, ge=0, description="down-sampling of frequent items")
+    min_count: int = Field(1, ge=1, description="rarer items are not trained (they go cold)")
+    epochs: int = Field(20, ge=1, description="passes over the corpus")
+    alpha: float = Field(0.025, gt=0, description="initial learning rate")
+    min_alpha: float = Field(0.0001, ge=0, description="final learning rate")
+    workers: int = Field(0, ge=0, description="training threads (0: one per core)")
+
+    @_model_validator(mode="after")
+    def _has_objective(self) -> TrainingSettings:
+        if not self.hs and self.negative == 0:
+            raise ValueError("needs hs = true or negative > 0, or Word2Vec learns nothing")
+        return self
+
+
 class FlinkSettings(_Section):
     parallelism: int = Field(1, ge=1, le=1024, description="default operator parallelism")
     state_backend: Literal["hashmap", "rocksdb"] = Field(
@@ -218,6 +256,8 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     events: EventSettings = Field(default_factory=EventSettings)
+    walks: WalkSettings = Field(default_factory=WalkSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
     flink: FlinkSettings = Field(default_factory=FlinkSettings)
     runtime: RuntimeSettings = Field(default_factory=lambda: RuntimeSettings.model_validate({}))
 

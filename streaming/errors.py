@@ -4,7 +4,14 @@ The CLI prints these as one readable message (no traceback): their text must tel
 user what to do.
 """
 
-__all__ = ["ConfigError", "DataError", "RuntimeServiceError", "SetupError", "WalkstreamError"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "RuntimeServiceError",
+    "SetupError",
+    "StoreError",
+    "WalkstreamError",
+]
 
 
 class WalkstreamError(Exception):
@@ -25,3 +32,7 @@ class RuntimeServiceError(WalkstreamError):
 
 class DataError(WalkstreamError):
     """An input data file that cannot be read at all (bad rows are counted, not raised)."""
+
+
+class StoreError(WalkstreamError):
+    pass

@@ -38,7 +38,9 @@ def test_sequences_keep_high_ratings_in_time_then_item_order() -> None:
 
 
 def test_transitions_are_counted_per_consecutive_pair() -> None:
-    graph = transition_graph(user_sequences(*_columns(ROWS + [(4, 10, 5.0, 1), (4, 20, 5.0, 2)]), 3.5))
+    graph = transition_graph(
+        user_sequences(*_columns([*ROWS, (4, 10, 5.0, 1), (4, 20, 5.0, 2)]), 3.5)
+    )
     assert graph.to_dict() == {
         (10, 20): 2,
         (20, 30): 1,

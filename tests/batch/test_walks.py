@@ -1,6 +1,7 @@
 """Walks on a 5-node toy graph with known counts: exact structure, seeded statistics."""
 
 from collections import Counter
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def test_hops_follow_transition_counts() -> None:
     walks = _as_items(graph, WalkSampler(graph).sample(20_000, 8, seed=2))
     hops: dict[int, Counter[int]] = {item: Counter() for item in EDGES}
     for walk in walks:
-        for here, there in zip(walk, walk[1:], strict=False):
+        for here, there in pairwise(walk):
             hops[here][there] += 1
     for item, row in EDGES.items():
         observed = [hops[item][n] for n in row]
@@ -96,8 +97,8 @@ def test_node2vec_bias_matches_the_second_order_distribution() -> None:
 def test_invalid_parameters_are_rejected() -> None:
     with pytest.raises(ValueError, match="positive"):
         WalkSampler(_graph(), p=0)
+    empty = np.empty(0, dtype=np.int64)
     with pytest.raises(ValueError, match="no transitions"):
-        empty = np.empty(0, dtype=np.int64)
         WalkSampler(TransitionGraph.from_pairs(empty, empty))
     with pytest.raises(ValueError, match="length"):
         WalkSampler(_graph()).sample(10, 0, seed=0)

@@ -1,0 +1,376 @@
+"""`walkstream batch`, `walkstream eval` and `walkstream synth`: the bounded-input commands."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from batch.embed import Embeddings
+from batch.evaluate import (
+    RankScores,
+    community_precision,
+    popularity_scores,
+    rank_scores,
+    temporal_holdout,
+)
+from batch.graph import Sequences, user_sequences
+from batch.loaders import FORMATS, EventColumns, load_events
+from batch.pipeline import EmbedResult, embed_sequences
+from batch.synthetic import SyntheticSpec, generate, load_communities
+from streaming.config import Settings, TrainingSettings, WalkSettings
+from streaming.errors import ConfigError
+
+__all__ = [
+    "add_batch_arguments",
+    "add_eval_arguments",
+    "add_synth_arguments",
+    "run_batch",
+    "run_eval",
+    "run_synth",
+]
+
+Report = Callable[[str], None]
+_SHOW_ITEMS = 5
+_SHOW_NEIGHBOURS = 5
+
+
+def _add_input(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ratings", type=Path, required=True, help="ratings file (.gz is fine)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="csv",
+        help="csv (MovieLens ratings.csv), udata, dat, jsonl",
+    )
+
+
+def _load(
+    settings: Settings, args: argparse.Namespace, report: Report
+) -> tuple[EventColumns, Sequences]:
+    began = time.perf_counter()
+    columns, load_report = load_events(
+        args.ratings,
+        args.format,
+        settings.events,
+        progress=lambda rows: report(f"  load: {rows:,} rows"),
+    )
+    report(f"  {'load':<10} {time.perf_counter() - began:7.2f}s")
+    report(load_report.summary())
+    sequences = user_sequences(
+        columns.user_id,
+        columns.item_id,
+        columns.rating,
+        columns.event_time,
+        settings.events.high_rating,
+    )
+    return columns, sequences
+
+
+# ---------------------------------------------------------------- batch
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_input(parser)
+    parser.add_argument(
+        "--method", choices=["item2vec", "deepwalk", "both"], help="overrides training.method"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--publish", action="store_true", help="also publish the vectors to Redis")
+
+
+def _labels(ratings: Path) -> dict[int, str]:
+    """Readable names for items, when the input has them next to it (MovieLens, synthetic)."""
+    movies, items = ratings.with_name("movies.csv"), ratings.with_name("items.csv")
+    if movies.is_file():
+        with movies.open(newline="", encoding="utf-8") as handle:
+            return {int(row["movieId"]): row["title"] for row in csv.DictReader(handle)}
+    if items.is_file():
+        return {item: f"community {c}" for item, c in load_communities(items).items()}
+    return {}
+
+
+def neighbour_table(
+    embeddings: Embeddings, items: list[int], labels: dict[int, str], k: int
+) -> str:
+    vectors = embeddings.vectors / np.maximum(
+        np.linalg.norm(embeddings.vectors, axis=1, keepdims=True), 1e-12
+    )
+    row_of = {item: row for row, item in enumerate(embeddings.item_ids.tolist())}
+    lines = []
+    for item in items:
+        if item not in row_of:
+            continue
+        scores = vectors @ vectors[row_of[item]]
+        scores[row_of[item]] = -np.inf
+        top = np.argsort(-scores)[:k]
+        lines.append(f"{item:>8}  {labels.get(item, '')[:60]}")
+        for row in top:
+            other = int(embeddings.item_ids[row])
+            flag = " (cold)" if embeddings.cold[row] else ""
+            lines.append(
+                f"{'':>10}{scores[row]:6.3f}  {other:>8}  {labels.get(other, '')[:50]}{flag}"
+            )
+    return "\n".join(lines)
+
+
+def _write_outputs(out: Path, result: EmbedResult, meta: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    embeddings = result.embeddings
+    with (out / "embeddings.tsv").open("w") as handle:
+        for item, vector in zip(embeddings.item_ids.tolist(), embeddings.vectors, strict=True):
+            handle.write(f"{item}\t{' '.join(f'{x:.6g}' for x in vector.tolist())}\n")
+    np.savetxt(out / "cold_items.txt", embeddings.item_ids[embeddings.cold], fmt="%d")
+    result.model.save(str(out / "word2vec.model"))  # type: ignore[attr-defined]
+    (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def run_batch(settings: Settings, args: argparse.Namespace, report: Report = print) -> int:
+    began = time.perf_counter()
+    training = settings.training
+    if args.method:
+        training = training.model_copy(update={"method": args.method})
+    report(f"batch: {args.ratings} ({args.format}), method {training.method}, seed {training.seed}")
+    _, sequences = _load(settings, args, report)
+    result = embed_sequences(sequences, training, settings.walks, report=report)
+    meta = {
+        "input": {"path": str(args.ratings.resolve()), "format": args.format},
+        "parameters": {
+            "training": training.model_dump(),
+            "walks": settings.walks.model_dump(),
+            "high_rating": settings.events.high_rating,
+        },
+        "seed": training.seed,
+        "counts": result.counts,
+        "coverage": result.coverage,
+        "seconds": result.seconds,
+        "created_at": time.time(),
+    }
+    _write_outputs(args.out, result, meta)
+    if args.publish:
+        from streaming.store import connect
+        from streaming.store.versions import publish_version
+
+        version = publish_version(
+            connect(settings.redis),
+            settings.redis.key_prefix,
+            result.embeddings.item_ids,
+            result.embeddings.vectors,
+            result.embeddings.item_ids[result.embeddings.cold],
+            info={"source": "batch", **meta},
+        )
+        prefix = settings.redis.key_prefix
+        report(f"  published version {version} to {settings.redis.url} (prefix {prefix})")
+    counts = result.counts
+    report(
+        f"batch: {counts['vectors']:,} vectors (dim {result.embeddings.dim}), "
+        f"{counts['cold']:,} cold, coverage {result.coverage:.1%} of {counts['items']:,} items "
+        f"in {counts['transitions']:,} transitions; wrote {args.out} in "
+        f"{time.perf_counter() - began:.1f}s"
+    )
+    popular = np.unique(sequences.items, return_counts=True)
+    top = popular[0][np.argsort(-popular[1], kind="stable")][:_SHOW_ITEMS].tolist()
+    report("nearest neighbours of the most-rated items:")
+    report(neighbour_table(result.embeddings, top, _labels(args.ratings), _SHOW_NEIGHBOURS))
+    return 0
+
+
+# ---------------------------------------------------------------- eval
+
+REFERENCE = {
+    "sg": True,
+    "hs": True,
+    "negative": 0,
+    "vector_size": 10,
+    "window": 5,
+    "epochs": 10,
+    "min_count": 5,
+}
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_input(parser)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="an extra configuration to compare, e.g. 'dim32:training.vector_size=32,"
+        "walks.n_walks=50000' (keys: training.*, walks.*, fill_cold)",
+    )
+    parser.add_argument(
+        "--only-variants", action="store_true", help="skip the default and reference configurations"
+    )
+    parser.add_argument("--communities", type=Path, help="items.csv with planted communities")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("-k", type=int, default=10, help="cut-off of HR@k and NDCG@k")
+
+
+def _variant(settings: Settings, spec: str) -> tuple[str, TrainingSettings, WalkSettings, bool]:
+    name, sep, assignments = spec.partition(":")
+    if not sep or not name:
+        raise ConfigError(f"--variant expects NAME:KEY=VALUE,..., got {spec!r}")
+    training: dict[str, Any] = settings.training.model_dump()
+    walks: dict[str, Any] = settings.walks.model_dump()
+    fill_cold = True
+    for assignment in filter(None, assignments.split(",")):
+        key, eq, value = assignment.partition("=")
+        section, dot, field = key.strip().partition(".")
+        if key.strip() == "fill_cold" and eq:
+            fill_cold = value.strip().lower() in {"1", "true", "yes"}
+        elif eq and dot and section in {"training", "walks"}:
+            {"training": training, "walks": walks}[section][field] = value.strip()
+        else:
+            raise ConfigError(f"--variant {name}: cannot set {assignment!r}")
+    try:
+        return name, TrainingSettings(**training), WalkSettings(**walks), fill_cold
+    except ValueError as exc:
+        raise ConfigError(f"--variant {name}: {exc}") from None
+
+
+def _variants(
+    settings: Settings, args: argparse.Namespace
+) -> list[tuple[str, TrainingSettings, WalkSettings, bool]]:
+    variants = []
+    if not args.only_variants:
+        seed, workers = settings.training.seed, settings.training.workers
+        reference = {**REFERENCE, "seed": seed, "workers": workers}
+        reference_walks = WalkSettings(n_walks=20_000, length=10)
+        variants += [
+            ("walkstream", settings.training, settings.walks, True),
+            (
+                "reference-item2vec",
+                TrainingSettings(method="item2vec", **reference),
+                reference_walks,
+                False,
+            ),
+            (
+                "reference-deepwalk",
+                TrainingSettings(method="deepwalk", **reference),
+                reference_walks,
+                False,
+            ),
+        ]
+    variants += [_variant(settings, spec) for spec in args.variant]
+    if not variants:
+        raise ConfigError("nothing to evaluate: give --variant, or drop --only-variants")
+    return variants
+
+
+def _row(name: str, scores: RankScores, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"variant": name, **asdict(scores), **extra}
+
+
+def format_table(rows: list[dict[str, Any]], k: int) -> str:
+    header = (
+        f"{'variant':<22}{f'HR@{k}':>8}{f'NDCG@{k}':>9}{'answerable':>12}{'coverage':>10}"
+        f"{'cold':>7}{f'P@{k} comm':>10}{'train s':>9}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        community = row.get("community_precision")
+        lines.append(
+            f"{row['variant']:<22}{row['hit_rate']:8.4f}{row['ndcg']:9.4f}"
+            f"{row['answerable']:>6}/{row['cases']:<5}"
+            f"{format(row['coverage'], '10.1%') if 'coverage' in row else '-':>10}"
+            f"{row.get('cold', '-'):>7}"
+            f"{'' if community is None else f'{community:.3f}':>10}"
+            f"{row.get('seconds', 0.0):9.1f}"
+        )
+    return "\n".join(lines)
+
+
+def run_eval(settings: Settings, args: argparse.Namespace, report: Report = print) -> int:
+    report(f"eval: {args.ratings} ({args.format}), per-user temporal hold-out of the last 20%")
+    _, sequences = _load(settings, args, report)
+    holdout = temporal_holdout(sequences)
+    report(f"  {len(holdout.queries):,} next-item cases from {len(sequences):,} users")
+    communities_path = args.communities or (
+        args.ratings.with_name("items.csv")
+        if args.ratings.with_name("items.csv").is_file()
+        else None
+    )
+    communities = load_communities(communities_path) if communities_path else None
+    rows = [
+        _row(
+            "popularity",
+            popularity_scores(holdout.train, holdout.queries, holdout.answers, args.k),
+            {},
+        )
+    ]
+    for name, training, walks, fill_cold in _variants(settings, args):
+        report(f"  training {name} ...")
+        began = time.perf_counter()
+        result = embed_sequences(holdout.train, training, walks, fill_cold, report=lambda _: None)
+        seconds = time.perf_counter() - began
+        scores = rank_scores(result.embeddings, holdout.queries, holdout.answers, args.k)
+        extra: dict[str, Any] = {
+            "coverage": result.coverage,
+            "cold": result.counts["cold"],
+            "seconds": round(seconds, 2),
+            "training": training.model_dump(),
+            "walks": walks.model_dump(),
+            "fill_cold": fill_cold,
+        }
+        if communities is not None:
+            extra["community_precision"] = community_precision(
+                result.embeddings, communities, args.k
+            )
+        rows.append(_row(name, scores, extra))
+    report(format_table(rows, args.k))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"k": args.k, "results": rows}, indent=2) + "\n")
+        report(f"eval: results written to {args.json}")
+    return 0
+
+
+# ---------------------------------------------------------------- synth
+
+
+def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = SyntheticSpec()
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    for name in ("users", "items", "communities", "events", "seed"):
+        parser.add_argument(
+            f"--{name}",
+            type=int,
+            default=getattr(defaults, name),
+            help=f"default {getattr(defaults, name)}",
+        )
+    parser.add_argument(
+        "--noise", type=float, default=defaults.noise, help=f"default {defaults.noise}"
+    )
+
+
+def run_synth(settings: Settings, args: argparse.Namespace, report: Report = print) -> int:
+    try:
+        spec = SyntheticSpec(
+            users=args.users,
+            items=args.items,
+            communities=args.communities,
+            events=args.events,
+            noise=args.noise,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"synth: {exc}") from None
+    began = time.perf_counter()
+    result = generate(
+        args.out,
+        spec,
+        progress=lambda done, total: report(f"  synth: {done:,}/{total:,} events"),
+    )
+    report(
+        f"synth: {result.events:,} events by {result.users:,} users on {result.items:,} items in "
+        f"{result.communities} communities -> {result.ratings_path} "
+        f"({time.perf_counter() - began:.1f}s)"
+    )
+    return 0

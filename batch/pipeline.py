@@ -1,0 +1,86 @@
+"""The batch pipeline's steps, each timed: sequences -> graph -> walks -> Word2Vec -> cold fill."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from batch.embed import Embeddings, fill_cold, train_word2vec, trained_vectors
+from batch.graph import Sequences, TransitionGraph, transition_graph
+from batch.walks import WalkSampler
+from streaming.config import TrainingSettings, WalkSettings
+
+__all__ = ["EmbedResult", "embed_sequences"]
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class EmbedResult:
+    embeddings: Embeddings
+    graph: TransitionGraph
+    model: object
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def coverage(self) -> float:
+        """Share of the items in kept transitions that have a vector (trained or cold)."""
+        if self.graph.n_nodes == 0:
+            return 1.0
+        return float(np.isin(self.graph.items, self.embeddings.item_ids).mean())
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], step: str, report: Report) -> Iterator[None]:
+    began = time.perf_counter()
+    yield
+    seconds[step] = round(time.perf_counter() - began, 3)
+    report(f"  {step:<10} {seconds[step]:7.2f}s")
+
+
+def embed_sequences(
+    sequences: Sequences,
+    training: TrainingSettings,
+    walks: WalkSettings,
+    fill_cold_items: bool = True,
+    report: Report = print,
+) -> EmbedResult:
+    seconds: dict[str, float] = {}
+    counts: dict[str, int] = {"users": len(sequences), "kept_ratings": len(sequences.items)}
+    with _timed(seconds, "graph", report):
+        graph = transition_graph(sequences)
+    counts |= {
+        "items": graph.n_nodes,
+        "edges": graph.n_edges,
+        "transitions": int(graph.counts.sum()),
+    }
+    corpus: list[list[str]] = []
+    if training.method in ("item2vec", "both"):
+        corpus += [[str(item) for item in row] for row in sequences.as_lists() if len(row) > 1]
+    if training.method in ("deepwalk", "both") and walks.n_walks > 0:
+        with _timed(seconds, "walks", report):
+            sampled = WalkSampler(graph, walks.p, walks.q).sample(
+                walks.n_walks, walks.length, seed=training.seed
+            )
+            tokens = graph.items.astype(str)
+            corpus += [tokens[row[row >= 0]].tolist() for row in sampled]
+        counts["walks"] = len(sampled)
+    counts["corpus_tokens"] = sum(len(sentence) for sentence in corpus)
+    with _timed(seconds, "word2vec", report):
+        model = train_word2vec(corpus, training)
+        trained_ids, trained = trained_vectors(model)
+    with _timed(seconds, "cold", report):
+        if fill_cold_items:
+            embeddings = fill_cold(graph, trained_ids, trained)
+        else:
+            order = np.argsort(trained_ids)
+            embeddings = Embeddings(
+                trained_ids[order], trained[order], np.zeros(len(order), dtype=bool)
+            )
+    counts |= {"vectors": len(embeddings), "cold": int(embeddings.cold.sum())}
+    return EmbedResult(embeddings, graph, model, counts, seconds)

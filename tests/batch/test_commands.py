@@ -1,0 +1,102 @@
+"""The batch commands end to end on a small synthetic data set with planted communities."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batch.synthetic import load_communities
+from streaming.cli import main
+from streaming.config import Settings
+from streaming.store import connect
+from streaming.store.versions import current_version
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    assert main(["synth", "--out", str(out), "--users", "600", "--items", "300",
+                 "--communities", "10", "--events", "12000", "--seed", "3"]) == 0  # fmt: skip
+    return out
+
+
+FAST = ["--set", "training.epochs=5", "--set", "training.workers=1", "--set", "walks.n_walks=3000"]
+
+
+def test_batch_writes_vectors_for_every_item_in_a_transition(
+    synthetic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    ratings = str(synthetic / "ratings.csv")
+    assert main([*FAST, "batch", "--ratings", ratings, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "coverage 100.0%" in printed
+    assert "community" in printed  # neighbour table labels items with their planted community
+
+    meta = json.loads((out / "meta.json").read_text())
+    lines = (out / "embeddings.tsv").read_text().splitlines()
+    assert len(lines) == meta["counts"]["vectors"] >= meta["counts"]["items"]
+    assert meta["coverage"] == 1.0
+    assert meta["seed"] == 42
+    assert meta["parameters"]["training"]["epochs"] == 5
+    item, vector = lines[0].split("\t")
+    assert len(vector.split()) == meta["parameters"]["training"]["vector_size"]
+    assert (out / "word2vec.model").is_file()
+
+    # planted structure is learned: neighbours share a community far above chance (1/10)
+    communities = load_communities(synthetic / "items.csv")
+    ids = np.array([int(line.split("\t")[0]) for line in lines])
+    vectors = np.array([[float(x) for x in line.split("\t")[1].split()] for line in lines])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    similar = vectors @ vectors.T
+    np.fill_diagonal(similar, -np.inf)
+    top = np.argsort(-similar, axis=1)[:, :10]
+    labels = np.array([communities[i] for i in ids.tolist()])
+    assert (labels[top] == labels[:, None]).mean() > 0.6
+
+
+def test_eval_compares_variants_and_writes_json(synthetic: Path, tmp_path: Path) -> None:
+    result = tmp_path / "eval.json"
+    ratings = str(synthetic / "ratings.csv")
+    assert main([*FAST, "eval", "--ratings", ratings, "--json", str(result),
+                 "--variant", "small:training.vector_size=8,fill_cold=false"]) == 0  # fmt: skip
+    rows = {row["variant"]: row for row in json.loads(result.read_text())["results"]}
+    assert set(rows) == {
+        "popularity",
+        "walkstream",
+        "reference-item2vec",
+        "reference-deepwalk",
+        "small",
+    }
+    assert rows["small"]["training"]["vector_size"] == 8
+    assert rows["small"]["fill_cold"] is False
+    assert rows["walkstream"]["coverage"] == 1.0
+    assert rows["walkstream"]["community_precision"] > 0.6
+    assert rows["walkstream"]["hit_rate"] > rows["popularity"]["hit_rate"]
+
+
+def test_bad_variant_is_a_clear_error(synthetic: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ratings = str(synthetic / "ratings.csv")
+    assert main(["eval", "--ratings", ratings, "--variant", "x:training.vector_size=1"]) == 2
+    assert "--variant x" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_batch_publish_makes_a_current_version(
+    synthetic: Path, tmp_path: Path, local_stack: Settings, unique: str
+) -> None:
+    flags = [
+        *FAST,
+        "--set",
+        f"redis.url={local_stack.redis.url}",
+        "--set",
+        f"redis.key_prefix={unique}",
+    ]
+    ratings = str(synthetic / "ratings.csv")
+    assert main([*flags, "batch", "--ratings", ratings, "--out", str(tmp_path), "--publish"]) == 0
+    client = connect(local_stack.redis)
+    version = current_version(client, unique)
+    assert version is not None
+    count = json.loads((tmp_path / "meta.json").read_text())["counts"]["vectors"]
+    assert client.hlen(f"{unique}:v:{version}:vectors") == count
