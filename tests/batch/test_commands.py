@@ -41,6 +41,7 @@ def test_batch_writes_vectors_for_every_item_in_a_transition(
     assert meta["seed"] == 42
     assert meta["parameters"]["training"]["epochs"] == 5
     item, vector = lines[0].split("\t")
+    assert int(item) > 0
     assert len(vector.split()) == meta["parameters"]["training"]["vector_size"]
     assert (out / "word2vec.model").is_file()
 
