@@ -6,7 +6,8 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test lint format clean
+BENCH_VENV := .walkstream/bench-venv
+.PHONY: help setup up down status test lint format bench clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -42,6 +43,15 @@ lint: $(INSTALLED) ## ruff format check + ruff lint + mypy
 format: $(INSTALLED) ## apply ruff formatting and safe lint fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# pecanpy (the walk baseline) pins numpy < 2, so it lives in its own virtualenv.
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q pecanpy==2.0.9
+	@touch $@
+
+bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines in the same run); see README
+	$(BIN)/python -m tests.benchmarks.bench_batch --pecanpy-python $(BENCH_VENV)/bin/python
 
 clean: ## stop local services and delete their data and checkpoints (keeps installed jars and Redis)
 	-$(BIN)/walkstream down

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from gensim.models import Word2Vec
+from gensim.models.callbacks import CallbackAny2Vec
 
 from batch.graph import TransitionGraph
 from streaming.config import TrainingSettings
@@ -45,10 +46,24 @@ class Embeddings:
         return dict(zip(self.item_ids.tolist(), self.vectors, strict=True))
 
 
-def train_word2vec(corpus: Sequence[Sequence[str]], settings: TrainingSettings) -> Word2Vec:
+class _EpochProgress(CallbackAny2Vec):  # type: ignore[misc]
+    def __init__(self, report: Callable[[str], None], epochs: int) -> None:
+        self.report, self.epochs, self.epoch = report, epochs, 0
+
+    def on_epoch_end(self, model: Word2Vec) -> None:
+        self.epoch += 1
+        self.report(f"  word2vec: epoch {self.epoch}/{self.epochs}")
+
+
+def train_word2vec(
+    corpus: Sequence[Sequence[str]],
+    settings: TrainingSettings,
+    report: Callable[[str], None] | None = None,
+) -> Word2Vec:
     """Train on a list of token lists (item ids as strings); a list, so it can be re-iterated."""
     logging.getLogger("gensim").setLevel(logging.WARNING)
-    return Word2Vec(
+    callbacks = [_EpochProgress(report, settings.epochs)] if report is not None else []
+    model = Word2Vec(
         sentences=corpus,
         vector_size=settings.vector_size,
         window=settings.window,
@@ -63,7 +78,10 @@ def train_word2vec(corpus: Sequence[Sequence[str]], settings: TrainingSettings) 
         min_alpha=settings.min_alpha,
         workers=settings.workers or os.cpu_count() or 1,
         seed=settings.seed,
+        callbacks=callbacks,
     )
+    model.callbacks = ()  # they hold a reporting function, which must not be saved
+    return model
 
 
 def trained_vectors(model: Word2Vec) -> tuple[npt.NDArray[np.int64], Vectors]:

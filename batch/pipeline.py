@@ -11,7 +11,7 @@ import numpy as np
 
 from batch.embed import Embeddings, fill_cold, train_word2vec, trained_vectors
 from batch.graph import Sequences, TransitionGraph, transition_graph
-from batch.walks import WalkSampler
+from batch.walks import WalkSampler, as_sentences
 from streaming.config import TrainingSettings, WalkSettings
 
 __all__ = ["EmbedResult", "embed_sequences"]
@@ -67,12 +67,11 @@ def embed_sequences(
             sampled = WalkSampler(graph, walks.p, walks.q).sample(
                 walks.n_walks, walks.length, seed=training.seed
             )
-            tokens = graph.items.astype(str)
-            corpus += [tokens[row[row >= 0]].tolist() for row in sampled]
+            corpus += as_sentences(sampled, graph.items)
         counts["walks"] = len(sampled)
     counts["corpus_tokens"] = sum(len(sentence) for sentence in corpus)
     with _timed(seconds, "word2vec", report):
-        model = train_word2vec(corpus, training)
+        model = train_word2vec(corpus, training, report)
         trained_ids, trained = trained_vectors(model)
     with _timed(seconds, "cold", report):
         if fill_cold_items:

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from batch.graph import TransitionGraph
 
-__all__ = ["WalkSampler"]
+__all__ = ["WalkSampler", "as_sentences"]
 
 _BLOCK = 16_384
 Walks = npt.NDArray[np.int32]
@@ -171,3 +171,16 @@ class WalkSampler:
             chosen[pending[accepted]] = proposal[accepted]
             pending = pending[~accepted]
         return chosen
+
+
+def as_sentences(walks: Walks, items: npt.NDArray[np.int64]) -> list[list[str]]:
+    """Walks as Word2Vec sentences of item-id strings, cut where each walk stopped.
+
+    One gather over an object array of shared strings instead of a loop over walks.
+    """
+    names = items.astype(str).astype(object)
+    sentences: list[list[str]] = names[np.maximum(walks, 0)].tolist()
+    lengths = (walks >= 0).sum(axis=1)
+    for row in np.flatnonzero(lengths < walks.shape[1]).tolist():
+        del sentences[row][lengths[row] :]
+    return sentences

@@ -97,7 +97,8 @@ def event_from_json(raw: bytes | str, rules: EventSettings) -> Event:
             Reason.OVERSIZED, f"record has {size} bytes, more than {rules.max_record_bytes}"
         )
     try:
-        record = json.loads(raw)
+        # decode first: json.loads would guess UTF-16/32 from the bytes; the wire is UTF-8
+        record = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     except UnicodeDecodeError as exc:
         raise InvalidEventError(Reason.BAD_ENCODING, f"not UTF-8: {exc.reason}") from None
     except ValueError as exc:

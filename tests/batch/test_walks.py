@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import chisquare
 
 from batch.graph import TransitionGraph
-from batch.walks import WalkSampler
+from batch.walks import WalkSampler, as_sentences
 
 # item -> {next item: count}; item 5 has no out-edges (walks stop there)
 EDGES = {
@@ -30,6 +30,12 @@ def _graph() -> TransitionGraph:
 
 def _as_items(graph: TransitionGraph, walks: np.ndarray) -> list[list[int]]:
     return [[int(graph.items[n]) for n in walk if n >= 0] for walk in walks]
+
+
+def test_sentences_are_item_ids_cut_where_walks_stopped() -> None:
+    walks = np.array([[0, 2, 1], [3, -1, -1], [1, 0, -1]], dtype=np.int32)
+    items = np.array([10, 20, 30, 40], dtype=np.int64)
+    assert as_sentences(walks, items) == [["10", "30", "20"], ["40"], ["20", "10"]]
 
 
 def test_starts_follow_item_weights() -> None:
