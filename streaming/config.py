@@ -94,6 +94,8 @@ class KafkaSettings(_Section):
         "127.0.0.1:29092", description="comma-separated HOST:PORT list of Kafka brokers"
     )
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    partitions: int = Field(4, ge=1, description="partitions of the topics walkstream creates")
+    replication_factor: int = Field(1, ge=1, description="replicas of the topics it creates")
 
     @field_validator("bootstrap_servers")
     @classmethod

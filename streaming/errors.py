@@ -7,6 +7,7 @@ user what to do.
 __all__ = [
     "ConfigError",
     "DataError",
+    "ProducerError",
     "RuntimeServiceError",
     "SetupError",
     "StoreError",
@@ -35,4 +36,8 @@ class DataError(WalkstreamError):
 
 
 class StoreError(WalkstreamError):
+    pass
+
+
+class ProducerError(WalkstreamError):
     pass

@@ -24,6 +24,7 @@ __all__ = [
     "Reason",
     "event_from_fields",
     "event_from_json",
+    "event_from_mapping",
     "event_to_json",
 ]
 
@@ -105,6 +106,11 @@ def event_from_json(raw: bytes | str, rules: EventSettings) -> Event:
         raise InvalidEventError(Reason.BAD_JSON, str(exc)) from None
     except RecursionError:
         raise InvalidEventError(Reason.BAD_JSON, "nested too deeply") from None
+    return event_from_mapping(record, rules)
+
+
+def event_from_mapping(record: object, rules: EventSettings) -> Event:
+    """An event from a decoded JSON object (or an application's dict), with JSON's types."""
     if not isinstance(record, dict):
         raise InvalidEventError(
             Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(record).__name__}"
