@@ -125,6 +125,52 @@ def _produce(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from",
+        dest="start",
+        default="committed",
+        metavar="POSITION",
+        help="earliest | latest | committed (the job's group offsets, else earliest) | "
+        "timestamp:EPOCH_MS | offsets:PARTITION:OFFSET,...",
+    )
+    parser.add_argument(
+        "--until",
+        metavar="POSITION",
+        help="latest | offsets:PARTITION:OFFSET,...: a bounded replay that ends by itself "
+        "(rebuilds counts; samples no walks)",
+    )
+    restore = parser.add_mutually_exclusive_group()
+    restore.add_argument("--from-savepoint", type=Path, metavar="PATH", help="restore state")
+    restore.add_argument(
+        "--from-checkpoint",
+        metavar="latest|PATH",
+        help="restore from a retained checkpoint: the newest under flink.checkpoint_dir, or PATH",
+    )
+
+
+def _job(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.job.positions import parse_start, parse_until
+    from streaming.job.run import latest_checkpoint, run_job
+
+    start = parse_start(args.start)
+    until = parse_until(args.until) if args.until else None
+    restore = args.from_savepoint
+    if args.from_checkpoint == "latest":
+        restore = latest_checkpoint(settings.checkpoint_dir)
+    elif args.from_checkpoint:
+        restore = Path(args.from_checkpoint)
+    print(
+        f"job: {settings.kafka.topics.ratings} at {settings.kafka.bootstrap_servers} from "
+        f"{args.start}{f' until {args.until}' if until else ''}, parallelism "
+        f"{settings.flink.parallelism}, {settings.flink.state_backend} state, checkpoints in "
+        f"{settings.checkpoint_dir}{f', restoring {restore}' if restore else ''}",
+        flush=True,
+    )
+    run_job(settings, start, until, restore)
+    return 0
+
+
 class _Command(NamedTuple):
     run: Callable[[Settings, argparse.Namespace], int]
     summary: str
@@ -144,6 +190,9 @@ _COMMANDS: dict[str, _Command] = {
     ),
     "produce": _Command(
         _produce, "send a ratings file to Kafka in event-time order", _produce_arguments
+    ),
+    "job": _Command(
+        _job, "run the streaming job (local mini-cluster; Ctrl-C stops it)", _job_arguments
     ),
     "batch": _Command(
         _batch, "embed the items of a ratings file (Item2vec / DeepWalk)", _batch_arguments

@@ -33,6 +33,7 @@ __all__ = [
     "RedisSettings",
     "RuntimeSettings",
     "Settings",
+    "StreamSettings",
     "TopicSettings",
     "TrainingSettings",
     "WalkSettings",
@@ -77,6 +78,7 @@ class TopicSettings(_Section):
     samples: str = Field("samples", description="finished walks and user sequences for training")
     items: str = Field("items", description="first sighting of each item, with its neighbours")
     walk_hops: str = Field("walk.hops", description="walk tokens routed to the next item's task")
+    counts: str = Field("transition.counts", description="transition-count updates (debug)")
 
     @field_validator("*")
     @classmethod
@@ -207,6 +209,27 @@ class TrainingSettings(_Section):
         return self
 
 
+class StreamSettings(_Section):
+    """The streaming job's behaviour (start and stop positions are per run: CLI flags)."""
+
+    group_id: str = Field("walkstream-job", description="Kafka consumer group of the job")
+    out_of_orderness_s: int = Field(
+        1, ge=0, description="how far behind the newest event time an event may arrive"
+    )
+    idle_timeout_s: int = Field(
+        5, ge=1, description="a partition without events stops holding back the watermark"
+    )
+    walks_per_weight: float = Field(
+        1.0, ge=0, description="walks started at an item per new transition out of it"
+    )
+    item_neighbours: int = Field(
+        5, ge=1, description="an item's first N neighbours are announced on the items topic"
+    )
+    emit_counts: bool = Field(
+        False, description="write every transition-count update to the counts topic (debug)"
+    )
+
+
 class FlinkSettings(_Section):
     parallelism: int = Field(1, ge=1, le=1024, description="default operator parallelism")
     state_backend: Literal["hashmap", "rocksdb"] = Field(
@@ -260,6 +283,7 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     walks: WalkSettings = Field(default_factory=WalkSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
     flink: FlinkSettings = Field(default_factory=FlinkSettings)
     runtime: RuntimeSettings = Field(default_factory=lambda: RuntimeSettings.model_validate({}))
 

@@ -17,8 +17,16 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
-__all__ = ["Admission", "UserSequence"]
+__all__ = ["Admission", "Transition", "UserSequence"]
+
+
+class Transition(NamedTuple):
+    src: int
+    dst: int
+    event_time: int
+    """Event time of the rating of `dst`: the newest event this transition depends on."""
 
 
 class Admission(StrEnum):
@@ -46,15 +54,15 @@ class UserSequence:
         self.pending.insert(index, position)
         return Admission.ACCEPTED
 
-    def advance(self, watermark: int) -> list[tuple[int, int]]:
+    def advance(self, watermark: int) -> list[Transition]:
         """Release every buffered rating at or before `watermark`; return its transitions."""
         released = bisect.bisect_right(self.pending, (watermark, float("inf")))
         transitions = []
         previous = self.last[1] if self.last is not None else None
         for position in self.pending[:released]:
-            item = position[1]
+            when, item = position
             if previous is not None and previous != item:
-                transitions.append((previous, item))
+                transitions.append(Transition(previous, item, when))
             previous = item
             self.last = position
         del self.pending[:released]

@@ -26,7 +26,9 @@ def connector_jars(settings: Settings) -> list[Path]:
     return jars
 
 
-def execution_environment(settings: Settings) -> StreamExecutionEnvironment:
+def execution_environment(
+    settings: Settings, restore_from: Path | None = None
+) -> StreamExecutionEnvironment:
     """Python functions run in thread mode (several times faster than process mode) with this
     interpreter and its packages, not whatever `python` is first on PATH."""
     config = Configuration()
@@ -42,6 +44,15 @@ def execution_environment(settings: Settings) -> StreamExecutionEnvironment:
     config.set_string(
         "execution.checkpointing.interval", f"{settings.flink.checkpoint_interval_ms} ms"
     )
+    # Keep checkpoints when the job stops or dies, so `--from-checkpoint latest` can resume.
+    config.set_string(
+        "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
+    )
+    config.set_string("restart-strategy.type", "fixed-delay")
+    config.set_string("restart-strategy.fixed-delay.attempts", "10")
+    config.set_string("restart-strategy.fixed-delay.delay", "5 s")
+    if restore_from is not None:
+        config.set_string("execution.state-recovery.path", restore_from.resolve().as_uri())
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(settings.flink.parallelism)
     return env

@@ -37,9 +37,18 @@ def text_source(
     return builder.build()
 
 
-def text_sink(settings: Settings, topic: str) -> KafkaSink:
-    """UTF-8 values to `topic`, at least once (each record is flushed on checkpoint)."""
-    return (
+# Brokers cap transactions at transaction.max.timeout.ms (15 min by default).
+_TRANSACTION_TIMEOUT_MS = "900000"
+
+
+def text_sink(settings: Settings, topic: str, exactly_once: bool = False) -> KafkaSink:
+    """UTF-8 values to `topic`.
+
+    Exactly once: records become visible (to read_committed consumers) when the checkpoint
+    that covers them completes. Otherwise at least once: visible at once, and a restart may
+    repeat records written since the last checkpoint.
+    """
+    builder = (
         KafkaSink.builder()
         .set_bootstrap_servers(settings.kafka.bootstrap_servers)
         .set_record_serializer(
@@ -48,6 +57,13 @@ def text_sink(settings: Settings, topic: str) -> KafkaSink:
             .set_value_serialization_schema(SimpleStringSchema())
             .build()
         )
-        .set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
-        .build()
     )
+    if exactly_once:
+        builder = (
+            builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+            .set_transactional_id_prefix(f"{settings.stream.group_id}-{topic}")
+            .set_property("transaction.timeout.ms", _TRANSACTION_TIMEOUT_MS)
+        )
+    else:
+        builder = builder.set_delivery_guarantee(DeliveryGuarantee.AT_LEAST_ONCE)
+    return builder.build()

@@ -4,14 +4,18 @@ from collections import Counter
 import numpy as np
 
 from batch.graph import transition_graph, user_sequences
-from streaming.core.sequences import Admission, UserSequence
+from streaming.core.sequences import Admission, Transition, UserSequence
 
 
 def test_orders_by_event_time_then_item_id() -> None:
     sequence = UserSequence()
     for item, when in [(30, 200), (20, 100), (10, 100), (40, 300)]:
         assert sequence.add(item, when) is Admission.ACCEPTED
-    assert sequence.advance(10_000) == [(10, 20), (20, 30), (30, 40)]
+    assert sequence.advance(10_000) == [
+        Transition(10, 20, 100),
+        Transition(20, 30, 200),
+        Transition(30, 40, 300),
+    ]
 
 
 def test_releases_only_up_to_the_watermark() -> None:
@@ -22,9 +26,9 @@ def test_releases_only_up_to_the_watermark() -> None:
     assert sequence.next_release_time() == 100
     assert sequence.advance(199) == []
     assert sequence.next_release_time() == 200
-    assert sequence.advance(200) == [(1, 2)]
+    assert sequence.advance(200) == [(1, 2, 200)]
     sequence.add(4, 250)  # out of order, but the watermark has not passed it
-    assert sequence.advance(300) == [(2, 4), (4, 3)]
+    assert sequence.advance(300) == [(2, 4, 250), (4, 3, 300)]
     assert sequence.next_release_time() is None
 
 
@@ -33,19 +37,19 @@ def test_duplicates_count_once_and_late_events_change_nothing() -> None:
     assert sequence.add(1, 100) is Admission.ACCEPTED
     assert sequence.add(1, 100) is Admission.DUPLICATE
     assert sequence.add(2, 200) is Admission.ACCEPTED
-    assert sequence.advance(200) == [(1, 2)]
+    assert sequence.advance(200) == [(1, 2, 200)]
     assert sequence.add(2, 200) is Admission.DUPLICATE
     assert sequence.add(1, 200) is Admission.LATE  # same time, smaller item: sorts before
     assert sequence.add(9, 150) is Admission.LATE
     assert sequence.add(3, 201) is Admission.ACCEPTED
-    assert sequence.advance(500) == [(2, 3)]
+    assert sequence.advance(500) == [(2, 3, 201)]
 
 
 def test_repeated_item_gives_no_self_transition() -> None:
     sequence = UserSequence()
     for item, when in [(1, 1), (1, 2), (2, 3), (2, 4), (1, 5)]:
         sequence.add(item, when)
-    assert sequence.advance(10) == [(1, 2), (2, 1)]
+    assert sequence.advance(10) == [(1, 2, 3), (2, 1, 5)]
 
 
 def test_pickle_round_trip_keeps_state() -> None:
@@ -55,7 +59,7 @@ def test_pickle_round_trip_keeps_state() -> None:
     sequence.advance(10)
     restored = pickle.loads(pickle.dumps(sequence))
     assert restored == sequence
-    assert restored.advance(20) == sequence.advance(20) == [(5, 6)]
+    assert restored.advance(20) == sequence.advance(20) == [(5, 6, 20)]
 
 
 def test_streaming_with_bounded_disorder_matches_batch() -> None:
@@ -79,9 +83,9 @@ def test_streaming_with_bounded_disorder_matches_batch() -> None:
         assert state.add(int(items[k]), int(times[k])) is not Admission.LATE
         max_time = max(max_time, int(times[k]))
         for other in states.values():
-            streamed.update(other.advance(max_time - bound - 1))
+            streamed.update(t[:2] for t in other.advance(max_time - bound - 1))
     for state in states.values():
-        streamed.update(state.advance(10**9))
+        streamed.update(t[:2] for t in state.advance(10**9))
 
     batch = transition_graph(user_sequences(users, items, ratings, times, 3.5)).to_dict()
     assert dict(streamed) == batch

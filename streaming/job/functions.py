@@ -1,0 +1,206 @@
+"""The job's keyed functions: thin Flink wrappers around `streaming.core`.
+
+Each declares its state in `open()`, keeps one plain Python object per key in a ValueState,
+and calls the core logic; nothing here decides anything the core does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from pyflink.common import Row, Types
+from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+
+from streaming.config import EventSettings, StreamSettings
+from streaming.core.events import InvalidEventError, Reason, event_from_json
+from streaming.core.neighbours import ItemNeighbours
+from streaming.core.sequences import Admission, UserSequence
+from streaming.core.walks import Walk, WalkStarter, decode_batch, encode_batch, step_walks
+from streaming.job import records
+
+__all__ = [
+    "COUNTS",
+    "DEAD_LETTER",
+    "EDGE_TYPE",
+    "HOPS",
+    "ITEM_INPUT_TYPE",
+    "LATE",
+    "RATING_TYPE",
+    "SAMPLES",
+    "ItemFunction",
+    "SightingFunction",
+    "UserFunction",
+]
+
+# Keyed inputs are Row(key, payload): Flink keys them in the JVM on field 0.
+RATING_TYPE = Types.ROW([Types.INT(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+"""(partition, offset, raw value) of a ratings record; keyed by the Kafka key (user id)."""
+ITEM_INPUT_TYPE = Types.ROW([Types.INT(), Types.LONG(), Types.LONG(), Types.STRING()])
+"""(kind, other item, event time, walk batch JSON); keyed by item id."""
+EDGE_TYPE = Types.ROW([Types.LONG()])
+"""(neighbour,) of a newly seen edge; keyed by item id."""
+TRANSITION, WALKS = 0, 1
+KEY_MISMATCH = "key_mismatch"
+
+DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
+LATE = OutputTag("late", Types.STRING())
+SAMPLES = OutputTag("samples", Types.STRING())
+HOPS = OutputTag("hops", Types.STRING())
+COUNTS = OutputTag("counts", Types.STRING())
+
+_MS = 1000
+
+
+def _subtask_index(runtime_context: RuntimeContext) -> int:
+    """PyFlink 2.2's thread-mode context calls getIndexOfThisSubtask, gone from Flink 2's
+    Java RuntimeContext (it moved to TaskInfo); ask TaskInfo directly there."""
+    java_context = getattr(runtime_context, "_runtime_context", None)
+    if java_context is not None:
+        return int(java_context.getTaskInfo().getIndexOfThisSubtask())
+    return runtime_context.get_index_of_this_subtask()
+
+
+class UserFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Per user: validate, order by event time (ties by item), emit each new transition."""
+
+    def __init__(self, rules: EventSettings) -> None:
+        self.rules = rules
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.sequences = runtime_context.get_state(
+            ValueStateDescriptor("sequence", Types.PICKLED_BYTE_ARRAY())
+        )
+        metrics = runtime_context.get_metrics_group()
+        self.rejected = {
+            reason: metrics.counter(f"dead_letter_{reason}")
+            for reason in [*(r.value for r in Reason), KEY_MISMATCH]
+        }
+        self.late = metrics.counter("late_events")
+        self.duplicates = metrics.counter("duplicate_events")
+        self.low_ratings = metrics.counter("low_ratings")
+        self.accepted = metrics.counter("accepted_events")
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        partition, offset, raw = value
+        key = ctx.get_current_key()
+        try:
+            event = event_from_json(raw, self.rules)
+        except InvalidEventError as error:
+            self.rejected[error.reason.value].inc()
+            yield (
+                DEAD_LETTER,
+                records.dead_letter(error.reason.value, error.detail, key, partition, offset, raw),
+            )
+            return
+        if key != str(event.user_id):
+            self.rejected[KEY_MISMATCH].inc()
+            detail = f"record key {key!r} is not its user_id {event.user_id}"
+            yield (
+                DEAD_LETTER,
+                records.dead_letter(KEY_MISMATCH, detail, key, partition, offset, raw),
+            )
+            return
+        if event.rating < self.rules.high_rating:
+            self.low_ratings.inc()
+            return
+        sequence: UserSequence = self.sequences.value() or UserSequence()
+        admission = sequence.add(event.item_id, event.event_time)
+        if admission is Admission.DUPLICATE:
+            self.duplicates.inc()
+            return
+        if admission is Admission.LATE:
+            self.late.inc()
+            released = sequence.last[0] if sequence.last else -1
+            yield LATE, records.late_event(event, partition, offset, released)
+            return
+        self.accepted.inc()
+        yield from self._release(sequence, ctx)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        sequence = self.sequences.value()
+        if sequence is not None:
+            yield from self._release(sequence, ctx)
+
+    def _release(self, sequence: UserSequence, ctx: Any) -> Iterator[Any]:
+        """Emit what the watermark has passed; wake up when it passes the next rating."""
+        watermark = ctx.timer_service().current_watermark()
+        for src, dst, when in sequence.advance(watermark // _MS):
+            yield Row(str(src), Row(TRANSITION, dst, when, None))
+        upcoming = sequence.next_release_time()
+        if upcoming is not None:  # Flink keeps one timer per key and time: no duplicates
+            ctx.timer_service().register_event_time_timer(upcoming * _MS)
+        self.sequences.update(sequence)
+
+
+class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Per item: out-neighbour counts; starts walks as its weight grows and steps walks."""
+
+    def __init__(self, stream: StreamSettings, walk_length: int, seed: int, walks: bool) -> None:
+        self.stream = stream
+        self.walk_length = walk_length
+        self.seed = seed
+        self.walks = walks
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.items = runtime_context.get_state(
+            ValueStateDescriptor("item", Types.PICKLED_BYTE_ARRAY())
+        )
+        task = _subtask_index(runtime_context)
+        self.rng = np.random.default_rng([self.seed, task])
+        metrics = runtime_context.get_metrics_group()
+        self.transitions = metrics.counter("transitions")
+        self.steps = metrics.counter("walk_steps")
+        self.finished = metrics.counter("walks_finished")
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        kind, other, event_time, batch = value
+        item = int(ctx.get_current_key())
+        state = self.items.value()
+        neighbours, starter = state or (ItemNeighbours(), WalkStarter(self.stream.walks_per_weight))
+        if kind == TRANSITION:
+            self.transitions.inc()
+            if neighbours.add(other):
+                yield Row(str(item), Row(other))
+                yield Row(str(other), Row(item))
+            if self.stream.emit_counts:
+                yield COUNTS, records.count_update(item, other, neighbours.counts[other])
+            starts = starter.on_weight_gain(1) if self.walks else 0
+            self.items.update((neighbours, starter))
+            walks = [Walk((item,), event_time)] * starts
+        else:
+            _, walks = decode_batch(batch)
+        if walks:
+            yield from self._step(item, walks, neighbours)
+
+    def _step(self, item: int, walks: list[Walk], neighbours: ItemNeighbours) -> Iterator[Any]:
+        done, onward = step_walks(item, walks, neighbours, self.walk_length, self.rng)
+        self.steps.inc(sum(len(batch) for batch in onward.values()) + len(done))
+        self.finished.inc(len(done))
+        for walk in done:
+            yield SAMPLES, records.walk_sample(walk.path, walk.newest_event_time)
+        for nxt, batch in onward.items():
+            yield HOPS, encode_batch(nxt, batch)
+
+
+class SightingFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Per item: announce its first neighbours (either direction) on the items topic."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.known = runtime_context.get_state(
+            ValueStateDescriptor("neighbours", Types.PICKLED_BYTE_ARRAY())
+        )
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        (neighbour,) = value
+        known: dict[int, int] = self.known.value() or {}
+        if len(known) >= self.limit:
+            return
+        known[neighbour] = known.get(neighbour, 0) + 1
+        self.known.update(known)
+        yield records.item_sighting(int(ctx.get_current_key()), known, len(known) == 1)

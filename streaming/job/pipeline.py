@@ -1,0 +1,152 @@
+"""The streaming job's graph: Kafka ratings -> per-user sequences -> per-item counts and walks.
+
+```
+ratings (key = user) --keyBy user--> UserFunction --> dead letters, late events
+        transitions --keyBy item--+--> ItemFunction --> samples, counts (debug)
+walk.hops --keyBy item------------+        | hops --> walk.hops
+                                           | new edges --keyBy item--> SightingFunction --> items
+```
+
+Keying happens in the JVM (Flink's own key selector on field 0 of a Row(key, payload)), not in
+a Python key selector, which would cost one more Python call per record. Filtering by rating
+stays inside the per-user function, so every record is validated by the one validator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyflink.common import Types
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.data_stream import KeyedStream
+from pyflink.java_gateway import get_gateway
+from pyflink.table import StreamTableEnvironment
+
+from streaming.config import Settings
+from streaming.job.functions import (
+    COUNTS,
+    DEAD_LETTER,
+    EDGE_TYPE,
+    HOPS,
+    ITEM_INPUT_TYPE,
+    LATE,
+    RATING_TYPE,
+    SAMPLES,
+    ItemFunction,
+    SightingFunction,
+    UserFunction,
+)
+from streaming.job.kafka_io import text_sink
+from streaming.job.positions import Position
+
+__all__ = ["build_job"]
+
+
+def _key_by_first_field(stream: DataStream, payload_type: Any) -> KeyedStream:
+    """Key a Row(key: STRING, payload) stream in the JVM; functions see the payload."""
+    gateway = get_gateway()
+    j_keyed = stream._j_data_stream.keyBy(
+        gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, payload_type, stream)
+
+
+def _options(options: dict[str, str]) -> str:
+    return ",\n".join(f"'{key}' = '{value}'" for key, value in options.items())
+
+
+def _ratings(
+    t_env: StreamTableEnvironment, settings: Settings, start: Position, until: Position | None
+) -> DataStream:
+    kafka = settings.kafka
+    stream = settings.stream
+    options = {
+        "connector": "kafka",
+        "topic": kafka.topics.ratings,
+        "properties.bootstrap.servers": kafka.bootstrap_servers,
+        "properties.group.id": stream.group_id,
+        "key.format": "raw",
+        "key.fields": "k",
+        "value.format": "raw",
+        "value.fields-include": "EXCEPT_KEY",
+        **start.startup_options(),
+        **(until.bounded_options() if until is not None else {}),
+    }
+    # Event time for watermarks comes from a quick JVM read of one JSON field; an invalid
+    # record gets time 0, never holds the watermark back, and is rejected downstream anyway.
+    t_env.execute_sql(
+        f"""CREATE TEMPORARY TABLE ratings (
+            k STRING,
+            v BYTES,
+            `partition` INT METADATA VIRTUAL,
+            `offset` BIGINT METADATA VIRTUAL,
+            ts AS TO_TIMESTAMP_LTZ(COALESCE(TRY_CAST(JSON_VALUE(
+                CAST(v AS STRING), '$.event_time') AS BIGINT), 0), 0),
+            WATERMARK FOR ts AS ts - INTERVAL '{stream.out_of_orderness_s}' SECOND
+        ) WITH ({_options(options)})"""
+    )
+    table = t_env.sql_query("SELECT COALESCE(k, ''), ROW(`partition`, `offset`, v) FROM ratings")
+    return t_env.to_append_stream(table, Types.ROW([Types.STRING(), RATING_TYPE]))
+
+
+def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
+    kafka = settings.kafka
+    options = {
+        "connector": "kafka",
+        "topic": kafka.topics.walk_hops,
+        "properties.bootstrap.servers": kafka.bootstrap_servers,
+        "properties.group.id": f"{settings.stream.group_id}-hops",
+        "scan.startup.mode": "latest-offset",  # on restore, the checkpointed offsets win
+        "value.format": "raw",
+    }
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE hops (v STRING) WITH ({_options(options)})")
+    table = t_env.sql_query(
+        "SELECT JSON_VALUE(v, '$.item'), ROW(1, CAST(0 AS BIGINT), CAST(0 AS BIGINT), v) FROM hops"
+    )
+    return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
+
+
+def build_job(
+    env: StreamExecutionEnvironment,
+    settings: Settings,
+    start: Position,
+    until: Position | None,
+) -> None:
+    """Add the job to `env`. A bounded replay (`until`) rebuilds state and samples no walks:
+    walks travel through a feedback topic, which never ends."""
+    topics = settings.kafka.topics
+    walks = until is None
+    t_env = StreamTableEnvironment.create(env)
+    t_env.get_config().set("table.exec.source.idle-timeout", f"{settings.stream.idle_timeout_s} s")
+
+    users = (
+        _key_by_first_field(_ratings(t_env, settings, start, until), RATING_TYPE)
+        .process(
+            UserFunction(settings.events), output_type=Types.ROW([Types.STRING(), ITEM_INPUT_TYPE])
+        )
+        .name("users")
+    )
+    users.get_side_output(DEAD_LETTER).sink_to(text_sink(settings, topics.dead_letter, True))
+    users.get_side_output(LATE).sink_to(text_sink(settings, topics.late, True))
+
+    item_inputs = users.union(_hops(t_env, settings)) if walks else users
+    items = (
+        _key_by_first_field(item_inputs, ITEM_INPUT_TYPE)
+        .process(
+            ItemFunction(settings.stream, settings.walks.length, settings.training.seed, walks),
+            output_type=Types.ROW([Types.STRING(), EDGE_TYPE]),
+        )
+        .name("items")
+    )
+    if walks:
+        items.get_side_output(SAMPLES).sink_to(text_sink(settings, topics.samples))
+        items.get_side_output(HOPS).sink_to(text_sink(settings, topics.walk_hops))
+    if settings.stream.emit_counts:
+        items.get_side_output(COUNTS).sink_to(text_sink(settings, topics.counts, True))
+
+    sightings = (
+        _key_by_first_field(items, EDGE_TYPE)
+        .process(SightingFunction(settings.stream.item_neighbours), output_type=Types.STRING())
+        .name("sightings")
+    )
+    sightings.sink_to(text_sink(settings, topics.items, True))

@@ -1,0 +1,93 @@
+"""Where the job starts reading the ratings topic and where a bounded replay stops.
+
+`--from earliest | latest | committed | timestamp:EPOCH_MS | offsets:PARTITION:OFFSET,...`
+`--until latest | offsets:PARTITION:OFFSET,...` (exclusive: the replay stops before OFFSET)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from streaming.errors import ConfigError
+
+__all__ = ["Position", "parse_start", "parse_until"]
+
+Kind = Literal["earliest", "latest", "committed", "timestamp", "offsets"]
+
+
+@dataclass(frozen=True)
+class Position:
+    kind: Kind
+    timestamp_ms: int | None = None
+    offsets: tuple[tuple[int, int], ...] = ()
+
+    def startup_options(self) -> dict[str, str]:
+        """Flink Kafka table-connector options for a start position."""
+        if self.kind == "earliest":
+            return {"scan.startup.mode": "earliest-offset"}
+        if self.kind == "latest":
+            return {"scan.startup.mode": "latest-offset"}
+        if self.kind == "committed":
+            return {
+                "scan.startup.mode": "group-offsets",
+                "properties.auto.offset.reset": "earliest",
+            }
+        if self.kind == "timestamp":
+            return {
+                "scan.startup.mode": "timestamp",
+                "scan.startup.timestamp-millis": str(self.timestamp_ms),
+            }
+        return {
+            "scan.startup.mode": "specific-offsets",
+            "scan.startup.specific-offsets": self._offsets(),
+        }
+
+    def bounded_options(self) -> dict[str, str]:
+        """Options that make the source stop at this position."""
+        if self.kind == "latest":
+            return {"scan.bounded.mode": "latest-offset"}
+        return {
+            "scan.bounded.mode": "specific-offsets",
+            "scan.bounded.specific-offsets": self._offsets(),
+        }
+
+    def _offsets(self) -> str:
+        return ";".join(f"partition:{p},offset:{o}" for p, o in self.offsets)
+
+
+def _parse_offsets(flag: str, text: str) -> tuple[tuple[int, int], ...]:
+    pairs = []
+    for part in filter(None, text.split(",")):
+        partition, sep, offset = part.partition(":")
+        if not sep or not partition.isdigit() or not offset.isdigit():
+            raise ConfigError(f"{flag}: expected PARTITION:OFFSET, got {part!r}")
+        pairs.append((int(partition), int(offset)))
+    if not pairs:
+        raise ConfigError(f"{flag}: offsets: needs at least one PARTITION:OFFSET")
+    if len({p for p, _ in pairs}) != len(pairs):
+        raise ConfigError(f"{flag}: a partition is given twice in {text!r}")
+    return tuple(sorted(pairs))
+
+
+def parse_start(text: str) -> Position:
+    kind, _, rest = text.partition(":")
+    if kind in ("earliest", "latest", "committed") and not rest:
+        return Position(kind)  # type: ignore[arg-type]
+    if kind == "timestamp" and rest.isdigit():
+        return Position("timestamp", timestamp_ms=int(rest))
+    if kind == "offsets":
+        return Position("offsets", offsets=_parse_offsets("--from", rest))
+    raise ConfigError(
+        f"--from {text!r}: use earliest, latest, committed, timestamp:EPOCH_MS "
+        "or offsets:PARTITION:OFFSET,..."
+    )
+
+
+def parse_until(text: str) -> Position:
+    kind, _, rest = text.partition(":")
+    if kind == "latest" and not rest:
+        return Position("latest")
+    if kind == "offsets":
+        return Position("offsets", offsets=_parse_offsets("--until", rest))
+    raise ConfigError(f"--until {text!r}: use latest or offsets:PARTITION:OFFSET,...")

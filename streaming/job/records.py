@@ -1,0 +1,65 @@
+"""What the job writes to each output topic: one JSON object per record (schemas in README)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Mapping
+
+from streaming.core.events import Event
+
+__all__ = ["count_update", "dead_letter", "item_sighting", "late_event", "walk_sample"]
+
+
+def _dumps(record: Mapping[str, object]) -> str:
+    return json.dumps(record, separators=(",", ":"), sort_keys=True)
+
+
+def dead_letter(
+    reason: str, detail: str, key: str | None, partition: int, offset: int, raw: bytes
+) -> str:
+    """A rejected ratings record, with where it came from, so it can be found and replayed."""
+    record: dict[str, object] = {
+        "reason": reason,
+        "detail": detail,
+        "key": key,
+        "partition": partition,
+        "offset": offset,
+        "value_base64": base64.b64encode(raw).decode(),
+    }
+    with contextlib.suppress(UnicodeDecodeError):  # not text: value_base64 carries it
+        record["value"] = raw.decode("utf-8")
+    return _dumps(record)
+
+
+def late_event(event: Event, partition: int, offset: int, released_until: int) -> str:
+    """A valid event that arrived after its user's sequence had moved past its position."""
+    return _dumps(
+        {
+            **event._asdict(),
+            "partition": partition,
+            "offset": offset,
+            "released_until": released_until,
+        }
+    )
+
+
+def item_sighting(item: int, neighbours: Mapping[int, int], first: bool) -> str:
+    """An item's first neighbours (either direction) and how often each was seen."""
+    return _dumps(
+        {
+            "item_id": item,
+            "first": first,
+            "neighbours": {str(n): c for n, c in sorted(neighbours.items())},
+        }
+    )
+
+
+def count_update(src: int, dst: int, count: int) -> str:
+    return f"{src} {dst} {count}"
+
+
+def walk_sample(path: tuple[int, ...], newest_event_time: int) -> str:
+    """A finished walk for the trainer, with the newest event time that caused it."""
+    return _dumps({"kind": "walk", "items": list(path), "newest_event_time": newest_event_time})

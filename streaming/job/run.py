@@ -1,0 +1,41 @@
+"""Run the job: in the local mini-cluster (`walkstream job`) or under `flink run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streaming.config import Settings
+from streaming.errors import ConfigError
+from streaming.job.environment import execution_environment
+from streaming.job.pipeline import build_job
+from streaming.job.positions import Position
+from streaming.topics import ensure_topics
+
+__all__ = ["latest_checkpoint", "run_job"]
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Path:
+    """The newest completed checkpoint (a chk-N directory with its _metadata) of any job."""
+    completed = sorted(
+        checkpoint_dir.glob("*/chk-*/_metadata"), key=lambda path: path.stat().st_mtime
+    )
+    if not completed:
+        raise ConfigError(
+            f"no completed checkpoint under {checkpoint_dir} (flink.checkpoint_dir): "
+            "start without --from-checkpoint, or give a savepoint with --from-savepoint"
+        )
+    return completed[-1].parent
+
+
+def run_job(
+    settings: Settings, start: Position, until: Position | None, restore_from: Path | None
+) -> None:
+    topics = settings.kafka.topics
+    ensure_topics(
+        settings.kafka,
+        [topics.ratings, topics.dead_letter, topics.late, topics.samples, topics.items,
+         topics.walk_hops, topics.counts],
+    )  # fmt: skip
+    env = execution_environment(settings, restore_from)
+    build_job(env, settings, start, until)
+    env.execute("walkstream")
