@@ -155,6 +155,12 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
 
     start = parse_start(args.start)
     until = parse_until(args.until) if args.until else None
+    if until is not None and (args.from_checkpoint or args.from_savepoint):
+        raise ConfigError(
+            "--until cannot be combined with a restore: the pinned Flink Kafka connector never "
+            "ends a restored bounded source (FLINK-31006). Restore without --until; the job "
+            "resumes exactly where the checkpoint left off and keeps running"
+        )
     restore = args.from_savepoint
     if args.from_checkpoint == "latest":
         restore = latest_checkpoint(settings.checkpoint_dir)

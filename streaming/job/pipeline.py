@@ -51,6 +51,14 @@ def _key_by_first_field(stream: DataStream, payload_type: Any) -> KeyedStream:
     return KeyedStream(j_keyed, payload_type, stream)
 
 
+def _day_to_second(seconds: int) -> str:
+    """A SQL DAY TO SECOND literal: plain SECOND intervals stop at 99."""
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    days, hour = divmod(hours, 24)
+    return f"{days} {hour:02}:{minute:02}:{second:02}"
+
+
 def _options(options: dict[str, str]) -> str:
     return ",\n".join(f"'{key}' = '{value}'" for key, value in options.items())
 
@@ -72,17 +80,21 @@ def _ratings(
         **start.startup_options(),
         **(until.bounded_options() if until is not None else {}),
     }
-    # Event time for watermarks comes from a quick JVM read of one JSON field; an invalid
-    # record gets time 0, never holds the watermark back, and is rejected downstream anyway.
+    # Event time for watermarks comes from a quick JVM read of one JSON field. A record
+    # without a valid event time gets time 0: it neither holds the watermark back nor pushes
+    # it into the future (a millisecond time would), and it is rejected downstream anyway.
+    seconds = "TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT)"
+    latest = settings.events.max_event_time
     t_env.execute_sql(
         f"""CREATE TEMPORARY TABLE ratings (
             k STRING,
             v BYTES,
             `partition` INT METADATA VIRTUAL,
             `offset` BIGINT METADATA VIRTUAL,
-            ts AS TO_TIMESTAMP_LTZ(COALESCE(TRY_CAST(JSON_VALUE(
-                CAST(v AS STRING), '$.event_time') AS BIGINT), 0), 0),
-            WATERMARK FOR ts AS ts - INTERVAL '{stream.out_of_orderness_s}' SECOND
+            ts AS TO_TIMESTAMP_LTZ(
+                CASE WHEN {seconds} BETWEEN 0 AND {latest} THEN {seconds} ELSE 0 END, 0),
+            WATERMARK FOR ts AS ts - INTERVAL '{_day_to_second(stream.out_of_orderness_s)}'
+                DAY TO SECOND
         ) WITH ({_options(options)})"""
     )
     table = t_env.sql_query("SELECT COALESCE(k, ''), ROW(`partition`, `offset`, v) FROM ratings")

@@ -1,0 +1,209 @@
+"""The streaming job against real Kafka and Flink: the batch pipeline is the oracle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from batch.graph import transition_graph, user_sequences
+from batch.loaders import load_events
+from batch.synthetic import SyntheticSpec, generate
+from streaming.config import Settings
+from streaming.core.events import Event
+from streaming.producer import produce_file
+from tests.conftest import poll
+from tests.job.jobs import JobWorld, final_counts, job_world, read_topic, send_raw
+
+pytestmark = pytest.mark.integration
+
+
+def _synthetic(tmp: Path, events: int, seed: int) -> Path:
+    spec = SyntheticSpec(users=events // 40, items=400, communities=8, events=events, seed=seed)
+    return generate(tmp / "synth", spec).ratings_path
+
+
+def _oracle(events: list[Event], high_rating: float = 3.5) -> dict[tuple[int, int], int]:
+    columns = [np.array(column) for column in zip(*events, strict=True)]
+    return transition_graph(user_sequences(*columns, high_rating)).to_dict()
+
+
+def _events_of(records: list[tuple[int, int, int, bytes | None, bytes]]) -> list[Event]:
+    return [Event(**json.loads(value)) for *_, value in records]
+
+
+def test_replay_gives_exactly_the_batch_counts(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    world = job_world(local_stack, unique, tmp_path)
+    ratings = _synthetic(tmp_path, 20_000, seed=1)
+    produce_file(world.settings, ratings, "csv", report=lambda _: None)
+    world.run("--from", "earliest", "--until", "latest")
+
+    columns, _ = load_events(ratings, "csv", world.settings.events)
+    expected = transition_graph(
+        user_sequences(columns.user_id, columns.item_id, columns.rating, columns.event_time, 3.5)
+    ).to_dict()
+    assert final_counts(world.settings) == expected
+    assert sum(expected.values()) > 5_000
+    items = {json.loads(v)["item_id"] for *_, v in read_topic(world.settings, world.topic("items"))}
+    assert items == {item for pair in expected for item in pair}
+
+
+def test_counts_stay_exact_when_the_job_is_killed(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    world = job_world(local_stack, unique, tmp_path)
+    ratings = _synthetic(tmp_path, 150_000, seed=2)
+    produce_file(world.settings, ratings, "csv", report=lambda _: None)
+    columns, _ = load_events(ratings, "csv", world.settings.events)
+    expected = transition_graph(
+        user_sequences(columns.user_id, columns.item_id, columns.rating, columns.event_time, 3.5)
+    ).to_dict()
+    # One later event of a new user: no transition of its own, but it moves the watermark past
+    # every real event, as live traffic would, so the restored job releases them all.
+    sentinel = Event(10**9, 1, 5.0, int(columns.event_time.max()) + 10**6)
+    send_raw(
+        world.settings,
+        world.topic("ratings"),
+        [(b"1000000000", json.dumps(sentinel._asdict()).encode())],
+    )
+
+    job = world.start("--from", "earliest")
+    checkpoints = world.settings.checkpoint_dir
+    try:
+        poll(lambda: list(checkpoints.glob("*/chk-*/_metadata")), 180, "a completed checkpoint")
+        assert final_counts(world.settings) != expected, "finished before the kill: use more events"
+    finally:
+        JobWorld.kill(job)
+    restored = world.start("--from", "earliest", "--from-checkpoint", "latest")
+    try:
+        poll(lambda: final_counts(world.settings) == expected, 240, "the oracle's counts")
+    finally:
+        JobWorld.kill(restored)
+    assert final_counts(world.settings) == expected
+
+
+def test_a_restored_bounded_replay_is_refused(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    world = job_world(local_stack, unique, tmp_path)
+    result = subprocess.run(
+        world.command("--until", "latest", "--from-checkpoint", "latest"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "FLINK-31006" in result.stderr
+
+
+def test_replay_from_offsets_and_from_a_timestamp(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    world = job_world(local_stack, unique, tmp_path)
+    produce_file(world.settings, _synthetic(tmp_path, 8_000, seed=3), "csv", report=lambda _: None)
+    records = read_topic(world.settings, world.topic("ratings"))
+    starts = {p: max(o for q, o, *_ in records if q == p) // 2 for p, *_ in records}
+    world.run("--from", "offsets:" + ",".join(f"{p}:{o}" for p, o in sorted(starts.items())),
+              "--until", "latest")  # fmt: skip
+    tail = [r for r in records if r[1] >= starts[r[0]]]
+    assert final_counts(world.settings) == _oracle(_events_of(tail))
+
+    # the same from a Kafka timestamp, on a fresh counts topic
+    later = job_world(local_stack, unique + "t", tmp_path / "t")
+    send_raw(
+        later.settings,
+        later.topic("ratings"),
+        [(k, v) for *_, k, v in sorted(records, key=lambda r: r[1])],
+    )
+    copied = read_topic(later.settings, later.topic("ratings"))
+    stamps = sorted(r[2] for r in copied)
+    middle = stamps[len(stamps) // 2]
+    later.run("--from", f"timestamp:{middle}", "--until", "latest")
+    first = {
+        p: min((o for q, o, ts, *_ in copied if q == p and ts >= middle), default=None)
+        for p, *_ in copied
+    }
+    chosen = [r for r in copied if first[r[0]] is not None and r[1] >= first[r[0]]]
+    assert 0 < len(chosen) < len(copied)
+    assert final_counts(later.settings) == _oracle(_events_of(chosen))
+
+
+MALFORMED: dict[str, list[bytes]] = {
+    "bad_json": [b'{"user_id": 1, "item_id":', b"not json at all"],
+    "not_an_object": [b"[1, 2, 3]", b'"a string"'],
+    "missing_field": [b'{"user_id": 1, "item_id": 2, "rating": 4.0}'],
+    "wrong_type": [b'{"user_id": "1", "item_id": 2, "rating": 4.0, "event_time": 5}',
+                   b'{"user_id": 1, "item_id": 2, "rating": "4", "event_time": 5}'],
+    "bad_id": [b'{"user_id": 1, "item_id": -2, "rating": 4.0, "event_time": 5}'],
+    "rating_not_finite": [b'{"user_id": 1, "item_id": 2, "rating": NaN, "event_time": 5}',
+                          b'{"user_id": 1, "item_id": 2, "rating": Infinity, "event_time": 5}'],
+    "rating_out_of_range": [b'{"user_id": 1, "item_id": 2, "rating": 7.5, "event_time": 5}'],
+    "bad_event_time": [b'{"user_id": 1, "item_id": 2, "rating": 4.0, "event_time": 1700000000000}'],
+    "oversized": [b'{"user_id": 1, "item_id": 2, "rating": 4.0, "event_time": 5, "pad": "'
+                  + b"x" * 2000 + b'"}'],
+    "bad_encoding": [b'{"user_id": 1, "item_id": 2, "rating": 4.0, "event_time": 5, "x": "\xff"}'],
+    "key_mismatch": [b'{"user_id": 99, "item_id": 2, "rating": 4.0, "event_time": 5}'],
+}  # fmt: skip
+
+
+def test_bad_input_goes_to_the_dead_letter_topic(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    world = job_world(local_stack, unique, tmp_path)
+    rng = np.random.default_rng(4)
+    n = 5_000
+    users, items = rng.integers(1, 300, n), rng.integers(1, 200, n)
+    ratings, times = rng.choice([2.0, 4.0, 5.0], n), np.sort(rng.integers(1_000, 900_000, n))
+    valid = [
+        Event(int(u), int(i), float(r), int(t))
+        for u, i, r, t in zip(users, items, ratings, times, strict=True)
+    ]
+    bad = [
+        (reason, raws[k % len(raws)]) for reason, raws in MALFORMED.items() for k in range(1_000)
+    ]
+    sent = Counter(reason for reason, _ in bad)
+    # valid events stay in event-time order; malformed ones land anywhere between them
+    slots = np.sort(rng.integers(0, len(valid) + 1, len(bad)))
+    order = rng.permutation(len(bad))
+    stream: list[tuple[bytes | None, bytes]] = []
+    next_bad = 0
+    for index, event in enumerate([*valid, None]):
+        while next_bad < len(bad) and slots[next_bad] == index:
+            stream.append((b"1", bad[order[next_bad]][1]))
+            next_bad += 1
+        if event is not None:
+            stream.append((str(event.user_id).encode(), json.dumps(event._asdict()).encode()))
+    assert len(stream) == len(valid) + len(bad)
+    assert min(sent.values()) == 1_000
+    send_raw(world.settings, world.topic("ratings"), stream)
+    world.run("--from", "earliest", "--until", "latest")
+
+    dead = [json.loads(v) for *_, v in read_topic(world.settings, world.topic("dead_letter"))]
+    assert Counter(record["reason"] for record in dead) == sent
+    assert len({(record["partition"], record["offset"]) for record in dead}) == len(dead)
+    assert all(record["value_base64"] for record in dead)
+    assert final_counts(world.settings) == _oracle(valid)
+
+
+def test_out_of_order_events_within_the_bound_give_the_same_counts(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    world = job_world(local_stack, unique, tmp_path, **{"stream.out_of_orderness_s": 3600})
+    rng = np.random.default_rng(5)
+    n = 6_000
+    users, items, times = rng.integers(1, 100, n), rng.integers(1, 60, n), rng.integers(0, 10**6, n)
+    events = [
+        Event(int(u), int(i), 4.5, int(t)) for u, i, t in zip(users, items, times, strict=True)
+    ]
+    arrival = np.argsort([e.event_time + rng.uniform(0, 3500) for e in events], kind="stable")
+    send_raw(world.settings, world.topic("ratings"),
+             [(str(events[k].user_id).encode(), json.dumps(events[k]._asdict()).encode())
+              for k in arrival])  # fmt: skip
+    world.run("--from", "earliest", "--until", "latest")
+    assert final_counts(world.settings) == _oracle(events)
+    assert read_topic(world.settings, world.topic("late")) == []
