@@ -60,7 +60,7 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
     java_context = getattr(runtime_context, "_runtime_context", None)
     if java_context is not None:
         return int(java_context.getTaskInfo().getIndexOfThisSubtask())
-    return runtime_context.get_index_of_this_subtask()
+    return int(runtime_context.get_index_of_this_subtask())
 
 
 class UserFunction(KeyedProcessFunction):  # type: ignore[misc]
