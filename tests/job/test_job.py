@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import chisquare
 
 from batch.graph import transition_graph, user_sequences
 from batch.loaders import load_events
@@ -207,3 +209,73 @@ def test_out_of_order_events_within_the_bound_give_the_same_counts(
     world.run("--from", "earliest", "--until", "latest")
     assert final_counts(world.settings) == _oracle(events)
     assert read_topic(world.settings, world.topic("late")) == []
+
+
+# item -> {next item: count}; item 5 has no out-edges, so walks end there
+TOY_GRAPH = {
+    1: {2: 30, 3: 10, 4: 60},
+    2: {1: 5, 3: 15},
+    3: {4: 1, 5: 3},
+    4: {1: 8, 2: 2, 5: 10},
+}
+
+
+def test_streamed_walks_follow_the_transition_counts(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    rate = 100
+    world = job_world(local_stack, unique, tmp_path, **{"flink.parallelism": 1,
+                      "stream.walks_per_weight": rate, "stream.emit_counts": "false"})  # fmt: skip
+    events: list[Event] = []
+    user = 0
+    for src, row in TOY_GRAPH.items():  # phase 1: one user per transition of the toy graph
+        for dst, count in row.items():
+            for _ in range(count):
+                user += 1
+                events += [Event(user, src, 5.0, 1_000 + user)]
+                events += [Event(user, dst, 5.0, 1_001 + user)]
+    phase_two = 1_000_000  # 50 users go 0 -> 1 once the graph is complete: 50 x rate walks
+    events += [Event(u, 0, 5.0, phase_two) for u in range(10_001, 10_051)]
+    events += [Event(u, 1, 5.0, phase_two + 1) for u in range(10_001, 10_051)]
+    events.append(Event(20_000, 1, 5.0, 10**7))  # moves the watermark past everything
+    send_raw(world.settings, world.topic("ratings"),
+             [(str(e.user_id).encode(), json.dumps(e._asdict()).encode()) for e in events])  # fmt: skip
+
+    transitions = sum(sum(row.values()) for row in TOY_GRAPH.values())
+    expected_walks = rate * (transitions + 50)
+    job = world.start("--from", "earliest")
+    try:
+        samples = poll(
+            lambda: (
+                (s := read_topic(world.settings, world.topic("samples")))
+                and len(s) >= expected_walks
+                and s
+            ),
+            240,
+            f"{expected_walks} walks",
+        )
+    finally:
+        JobWorld.kill(job)
+    walks = [json.loads(value) for *_, value in samples]
+    assert len(walks) == expected_walks
+    assert all(len(w["items"]) == 10 or w["items"][-1] == 5 for w in walks)
+
+    # starts: exactly `rate` walks per transition out of each item, when it happened
+    early = [w for w in walks if w["newest_event_time"] < phase_two]
+    starts = Counter(w["items"][0] for w in early)
+    assert starts == {item: rate * sum(row.values()) for item, row in TOY_GRAPH.items()}
+
+    # hops of the walks started after the graph was complete follow its counts
+    late = [w["items"] for w in walks if w["newest_event_time"] == phase_two + 1]
+    assert len(late) == 50 * rate
+    assert all(path[:2] == [0, 1] for path in late)
+    hops: dict[int, Counter[int]] = {item: Counter() for item in TOY_GRAPH}
+    for path in late:
+        for here, there in pairwise(path[1:]):
+            hops[here][there] += 1
+    for item, row in TOY_GRAPH.items():
+        observed = [hops[item][n] for n in row]
+        assert sum(observed) == sum(hops[item].values())
+        total = sum(row.values())
+        expected = [sum(observed) * c / total for c in row.values()]
+        assert chisquare(observed, expected).pvalue > 0.01, (item, observed, expected)
