@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streaming.config import Settings, load_settings
+from streaming.core.events import Event
 from streaming.topics import ensure_topics
 
 TOPICS = ("ratings", "dead_letter", "late", "samples", "items", "walk_hops", "counts")
@@ -89,6 +91,15 @@ def send_raw(settings: Settings, topic: str, records: Iterable[tuple[bytes | Non
         producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()
+
+
+def send_events(settings: Settings, topic: str, events: Iterable[Event]) -> None:
+    """Events as the producer writes them (JSON, keyed by user), in the order given."""
+    send_raw(
+        settings,
+        topic,
+        [(str(e.user_id).encode(), json.dumps(e._asdict()).encode()) for e in events],
+    )
 
 
 def read_topic(settings: Settings, topic: str) -> list[tuple[int, int, int, bytes | None, bytes]]:

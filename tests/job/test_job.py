@@ -19,7 +19,7 @@ from streaming.config import Settings
 from streaming.core.events import Event
 from streaming.producer import produce_file
 from tests.conftest import poll
-from tests.job.jobs import JobWorld, final_counts, job_world, read_topic, send_raw
+from tests.job.jobs import JobWorld, final_counts, job_world, read_topic, send_events, send_raw
 
 pytestmark = pytest.mark.integration
 
@@ -69,11 +69,7 @@ def test_counts_stay_exact_when_the_job_is_killed(
     # One later event of a new user: no transition of its own, but it moves the watermark past
     # every real event, as live traffic would, so the restored job releases them all.
     sentinel = Event(10**9, 1, 5.0, int(columns.event_time.max()) + 10**6)
-    send_raw(
-        world.settings,
-        world.topic("ratings"),
-        [(b"1000000000", json.dumps(sentinel._asdict()).encode())],
-    )
+    send_events(world.settings, world.topic("ratings"), [sentinel])
 
     job = world.start("--from", "earliest")
     checkpoints = world.settings.checkpoint_dir
@@ -203,9 +199,7 @@ def test_out_of_order_events_within_the_bound_give_the_same_counts(
         Event(int(u), int(i), 4.5, int(t)) for u, i, t in zip(users, items, times, strict=True)
     ]
     arrival = np.argsort([e.event_time + rng.uniform(0, 3500) for e in events], kind="stable")
-    send_raw(world.settings, world.topic("ratings"),
-             [(str(events[k].user_id).encode(), json.dumps(events[k]._asdict()).encode())
-              for k in arrival])  # fmt: skip
+    send_events(world.settings, world.topic("ratings"), [events[k] for k in arrival])
     world.run("--from", "earliest", "--until", "latest")
     assert final_counts(world.settings) == _oracle(events)
     assert read_topic(world.settings, world.topic("late")) == []
@@ -238,8 +232,7 @@ def test_streamed_walks_follow_the_transition_counts(
     events += [Event(u, 0, 5.0, phase_two) for u in range(10_001, 10_051)]
     events += [Event(u, 1, 5.0, phase_two + 1) for u in range(10_001, 10_051)]
     events.append(Event(20_000, 1, 5.0, 10**7))  # moves the watermark past everything
-    send_raw(world.settings, world.topic("ratings"),
-             [(str(e.user_id).encode(), json.dumps(e._asdict()).encode()) for e in events])  # fmt: skip
+    send_events(world.settings, world.topic("ratings"), events)
 
     transitions = sum(sum(row.values()) for row in TOY_GRAPH.values())
     expected_walks = rate * (transitions + 50)
