@@ -173,7 +173,8 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
         f"{settings.checkpoint_dir}{f', restoring {restore}' if restore else ''}",
         flush=True,
     )
-    run_job(settings, start, until, restore)
+    seconds = run_job(settings, start, until, restore)
+    print(f"job: finished after {seconds:.1f}s of running", flush=True)
     return 0
 
 

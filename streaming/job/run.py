@@ -29,7 +29,8 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path:
 
 def run_job(
     settings: Settings, start: Position, until: Position | None, restore_from: Path | None
-) -> None:
+) -> float:
+    """Run until the input ends (bounded) or forever; return the job's net runtime in s."""
     topics = settings.kafka.topics
     ensure_topics(
         settings.kafka,
@@ -38,4 +39,5 @@ def run_job(
     )  # fmt: skip
     env = execution_environment(settings, restore_from)
     build_job(env, settings, start, until)
-    env.execute("walkstream")
+    result = env.execute("walkstream")
+    return float(result.get_net_runtime()) / 1000
