@@ -38,10 +38,11 @@ def _events_of(records: list[tuple[int, int, int, bytes | None, bytes]]) -> list
     return [Event(**json.loads(value)) for *_, value in records]
 
 
+@pytest.mark.parametrize("state_backend", ["hashmap", "rocksdb"])
 def test_replay_gives_exactly_the_batch_counts(
-    local_stack: Settings, unique: str, tmp_path: Path
+    local_stack: Settings, unique: str, tmp_path: Path, state_backend: str
 ) -> None:
-    world = job_world(local_stack, unique, tmp_path)
+    world = job_world(local_stack, unique, tmp_path, **{"flink.state_backend": state_backend})
     ratings = _synthetic(tmp_path, 20_000, seed=1)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
     world.run("--from", "earliest", "--until", "latest")
