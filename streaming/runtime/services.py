@@ -276,11 +276,19 @@ class KafkaBroker(_Service):
         log4j = resources.files("streaming.runtime") / "kafka-log4j2.properties"
         if not (data / "meta.properties").exists():
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            subprocess.run(
+            formatted = subprocess.run(
+                # "--cluster-id=": an id may start with "-", which a separate argument would
+                # turn into an option
                 [java, f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,
-                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(properties)],
-                check=True, capture_output=True,
+                 "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                 "-c", str(properties)],
+                capture_output=True, text=True,
             )  # fmt: skip
+            if formatted.returncode != 0:
+                raise RuntimeServiceError(
+                    f"formatting Kafka storage in {data} failed:\n"
+                    + (formatted.stdout + formatted.stderr)[-2000:]
+                )
         return [
             java,
             f"-Xmx{self.settings.runtime.kafka_heap}",

@@ -193,3 +193,20 @@ def test_cli_up_status_down(
         assert main([*flags, "down"]) == 0
     assert main([*flags, "status"]) == 1
     assert capsys.readouterr().out.count("stopped") == 2
+
+
+def test_storage_format_accepts_cluster_ids_that_look_like_options(
+    stack_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A random cluster id can start with "-": formatting must not read it as an option."""
+    import uuid
+
+    from streaming.runtime.services import KafkaBroker
+
+    dash = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64url of 0xf8... starts with "-"
+    monkeypatch.setattr(uuid, "uuid4", lambda: dash)
+    broker = KafkaBroker(stack_settings())
+    broker.state_dir.mkdir(parents=True)
+    broker.prepare()
+    meta = (broker.state_dir / "data" / "meta.properties").read_text()
+    assert "cluster.id=-" in meta
