@@ -2,11 +2,11 @@ import json
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
 
 from streaming.config import Settings
 from streaming.core.events import Event, InvalidEventError, Reason, event_from_json
 from streaming.producer import Pacer, RatingProducer, produce_file
+from tests.kafka_records import read_topic
 
 
 class FakeClock:
@@ -45,22 +45,6 @@ def test_pacer_rejects_both_or_bad_values() -> None:
         Pacer(rate=0)
 
 
-def _consume(settings: Settings, topic: str, expected: int) -> list[tuple[int, bytes, bytes]]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=20_000,
-    )
-    records = []
-    for message in consumer:
-        records.append((message.partition, message.key, message.value))
-        if len(records) == expected:
-            break
-    consumer.close()
-    return records
-
-
 @pytest.mark.integration
 def test_file_is_sent_in_event_time_order_keyed_by_user(
     local_stack: Settings, unique: str, tmp_path: Path
@@ -74,7 +58,7 @@ def test_file_is_sent_in_event_time_order_keyed_by_user(
     )
     result = produce_file(local_stack, ratings, "csv", topic=unique, report=lambda _: None)
     assert (result.sent, result.rejected) == (len(rows), 1)
-    records = _consume(local_stack, unique, len(rows))
+    records = [(p, key, value) for p, _, _, key, value in read_topic(local_stack, unique)]
     events = [event_from_json(value, local_stack.events) for _, _, value in records]
     assert sorted(events) == sorted(Event(u, i, r, t) for u, i, r, t in rows)
     for _, key, value in records:
@@ -95,7 +79,7 @@ def test_application_api_validates_before_sending(local_stack: Settings, unique:
             producer.send({"user_id": 1, "item_id": 2, "rating": 9, "event_time": 10})
         assert error.value.reason is Reason.RATING_OUT_OF_RANGE
         assert producer.sent == 1
-    [(_, key, value)] = _consume(local_stack, unique, 1)
+    [(*_, key, value)] = read_topic(local_stack, unique)
     assert key == b"1"
     assert event_from_json(value, local_stack.events) == Event(1, 2, 4.5, 10)
 
@@ -111,5 +95,5 @@ def test_produce_command(
     flags = ["--set", f"kafka.bootstrap_servers={local_stack.kafka.bootstrap_servers}"]
     assert main([*flags, "produce", str(data), "--format", "udata", "--topic", unique]) == 0
     assert "sent 2 events" in capsys.readouterr().out
-    assert len(_consume(local_stack, unique, 2)) == 2
+    assert len(read_topic(local_stack, unique)) == 2
     assert main([*flags, "produce", str(data), "--rate", "-1"]) == 2

@@ -19,7 +19,8 @@ from streaming.config import Settings
 from streaming.core.events import Event
 from streaming.producer import produce_file
 from tests.conftest import poll
-from tests.job.jobs import JobWorld, final_counts, job_world, read_topic, send_events, send_raw
+from tests.job.jobs import JobWorld, final_counts, job_world
+from tests.kafka_records import read_topic, send_events, send_raw
 
 pytestmark = pytest.mark.integration
 

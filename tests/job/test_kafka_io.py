@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from pyflink.common import Types, WatermarkStrategy
 from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer
@@ -14,6 +14,7 @@ from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer
 from streaming.config import FlinkSettings, Settings
 from streaming.job.environment import execution_environment
 from streaming.job.kafka_io import text_sink, text_source
+from tests.kafka_records import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -55,18 +56,8 @@ def test_flink_job_reads_and_writes_kafka(
     )
     env.execute("kafka round trip")  # bounded: returns when the source reaches `latest`
 
-    consumer = KafkaConsumer(
-        sink_topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=30_000,
+    out = sorted(
+        (record["seq"], record["doubled"])
+        for record in (json.loads(value) for *_, value in read_topic(settings, sink_topic))
     )
-    out = []
-    for message in consumer:
-        record = json.loads(message.value)
-        out.append((record["seq"], record["doubled"]))
-        if len(out) == 1000:
-            break
-    consumer.close()
-    out.sort()
     assert out == [(seq, 2 * seq) for seq in range(1000)]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from streaming.cli import main
@@ -19,6 +19,7 @@ from streaming.errors import RuntimeServiceError
 from streaming.runtime import LocalStack
 from streaming.runtime.services import RedisServer
 from streaming.store import connect
+from tests.kafka_records import read_topic, send_raw
 
 pytestmark = pytest.mark.integration
 
@@ -27,28 +28,11 @@ def _produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes]])
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     admin.close()
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
-    for key, value in records:
-        producer.send(topic, key=key, value=value)
-    producer.flush()
-    producer.close()
+    send_raw(settings, topic, records)
 
 
-def _consume_all(settings: Settings, topic: str, expected: int) -> list[tuple[bytes, bytes]]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=20_000,
-    )
-    records: list[tuple[bytes, bytes]] = []
-    for message in consumer:
-        records.append((message.key, message.value))
-        if len(records) >= expected:
-            break
-    consumer.close()
-    return records
+def _consume_all(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes]]:
+    return [(key, value) for *_, key, value in read_topic(settings, topic)]
 
 
 def _alive(pid: int | None) -> bool:
@@ -66,10 +50,11 @@ def _records(n: int) -> list[tuple[bytes, bytes]]:
 def test_kafka_round_trip_keeps_per_key_order(local_stack: Settings, unique: str) -> None:
     sent = _records(500)
     _produce(local_stack, unique, sent)
-    received = _consume_all(local_stack, unique, expected=len(sent))
-    assert sorted(received) == sorted(sent)
+    received = sorted(read_topic(local_stack, unique), key=lambda r: (r[0], r[1]))
+    received_pairs = [(key, value) for *_, key, value in received]
+    assert sorted(received_pairs) == sorted(sent)
     for key in {key for key, _ in sent}:
-        assert [v for k, v in received if k == key] == [v for k, v in sent if k == key]
+        assert [v for k, v in received_pairs if k == key] == [v for k, v in sent if k == key]
 
 
 def test_redis_ping_set_get(local_stack: Settings, unique: str) -> None:
@@ -94,7 +79,7 @@ def test_kafka_data_survives_down_and_up(stack_settings: Callable[..., Settings]
         assert [status.state for status in stack.status()] == ["stopped", "stopped"]
         assert not any(_alive(pid) for pid in pids)
         stack.up(report=lambda _: None)
-        assert sorted(_consume_all(settings, "durable", expected=len(sent))) == sorted(sent)
+        assert sorted(_consume_all(settings, "durable")) == sorted(sent)
     finally:
         stack.down(report=lambda _: None)
 
