@@ -53,6 +53,7 @@ $(BENCH_VENV)/.installed:
 bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines in the same run); see README
 	$(BIN)/python -m tests.benchmarks.bench_batch --pecanpy-python $(BENCH_VENV)/bin/python
 	$(BIN)/python -m tests.benchmarks.bench_stream
+	$(BIN)/python -m tests.benchmarks.bench_freshness
 
 clean: ## stop local services and delete their data and checkpoints (keeps installed jars and Redis)
 	-$(BIN)/walkstream down

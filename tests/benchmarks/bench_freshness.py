@@ -1,0 +1,106 @@
+"""Freshness (`make bench`): time from an event written to Kafka to the walks it causes.
+
+Runs its own Kafka on free ports, starts the job (out-of-orderness 1 s), lets it warm up,
+then produces live events at `--rate` events/s for `--seconds`, each stamped with the
+current time as its event time (whole seconds, as the schema has it). A walk sample carries
+the event time of the transition that started it, so its latency is the sample's Kafka
+timestamp minus that event time: an upper bound that is at most 1 s too high (the event
+was written somewhere within that second), reported with the lower bound (1 s less).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from streaming.config import load_settings, parse_assignments
+from streaming.core.events import Event
+from streaming.producer import Pacer, RatingProducer
+from streaming.runtime import LocalStack
+from tests.benchmarks.bench_stream import free_port
+from tests.kafka_records import read_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=10_000)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "fresh.json")
+    args = parser.parse_args()
+    installed = load_settings()
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        assignments = [
+            f"runtime.home={tmp / 'home'}",
+            f"runtime.jars_dir={installed.runtime.jars_dir}",
+            f"runtime.redis_server={installed.runtime.redis_server}",
+            f"kafka.bootstrap_servers=127.0.0.1:{free_port()}",
+            f"runtime.kafka_controller_port={free_port()}",
+            f"redis.url=redis://127.0.0.1:{free_port()}/0",
+            "stream.out_of_orderness_s=1",
+            "stream.walks_per_weight=0.05",
+            "flink.parallelism=2",
+        ]
+        settings = load_settings(overrides=parse_assignments(assignments))
+        stack = LocalStack(settings)
+        stack.up()
+        flags = [part for a in assignments for part in ("--set", a)]
+        job = subprocess.Popen(
+            [sys.executable, "-m", "streaming.cli", *flags, "job", "--from", "latest"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            time.sleep(20)  # job start-up; freshness is measured on the events after it
+            rng = np.random.default_rng(0)
+            pacer = Pacer(rate=args.rate)
+            count = int(args.rate * args.seconds)
+            users, items = rng.integers(1, 20_000, count), rng.zipf(1.3, count) % 5_000 + 1
+            began = time.monotonic()
+            with RatingProducer(settings) as producer:
+                for index in range(count):
+                    pacer.wait(index, 0)
+                    producer.send(
+                        Event(int(users[index]), int(items[index]), 5.0, int(time.time()))
+                    )
+            sent_rate = count / (time.monotonic() - began)
+            time.sleep(10)  # let the last walks arrive before the job is stopped
+        finally:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+        samples = read_topic(settings, settings.kafka.topics.samples)
+        stack.down()
+    latency = np.array(
+        [stamp / 1000 - json.loads(value)["newest_event_time"] for _, _, stamp, _, value in samples]
+    )
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "target_rate": args.rate,
+        "sent_rate": sent_rate,
+        "samples": len(latency),
+        "p50_upper_s": float(np.percentile(latency, 50)),
+        "p99_upper_s": float(np.percentile(latency, 99)),
+        "p99_lower_s": float(np.percentile(latency, 99)) - 1.0,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"freshness at {sent_rate:,.0f} events/s (bound 1 s): {len(latency):,} walks, p50 <= "
+        f"{result['p50_upper_s']:.2f}s, p99 between {result['p99_lower_s']:.2f}s and "
+        f"{result['p99_upper_s']:.2f}s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
