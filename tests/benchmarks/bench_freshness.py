@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streaming.config import load_settings, parse_assignments
 from streaming.core.events import Event
 from streaming.producer import Pacer, RatingProducer
 from streaming.runtime import LocalStack
-from tests.benchmarks.bench_stream import free_port
+from tests.benchmarks.stack import private_settings
 from tests.kafka_records import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,21 +37,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "fresh.json")
     args = parser.parse_args()
-    installed = load_settings()
     with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = Path(tmp_dir)
-        assignments = [
-            f"runtime.home={tmp / 'home'}",
-            f"runtime.jars_dir={installed.runtime.jars_dir}",
-            f"runtime.redis_server={installed.runtime.redis_server}",
-            f"kafka.bootstrap_servers=127.0.0.1:{free_port()}",
-            f"runtime.kafka_controller_port={free_port()}",
-            f"redis.url=redis://127.0.0.1:{free_port()}/0",
+        settings, assignments = private_settings(
+            Path(tmp_dir) / "home",
             "stream.out_of_orderness_s=1",
             "stream.walks_per_weight=0.05",
             "flink.parallelism=2",
-        ]
-        settings = load_settings(overrides=parse_assignments(assignments))
+        )
         stack = LocalStack(settings)
         stack.up()
         flags = [part for a in assignments for part in ("--set", a)]

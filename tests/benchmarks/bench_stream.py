@@ -1,4 +1,4 @@
-"""Streaming benchmarks (`make bench`): ingest against a pure-JVM Flink SQL job, walk steps.
+"""Streaming benchmark (`make bench`): the job's ingest against a pure-JVM Flink SQL job.
 
 Runs its own Kafka on free loopback ports under a temporary directory, writes a synthetic
 topic once, then alternates, `--repeats` times:
@@ -8,19 +8,13 @@ topic once, then alternates, `--repeats` times:
 - baseline: a Flink SQL job with the same source and parallelism computing the same
   transition counts in the JVM (JSON format, rating filter, LAG over user partitions,
   GROUP BY pair) into a blackhole sink.
-
-Then one unbounded run with walks on measures walk steps per second from the timestamps of
-the first and last samples written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,12 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
 from batch.synthetic import SyntheticSpec, generate
-from streaming.config import Settings, load_settings, parse_assignments
+from streaming.config import Settings
 from streaming.producer import produce_file
 from streaming.runtime import LocalStack
+from tests.benchmarks.stack import private_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,12 +54,6 @@ result = t_env.execute_sql('''INSERT INTO snk SELECT prev_item, item_id, COUNT(*
 runtime = result.get_job_client().get_job_execution_result().result().get_net_runtime()
 print(f"net {runtime / 1000:.3f}")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _flags(settings: Settings, **extra: Any) -> list[str]:
@@ -135,47 +122,6 @@ def bench_ingest(
     }
 
 
-def bench_walks(settings: Settings, topic: str, seconds: float, tmp: Path) -> dict[str, Any]:
-    run = "walks"
-    flags = _flags(
-        settings,
-        **{
-            "kafka.topics.ratings": topic,
-            "stream.group_id": f"bench-{run}",
-            "flink.parallelism": 2,
-            "flink.checkpoint_dir": tmp / run,
-            **{f"kafka.topics.{name}": f"bench-{run}.{name}" for name in
-               ("dead_letter", "late", "samples", "items", "walk_hops", "counts")},
-        },
-    )  # fmt: skip
-    job = subprocess.Popen(
-        [sys.executable, "-m", "streaming.cli", *_set(flags), "job", "--from", "earliest"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    time.sleep(seconds)  # a fixed measuring window, not a wait for readiness
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait()
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, max_poll_records=50_000
-    )
-    topic_name = f"bench-{run}.samples"
-    partitions = [
-        TopicPartition(topic_name, p) for p in consumer.partitions_for_topic(topic_name) or []
-    ]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    end = consumer.end_offsets(partitions)
-    steps, stamps = 0, []
-    while any(consumer.position(tp) < end[tp] for tp in partitions):
-        for batch in consumer.poll(timeout_ms=1000).values():
-            for message in batch:
-                steps += len(json.loads(message.value)["items"]) - 1
-                stamps.append(message.timestamp)
-    consumer.close()
-    span = (max(stamps) - min(stamps)) / 1000 if stamps else float("nan")
-    return {"walks": len(stamps), "steps": steps, "seconds": span, "steps_per_s": steps / span}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,21 +130,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "stream.json")
     args = parser.parse_args()
-    installed = load_settings()
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        settings = load_settings(
-            overrides=parse_assignments(
-                [
-                    f"runtime.home={tmp / 'home'}",
-                    f"runtime.jars_dir={installed.runtime.jars_dir}",
-                    f"runtime.redis_server={installed.runtime.redis_server}",
-                    f"kafka.bootstrap_servers=127.0.0.1:{free_port()}",
-                    f"runtime.kafka_controller_port={free_port()}",
-                    f"redis.url=redis://127.0.0.1:{free_port()}/0",
-                ]
-            )
-        )
+        settings, _ = private_settings(tmp / "home")
         stack = LocalStack(settings)
         stack.up()
         try:
@@ -213,7 +147,6 @@ def main() -> int:
             results["ingest"] = [
                 bench_ingest(settings, topic, args.events, p, args.repeats, tmp) for p in (1, 2)
             ]
-            results["walks"] = bench_walks(settings, topic, 60, tmp)
         finally:
             stack.down()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -224,9 +157,6 @@ def main() -> int:
             f"ingest p={row['parallelism']}: walkstream {ours:,.0f} events/s, Flink SQL "
             f"{sql:,.0f} events/s, ratio {row['ratio']:.2f} (medians of {args.repeats})"
         )
-    walks = results["walks"]
-    rate = walks["steps_per_s"]
-    print(f"walks: {walks['steps']:,} steps in {walks['seconds']:.1f}s: {rate:,.0f} steps/s")
     print(f"results: {args.out}")
     return 0
 

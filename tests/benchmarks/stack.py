@@ -1,0 +1,29 @@
+"""A benchmark's own services: settings for Kafka and Redis on free ports in a scratch home."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from streaming.config import Settings, load_settings, parse_assignments
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def private_settings(home: Path, *extra: str) -> tuple[Settings, list[str]]:
+    """Settings (and the same as `--set` assignments) that use the installed jars and Redis."""
+    installed = load_settings()
+    assignments = [
+        f"runtime.home={home}",
+        f"runtime.jars_dir={installed.runtime.jars_dir}",
+        f"runtime.redis_server={installed.runtime.redis_server}",
+        f"kafka.bootstrap_servers=127.0.0.1:{free_port()}",
+        f"runtime.kafka_controller_port={free_port()}",
+        f"redis.url=redis://127.0.0.1:{free_port()}/0",
+        *extra,
+    ]
+    return load_settings(overrides=parse_assignments(assignments)), assignments
