@@ -17,7 +17,6 @@ and in-out (q) parameters bias the hop by the previous item, with exact rejectio
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -86,7 +85,6 @@ class WalkSampler:
         length: int,
         seed: int,
         threads: int | None = None,
-        progress: Callable[[int], None] | None = None,
     ) -> Walks:
         """`n_walks` x `length` node numbers (see `graph.items`), -1 after an early stop."""
         if n_walks < 0 or length < 1:
@@ -95,18 +93,13 @@ class WalkSampler:
         blocks = [(start, min(start + _BLOCK, n_walks)) for start in range(0, n_walks, _BLOCK)]
         seeds = np.random.SeedSequence(seed).spawn(len(blocks))
         workers = threads or os.cpu_count() or 1
-        done = 0
 
-        def run(block: int) -> int:
+        def run(block: int) -> None:
             start, stop = blocks[block]
             self._walk_block(walks[start:stop], np.random.default_rng(seeds[block]))
-            return stop - start
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for finished in pool.map(run, range(len(blocks))):
-                done += finished
-                if progress is not None:
-                    progress(done)
+            list(pool.map(run, range(len(blocks))))  # list() re-raises a block's error
         return walks
 
     def _walk_block(self, out: Walks, rng: np.random.Generator) -> None:
