@@ -65,6 +65,9 @@ def test_redis_ping_set_get(local_stack: Settings, unique: str) -> None:
     info = client.info("server")
     assert str(info["redis_version"]).startswith("8.")
     assert client.execute_command("VADD", f"{unique}:vs", "VALUES", 2, 1.0, 0.0, "a") == 1
+    assert client.execute_command("VADD", f"{unique}:vs", "VALUES", 2, 0.0, 1.0, "b") == 1
+    nearest = client.execute_command("VSIM", f"{unique}:vs", "VALUES", 2, 0.9, 0.1, "COUNT", 1)
+    assert nearest == [b"a"]
 
 
 def test_kafka_data_survives_down_and_up(stack_settings: Callable[..., Settings]) -> None:
