@@ -22,7 +22,7 @@ from batch.evaluate import (
     temporal_holdout,
 )
 from batch.graph import Sequences, user_sequences
-from batch.loaders import FORMATS, EventColumns, load_events
+from batch.loaders import FORMATS, load_events
 from batch.pipeline import EmbedResult, embed_sequences
 from batch.synthetic import SyntheticSpec, generate, load_communities
 from streaming.config import Settings, TrainingSettings, WalkSettings
@@ -52,9 +52,7 @@ def _add_input(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(
-    settings: Settings, args: argparse.Namespace, report: Report
-) -> tuple[EventColumns, Sequences]:
+def _load_sequences(settings: Settings, args: argparse.Namespace, report: Report) -> Sequences:
     began = time.perf_counter()
     columns, load_report = load_events(
         args.ratings,
@@ -64,14 +62,13 @@ def _load(
     )
     report(f"  {'load':<10} {time.perf_counter() - began:7.2f}s")
     report(load_report.summary())
-    sequences = user_sequences(
+    return user_sequences(
         columns.user_id,
         columns.item_id,
         columns.rating,
         columns.event_time,
         settings.events.high_rating,
     )
-    return columns, sequences
 
 
 # ---------------------------------------------------------------- batch
@@ -138,7 +135,7 @@ def run_batch(settings: Settings, args: argparse.Namespace, report: Report = pri
     if args.method:
         training = training.model_copy(update={"method": args.method})
     report(f"batch: {args.ratings} ({args.format}), method {training.method}, seed {training.seed}")
-    _, sequences = _load(settings, args, report)
+    sequences = _load_sequences(settings, args, report)
     result = embed_sequences(sequences, training, settings.walks, report=report)
     meta = {
         "input": {"path": str(args.ratings.resolve()), "format": args.format},
@@ -289,7 +286,7 @@ def format_table(rows: list[dict[str, Any]], k: int) -> str:
 
 def run_eval(settings: Settings, args: argparse.Namespace, report: Report = print) -> int:
     report(f"eval: {args.ratings} ({args.format}), per-user temporal hold-out of the last 20%")
-    _, sequences = _load(settings, args, report)
+    sequences = _load_sequences(settings, args, report)
     holdout = temporal_holdout(sequences)
     report(f"  {len(holdout.queries):,} next-item cases from {len(sequences):,} users")
     communities_path = args.communities or (
