@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -36,8 +37,13 @@ def send_events(settings: Settings, topic: str, events: Iterable[Event]) -> None
     )
 
 
-def read_topic(settings: Settings, topic: str) -> list[Record]:
-    """Every committed record now in `topic`: (partition, offset, timestamp ms, key, value)."""
+def read_topic(settings: Settings, topic: str, timeout_s: float = 60) -> list[Record]:
+    """Every committed record now in `topic`: (partition, offset, timestamp ms, key, value).
+
+    Reads until each partition's position reaches its last stable offset (the consumer moves
+    past transaction markers and aborted batches without returning records); a slow poll is
+    retried, and a topic that cannot be read to its end within `timeout_s` is an error.
+    """
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         isolation_level="read_committed",
@@ -49,11 +55,12 @@ def read_topic(settings: Settings, topic: str) -> list[Record]:
     consumer.seek_to_beginning(*partitions)
     end = consumer.end_offsets(partitions)
     records = []
-    idle = 0  # transaction markers occupy offsets no record is returned for
-    while idle < 5 and any(consumer.position(tp) < end[tp] for tp in partitions):
-        polled = consumer.poll(timeout_ms=500)
-        idle = 0 if polled else idle + 1
-        for tp, batch in polled.items():
+    deadline = time.monotonic() + timeout_s
+    while behind := {tp: gap for tp in partitions if (gap := end[tp] - consumer.position(tp)) > 0}:
+        assert time.monotonic() < deadline, (
+            f"{topic}: still behind its end after {timeout_s}s: {behind}"
+        )
+        for tp, batch in consumer.poll(timeout_ms=500).items():
             records += [(tp.partition, m.offset, m.timestamp, m.key, m.value) for m in batch]
     consumer.close()
     return records

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from streaming.config import Settings, load_settings
+from streaming.config import Settings, load_settings, parse_assignments
 from streaming.topics import ensure_topics
 from tests.kafka_records import read_topic
 
@@ -69,8 +69,6 @@ def job_world(base: Settings, unique: str, tmp: Path, **overrides: object) -> Jo
         **overrides,
     }
     flags = [part for key, value in values.items() for part in ("--set", f"{key}={value}")]
-    from streaming.config import parse_assignments
-
     settings = load_settings(overrides=parse_assignments(flags[1::2]))
     ensure_topics(settings.kafka, [str(getattr(settings.kafka.topics, n)) for n in TOPICS])
     return JobWorld(settings, flags, tmp / "job.log")
