@@ -32,6 +32,7 @@ __all__ = [
     "add_batch_arguments",
     "add_eval_arguments",
     "add_synth_arguments",
+    "item_labels",
     "run_batch",
     "run_eval",
     "run_synth",
@@ -83,14 +84,18 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", action="store_true", help="also publish the vectors to Redis")
 
 
-def _labels(ratings: Path) -> dict[int, str]:
-    """Readable names for items, when the input has them next to it (MovieLens, synthetic)."""
-    movies, items = ratings.with_name("movies.csv"), ratings.with_name("items.csv")
-    if movies.is_file():
-        with movies.open(newline="", encoding="utf-8") as handle:
-            return {int(row["movieId"]): row["title"] for row in csv.DictReader(handle)}
-    if items.is_file():
-        return {item: f"community {c}" for item, c in load_communities(items).items()}
+def item_labels(path: Path) -> dict[int, str]:
+    """Readable names for items: from a MovieLens `movies.csv` or a synthetic `items.csv`,
+    given directly or found next to a ratings file; {} when there is none."""
+    names = {"movies.csv", "items.csv"}
+    candidates = [path] if path.name in names else [path.with_name(name) for name in names]
+    for candidate in sorted(candidates, key=lambda c: c.name != "movies.csv"):
+        if not candidate.is_file():
+            continue
+        if candidate.name == "movies.csv":
+            with candidate.open(newline="", encoding="utf-8") as handle:
+                return {int(row["movieId"]): row["title"] for row in csv.DictReader(handle)}
+        return {item: f"community {c}" for item, c in load_communities(candidate).items()}
     return {}
 
 
@@ -175,7 +180,7 @@ def run_batch(settings: Settings, args: argparse.Namespace, report: Report = pri
     popular = np.unique(sequences.items, return_counts=True)
     top = popular[0][np.argsort(-popular[1], kind="stable")][:_SHOW_ITEMS].tolist()
     report("nearest neighbours of the most-rated items:")
-    report(neighbour_table(result.embeddings, top, _labels(args.ratings), _SHOW_NEIGHBOURS))
+    report(neighbour_table(result.embeddings, top, item_labels(args.ratings), _SHOW_NEIGHBOURS))
     return 0
 
 

@@ -178,6 +178,43 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _similar_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("item", type=int, help="item id")
+    parser.add_argument("-k", type=int, default=10, help="how many neighbours")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        help="movies.csv, items.csv or a ratings file next to one: show names of items",
+    )
+
+
+def _similar(settings: Settings, args: argparse.Namespace) -> int:
+    from batch.commands import item_labels
+    from streaming.store import EmbeddingClient
+
+    client = EmbeddingClient.from_settings(settings.redis)
+    view = client.current()
+    meta = view.meta()
+    found = view.similar(args.item, args.k)
+    labels = item_labels(args.labels) if args.labels else {}
+    print(
+        f"version {view.version}: {meta['count']:,} items (dim {meta['dim']}, "
+        f"{meta['cold_count']:,} cold), published "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta['created_at']))}"
+    )
+    if not found:
+        print(f"item {args.item} has no vector in version {view.version}")
+        return 1
+    cold = view.cold([args.item, *(item for item, _ in found)])
+    mark = " (cold)" if args.item in cold else ""
+    print(f"nearest to {args.item}{mark}  {labels.get(args.item, '')}")
+    print(f"{'rank':>4}  {'cosine':>6}  {'item':>8}  label")
+    for rank, (item, score) in enumerate(found, 1):
+        flag = "  (cold)" if item in cold else ""
+        print(f"{rank:>4}  {score:6.3f}  {item:>8}  {labels.get(item, '')[:60]}{flag}")
+    return 0
+
+
 class _Command(NamedTuple):
     run: Callable[[Settings, argparse.Namespace], int]
     summary: str
@@ -206,6 +243,9 @@ _COMMANDS: dict[str, _Command] = {
     ),
     "eval": _Command(
         _eval, "compare configurations on a next-item temporal hold-out", _eval_arguments
+    ),
+    "similar": _Command(
+        _similar, "print the nearest items of the current version in Redis", _similar_arguments
     ),
 }
 

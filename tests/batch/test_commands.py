@@ -84,8 +84,12 @@ def test_bad_variant_is_a_clear_error(synthetic: Path, capsys: pytest.CaptureFix
 
 
 @pytest.mark.integration
-def test_batch_publish_makes_a_current_version(
-    synthetic: Path, tmp_path: Path, local_stack: Settings, unique: str
+def test_batch_publish_makes_a_current_version_similar_reads(
+    synthetic: Path,
+    tmp_path: Path,
+    local_stack: Settings,
+    unique: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     flags = [
         *FAST,
@@ -101,3 +105,11 @@ def test_batch_publish_makes_a_current_version(
     assert version is not None
     count = json.loads((tmp_path / "meta.json").read_text())["counts"]["vectors"]
     assert client.hlen(f"{unique}:v:{version}:vectors") == count
+
+    capsys.readouterr()
+    assert main([*flags, "similar", "1", "-k", "3", "--labels", ratings]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"version {version}: {count:,} items")
+    assert lines[1].startswith("nearest to 1") and "community" in lines[1]
+    assert [line.split()[0] for line in lines[3:]] == ["1", "2", "3"]
+    assert main([*flags, "similar", "999999"]) == 1

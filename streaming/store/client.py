@@ -1,0 +1,204 @@
+"""Reading embeddings from Redis: one version at a time, never a mix of two.
+
+```python
+client = EmbeddingClient("redis://127.0.0.1:26379/0")
+client.vectors([1, 2, 3])          # {item: float32 array}, all from the current version
+client.similar(1, k=10)            # [(item, cosine), ...]
+for view in client.follow():       # a VersionView per newly published version
+    view.vectors([1, 2, 3])        # pinned: every read comes from view.version
+```
+
+Every call of `EmbeddingClient` resolves the current version once and reads only that
+version's keys. A version's keys outlive the switch by the publisher's grace period; a
+reader that held a version longer than that gets a `StoreError` (re-resolve), not a
+silently empty answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import redis
+
+from streaming.config import RedisSettings
+from streaming.errors import StoreError
+from streaming.store.connection import connect
+from streaming.store.versions import VersionKeys, current_version, decode_vector
+
+__all__ = ["EmbeddingClient", "VersionView"]
+
+Vector = npt.NDArray[np.float32]
+
+
+class VersionView:
+    """One published version: every read comes from it or fails."""
+
+    def __init__(self, connection: redis.Redis, keys: VersionKeys, version: int) -> None:
+        self.version = version
+        self._redis = connection
+        self._keys = keys
+        self._matrix: tuple[list[int], npt.NDArray[np.float32], int] | None = None
+
+    def _read(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Run `commands` with a check that the version still exists, in one round trip."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self._keys.meta(self.version))
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            exists, *results = pipe.execute()
+        if not exists:
+            raise StoreError(
+                f"version {self.version} is gone from Redis (expired after its grace period, "
+                "or Redis lost its data): read the current version again"
+            )
+        return results
+
+    def meta(self) -> dict[str, Any]:
+        """dim, count, cold_count, created_at, vector_set and the publisher's `info`."""
+        (raw,) = self._read(("HGETALL", self._keys.meta(self.version)))
+        meta: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+        for field in ("dim", "count", "cold_count"):
+            meta[field] = int(meta[field])
+        meta["created_at"] = float(meta["created_at"])
+        meta["info"] = json.loads(meta.get("info", "{}"))
+        return meta
+
+    def vectors(self, items: Iterable[int]) -> dict[int, Vector]:
+        """Vectors of the items this version has; missing items are left out."""
+        ids = [int(item) for item in items]
+        if not ids:
+            return {}
+        (blobs,) = self._read(("HMGET", self._keys.vectors(self.version), *ids))
+        return {item: decode_vector(blob) for item, blob in zip(ids, blobs, strict=True) if blob}
+
+    def vector(self, item: int) -> Vector | None:
+        return self.vectors([item]).get(int(item))
+
+    def cold(self, items: Iterable[int]) -> set[int]:
+        """Which of `items` have a neighbour-average vector rather than a trained one."""
+        ids = [int(item) for item in items]
+        if not ids:
+            return set()
+        (flags,) = self._read(("SMISMEMBER", self._keys.cold(self.version), *ids))
+        return {item for item, flag in zip(ids, flags, strict=True) if flag}
+
+    def similar(self, item: int, k: int = 10) -> list[tuple[int, float]]:
+        """The `k` items nearest to `item` by cosine, best first; [] if it has no vector.
+
+        Uses the server's vector set (VSIM, approximate) once it is ready, otherwise an
+        exact scan of the version's vectors, cached per version.
+        """
+        vector_set, blob = self._read(
+            ("HGET", self._keys.meta(self.version), "vector_set"),
+            ("HGET", self._keys.vectors(self.version), int(item)),
+        )
+        if blob is None:
+            return []
+        if vector_set == b"ready":
+            (reply,) = self._read(
+                (
+                    "VSIM",
+                    self._keys.vector_set(self.version),
+                    "ELE",
+                    int(item),
+                    "COUNT",
+                    k + 1,
+                    "WITHSCORES",
+                )
+            )
+            pairs = zip(reply[::2], reply[1::2], strict=True)
+            # VSIM scores are (1 + cosine) / 2
+            found = [(int(other), 2 * float(score) - 1) for other, score in pairs]
+            return [(other, score) for other, score in found if other != int(item)][:k]
+        return self._scan(int(item), decode_vector(blob), k)
+
+    def _scan(self, item: int, query: Vector, k: int) -> list[tuple[int, float]]:
+        (count,) = self._read(("HLEN", self._keys.vectors(self.version)))
+        if self._matrix is None or self._matrix[2] != count:  # cold items may have joined
+            (raw,) = self._read(("HGETALL", self._keys.vectors(self.version)))
+            ids = [int(key) for key in raw]
+            matrix = np.stack([decode_vector(blob) for blob in raw.values()])
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            self._matrix = (ids, matrix / np.where(norms > 0, norms, 1), len(ids))
+        ids, unit, _ = self._matrix
+        norm = float(np.linalg.norm(query))
+        scores = unit @ (query / (norm if norm > 0 else 1))
+        order = np.argsort(-scores, kind="stable")
+        found = [(ids[i], float(scores[i])) for i in order[: k + 1] if ids[i] != item]
+        return found[:k]
+
+
+class EmbeddingClient:
+    """Embeddings of the current version, for online consumers in Python."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:26379/0",
+        *,
+        prefix: str = "walkstream",
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        settings = RedisSettings.model_validate(
+            {"url": url, "key_prefix": prefix, "username": username, "password": password}
+        )
+        self._redis = connect(settings)
+        self._keys = VersionKeys(settings.key_prefix)
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings) -> EmbeddingClient:
+        password = settings.password.get_secret_value() if settings.password else None
+        return cls(
+            settings.url, prefix=settings.key_prefix, username=settings.username, password=password
+        )
+
+    @property
+    def version(self) -> int | None:
+        """The current version, or None before the first publish."""
+        return current_version(self._redis, self._keys.prefix)
+
+    def current(self) -> VersionView:
+        """The current version, pinned: use it for reads that must agree with each other."""
+        version = self.version
+        if version is None:
+            raise StoreError(
+                f"no embedding version under prefix {self._keys.prefix!r} yet: "
+                "start the trainer (or `walkstream batch --publish`) first"
+            )
+        return VersionView(self._redis, self._keys, version)
+
+    def vectors(self, items: Iterable[int]) -> dict[int, Vector]:
+        return self.current().vectors(items)
+
+    def vector(self, item: int) -> Vector | None:
+        return self.current().vector(item)
+
+    def similar(self, item: int, k: int = 10) -> list[tuple[int, float]]:
+        return self.current().similar(item, k)
+
+    def follow(self, block_s: float = 5.0) -> Iterator[VersionView]:
+        """Yield a view of the newest version, then of each version as it is published;
+        runs until the caller stops iterating."""
+        newest = cast(list[Any], self._redis.xrevrange(self._keys.stream, count=1))
+        last_id: bytes | str = "0-0"
+        for entry_id, fields in newest:
+            last_id = entry_id
+            yield VersionView(self._redis, self._keys, int(fields[b"version"]))
+        while True:
+            reply = cast(
+                list[Any],
+                self._redis.xread(
+                    {self._keys.stream: last_id}, count=100, block=int(block_s * 1000)
+                ),
+            )
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    yield VersionView(self._redis, self._keys, int(fields[b"version"]))
+
+    def close(self) -> None:
+        self._redis.close()

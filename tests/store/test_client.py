@@ -1,0 +1,143 @@
+"""The consumer client against a real Redis: versions are never mixed, never missing."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from streaming.config import Settings
+from streaming.errors import StoreError
+from streaming.store import EmbeddingClient, connect
+from streaming.store.versions import (
+    VersionKeys,
+    add_to_version,
+    build_vector_set,
+    publish_version,
+    supports_vector_sets,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _client(settings: Settings, prefix: str) -> EmbeddingClient:
+    return EmbeddingClient(settings.redis.url, prefix=prefix)
+
+
+def test_concurrent_readers_never_see_two_versions(local_stack: Settings, unique: str) -> None:
+    """Version v holds items 0..n-1 (plus v..v+9) with every component equal to v."""
+    redis_client = connect(local_stack.redis)
+    n, dim, publishes = 2_000, 16, 40
+
+    def publish(v: int) -> None:
+        items = [*range(n), *range(n + v, n + v + 10)]
+        vectors = np.full((len(items), dim), v, dtype=np.float32)
+        publish_version(redis_client, unique, items, vectors, [], {"v": v}, grace_s=30)
+
+    publish(1)
+    stop = threading.Event()
+    seen: Counter[str] = Counter()
+    failures: list[str] = []
+
+    def read() -> None:
+        client = _client(local_stack, unique)
+        rng = np.random.default_rng(threading.get_ident() % 2**32)
+        while not stop.is_set():
+            batch = rng.choice(n, size=200, replace=False).tolist()
+            got = client.vectors(batch)
+            values = {float(vector[0]) for vector in got.values()}
+            if len(got) != len(batch):
+                failures.append(f"missed {len(batch) - len(got)} items")
+            if len(values) != 1 or any(len(set(v.tolist())) != 1 for v in got.values()):
+                failures.append(f"torn batch: values {sorted(values)}")
+            seen["batches"] += 1
+            seen[f"v{values.pop()}"] += 1
+        client.close()
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    for v in range(2, publishes + 1):
+        publish(v)
+    stop.set()
+    for reader in readers:
+        reader.join()
+    assert failures == []
+    assert seen["batches"] > 100
+    assert sum(1 for key in seen if key.startswith("v")) > 5, "readers saw too few versions"
+
+
+def test_cold_items_join_the_current_version(local_stack: Settings, unique: str) -> None:
+    redis_client = connect(local_stack.redis)
+    vectors = np.eye(3, dtype=np.float32)
+    version = publish_version(redis_client, unique, [1, 2, 3], vectors, [], {})
+    cold = np.array([[0.5, 0.5, 0.0], [9, 9, 9]], dtype=np.float32)
+    assert add_to_version(redis_client, unique, version, [4, 1], cold) == 1
+
+    view = _client(local_stack, unique).current()
+    got = view.vectors([1, 4, 5])
+    assert sorted(got) == [1, 4]
+    np.testing.assert_array_equal(got[1], vectors[0])  # a published vector never changes
+    np.testing.assert_array_equal(got[4], cold[0])
+    assert view.cold([1, 4]) == {4}
+    assert (view.meta()["count"], view.meta()["cold_count"]) == (4, 1)
+
+
+def test_similar_is_the_same_from_the_vector_set_and_the_scan(
+    local_stack: Settings, unique: str
+) -> None:
+    redis_client = connect(local_stack.redis)
+    rng = np.random.default_rng(3)
+    items = list(range(100, 400))
+    vectors = rng.standard_normal((len(items), 8)).astype(np.float32)
+    version = publish_version(redis_client, unique, items, vectors, [], {})
+    client = _client(local_stack, unique)
+    scanned = client.similar(100, k=5)
+
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    expected = [items[i] for i in np.argsort(-(unit @ unit[0]))[1:6]]
+    assert [item for item, _ in scanned] == expected
+    assert scanned[0][1] == pytest.approx(float(unit[expected[0] - 100] @ unit[0]), abs=1e-5)
+
+    assert supports_vector_sets(redis_client)
+    assert build_vector_set(redis_client, unique, version) == len(items)
+    assert client.current().meta()["vector_set"] == "ready"
+    from_set = client.similar(100, k=5)
+    # Vector sets store int8-quantized vectors: near-ties may swap, scores are close
+    assert len({item for item, _ in from_set} & set(expected)) >= 4
+    for item, approx in from_set:
+        assert approx == pytest.approx(float(unit[item - 100] @ unit[0]), abs=0.03)
+    assert client.similar(99, k=5) == []
+
+
+def test_follow_yields_each_new_version(local_stack: Settings, unique: str) -> None:
+    redis_client = connect(local_stack.redis)
+    vectors = np.ones((1, 2), dtype=np.float32)
+    first = publish_version(redis_client, unique, [1], vectors, [], {})
+    versions = _client(local_stack, unique).follow(block_s=10)
+    assert next(versions).version == first
+    second = publish_version(redis_client, unique, [1], 2 * vectors, [], {})
+    third = publish_version(redis_client, unique, [1], 3 * vectors, [], {})
+    views = [next(versions), next(versions)]
+    assert [view.version for view in views] == [second, third]
+    assert float(views[1].vector(1)[0]) == 3.0
+
+
+def test_a_vanished_version_is_an_error_not_an_empty_answer(
+    local_stack: Settings, unique: str
+) -> None:
+    redis_client = connect(local_stack.redis)
+    version = publish_version(redis_client, unique, [1], np.ones((1, 2), np.float32), [], {})
+    view = _client(local_stack, unique).current()
+    redis_client.delete(*VersionKeys(unique).of_version(version))
+    with pytest.raises(StoreError, match="read the current version again"):
+        view.vectors([1])
+
+
+def test_no_version_yet_says_what_to_do(local_stack: Settings, unique: str) -> None:
+    client = _client(local_stack, unique)
+    assert client.version is None
+    with pytest.raises(StoreError, match="start the trainer"):
+        client.vectors([1])
