@@ -178,6 +178,19 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _trainer_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cycles", type=int, help="stop after this many published versions (default: run on)"
+    )
+
+
+def _trainer(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.trainer import Trainer
+
+    Trainer(settings, report=lambda line: print(line, flush=True)).run(cycles=args.cycles)
+    return 0
+
+
 def _similar_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("item", type=int, help="item id")
     parser.add_argument("-k", type=int, default=10, help="how many neighbours")
@@ -243,6 +256,11 @@ _COMMANDS: dict[str, _Command] = {
     ),
     "eval": _Command(
         _eval, "compare configurations on a next-item temporal hold-out", _eval_arguments
+    ),
+    "trainer": _Command(
+        _trainer,
+        "retrain Word2Vec from the samples topic and publish versions to Redis (Ctrl-C stops)",
+        _trainer_arguments,
     ),
     "similar": _Command(
         _similar, "print the nearest items of the current version in Redis", _similar_arguments

@@ -239,6 +239,38 @@ class FlinkSettings(_Section):
     checkpoint_interval_ms: int = Field(10_000, ge=100, description="exactly-once checkpoints")
 
 
+class TrainerSettings(_Section):
+    """The trainer: durable corpus, retraining cycles, drift gate, publishing."""
+
+    group_id: str = Field("walkstream-trainer", description="Kafka consumer group (progress)")
+    state_dir: Path | None = Field(None, description="corpus and checkpoints; default HOME/trainer")
+    interval_s: float = Field(30.0, gt=0, description="at most this long between cycles")
+    min_new_samples: int = Field(
+        1_000, ge=1, description="a cycle needs this many new samples (or the interval)"
+    )
+    full_every: int = Field(
+        10, ge=1, description="every Nth cycle retrains from scratch on the window"
+    )
+    window_samples: int = Field(2_000_000, ge=1, description="samples kept in the corpus")
+    segment_samples: int = Field(100_000, ge=1, description="samples per corpus segment file")
+    replay_samples: int = Field(
+        20_000, ge=0, description="older samples replayed in an incremental cycle"
+    )
+    held_out_every: int = Field(
+        50, ge=2, description="every Nth sample is held out of training to check quality"
+    )
+    min_overlap: float = Field(
+        0.2, ge=0, le=1, description="drift gate: top-10 neighbour overlap with current"
+    )
+    min_quality_ratio: float = Field(
+        0.7, ge=0, description="drift gate: held-out HR@10 at least this times current's"
+    )
+    grace_s: int = Field(3600, ge=1, description="old versions stay readable this long")
+    metrics_port: int = Field(
+        29100, ge=0, lt=65536, description="Prometheus metrics on 127.0.0.1 (0: off)"
+    )
+
+
 class RuntimeSettings(_Section):
     """The local embedded stack (`walkstream up`) and where setup puts what it installs."""
 
@@ -285,11 +317,16 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     flink: FlinkSettings = Field(default_factory=FlinkSettings)
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)
     runtime: RuntimeSettings = Field(default_factory=lambda: RuntimeSettings.model_validate({}))
 
     @property
     def checkpoint_dir(self) -> Path:
         return self.flink.checkpoint_dir or self.runtime.home / "checkpoints"
+
+    @property
+    def trainer_dir(self) -> Path:
+        return self.trainer.state_dir or self.runtime.home / "trainer"
 
     @classmethod
     def settings_customise_sources(

@@ -44,6 +44,7 @@ __all__ = [
     "decode_vector",
     "encode_vector",
     "publish_version",
+    "restore_sequence",
     "supports_vector_sets",
 ]
 
@@ -163,6 +164,12 @@ def publish_version(
         pipe.publish(keys.channel, version)
         pipe.execute(raise_on_error=True)
     return version
+
+
+def restore_sequence(client: redis.Redis, prefix: str, last_version: int) -> None:
+    """After Redis lost its data, keep numbering after `last_version`, so version numbers
+    that consumers saw never come back with different vectors."""
+    client.set(VersionKeys(prefix).sequence, last_version, nx=True)
 
 
 def _rows(item_ids: Iterable[int], vectors: npt.NDArray[np.float32]) -> list[tuple[str, bytes]]:

@@ -110,6 +110,7 @@ def test_batch_publish_makes_a_current_version_similar_reads(
     assert main([*flags, "similar", "1", "-k", "3", "--labels", ratings]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"version {version}: {count:,} items")
-    assert lines[1].startswith("nearest to 1") and "community" in lines[1]
+    assert lines[1].startswith("nearest to 1")
+    assert "community" in lines[1]
     assert [line.split()[0] for line in lines[3:]] == ["1", "2", "3"]
     assert main([*flags, "similar", "999999"]) == 1

@@ -1,0 +1,28 @@
+"""Writes that survive a crash: fsync the data, rename into place, fsync the directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["fsync_directory", "write_atomically"]
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename or a new file in `path` durable."""
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text`: readers see the old content or the new, never a mix."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    fsync_directory(path.parent)

@@ -1,0 +1,377 @@
+"""The trainer: samples and items from Kafka -> durable corpus -> model versions in Redis.
+
+One thread does everything in order (consume, make durable, patch cold items, retrain,
+gate, publish, checkpoint), so a crash at any point resumes from the corpus manifest and
+the latest checkpoint. Only the slow vector-set build runs beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from batch.embed import Embeddings
+from streaming.config import Settings
+from streaming.core.neighbours import neighbour_average
+from streaming.store import connect
+from streaming.store.versions import (
+    VersionKeys,
+    add_to_version,
+    build_vector_set,
+    current_version,
+    publish_version,
+    restore_sequence,
+    supports_vector_sets,
+)
+from streaming.topics import ensure_topics
+from streaming.trainer.checkpoints import Checkpoint, CheckpointStore
+from streaming.trainer.corpus import Corpus
+from streaming.trainer.model import align, gate, train_full, train_incremental, with_cold_items
+
+__all__ = ["Trainer", "TrainerMetrics"]
+
+Report = Callable[[str], None]
+_HELD_OUT_LIMIT = 5_000
+
+
+class TrainerMetrics:
+    """Prometheus counters and gauges of one trainer (its own registry)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.samples = Counter("walkstream_trainer_samples", "samples made durable", registry=r)
+        self.malformed = Counter(
+            "walkstream_trainer_malformed", "unreadable samples/items records skipped", registry=r
+        )
+        self.cycles = Counter("walkstream_trainer_cycles", "cycles", ["kind"], registry=r)
+        self.rejected = Counter(
+            "walkstream_trainer_rejected", "candidates the drift gate refused", registry=r
+        )
+        self.cold_published = Counter(
+            "walkstream_trainer_cold_published", "cold vectors added between cycles", registry=r
+        )
+        self.version = Gauge("walkstream_trainer_version", "published version", registry=r)
+        self.lag = Gauge("walkstream_trainer_lag", "records behind the topics' ends", registry=r)
+        self.cycle_seconds = Gauge(
+            "walkstream_trainer_cycle_seconds", "duration of the last cycle", registry=r
+        )
+        self.coverage = Gauge(
+            "walkstream_trainer_coverage", "share of seen items with a vector", registry=r
+        )
+        self.cold_items = Gauge("walkstream_trainer_cold_items", "cold vectors", registry=r)
+        self.orphans = Gauge(
+            "walkstream_trainer_orphan_items", "seen items without any neighbour vector", registry=r
+        )
+        self.overlap = Gauge(
+            "walkstream_trainer_drift_overlap", "top-10 overlap of the last candidate", registry=r
+        )
+
+
+@dataclass
+class _Published:
+    """The version consumers read, as the trainer last wrote it."""
+
+    version: int
+    embeddings: Embeddings
+    vectors: dict[int, npt.NDArray[np.float32]]
+
+
+def _parse_sample(raw: bytes) -> tuple[list[int], int]:
+    record = json.loads(raw)
+    items = [int(item) for item in record["items"]]
+    return items, int(record.get("newest_event_time", 0))
+
+
+def _parse_sighting(raw: bytes) -> tuple[int, dict[int, int]]:
+    record = json.loads(raw)
+    return int(record["item_id"]), {int(n): int(c) for n, c in record["neighbours"].items()}
+
+
+class Trainer:
+    def __init__(self, settings: Settings, report: Report = print) -> None:
+        self.settings = settings
+        self.report = report
+        options = settings.trainer
+        self.corpus = Corpus(
+            settings.trainer_dir / "corpus", options.window_samples, options.segment_samples
+        )
+        self.checkpoints = CheckpointStore(settings.trainer_dir / "checkpoints")
+        self.redis = connect(settings.redis)
+        self.prefix = settings.redis.key_prefix
+        self.metrics = TrainerMetrics()
+        self.newest_event_time = 0
+        self.checkpoint: Checkpoint | None = None
+        self.published: _Published | None = None
+        self.force_full = False
+        latest = self.checkpoints.latest()
+        if latest is not None:
+            self.checkpoint, _, embeddings = latest
+            if self.checkpoint.version is not None:
+                self.published = _Published(
+                    self.checkpoint.version, embeddings, embeddings.as_dict()
+                )
+            self.newest_event_time = self.checkpoint.newest_event_time
+        self._builders: list[threading.Thread] = []
+
+    # -- consuming ---------------------------------------------------------------------
+
+    def _consumer(self) -> KafkaConsumer:
+        topics = self.settings.kafka.topics
+        ensure_topics(self.settings.kafka, [topics.samples, topics.items])
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            group_id=self.settings.trainer.group_id,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            max_poll_records=20_000,
+        )
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in (topics.samples, topics.items)
+            for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        consumer.assign(partitions)
+        offsets = self.corpus.offsets
+        for tp in partitions:
+            position = offsets.get(f"{tp.topic}:{tp.partition}")
+            if position is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, position)
+        return consumer
+
+    def consume(self, consumer: KafkaConsumer, timeout_ms: int = 500) -> int:
+        """Poll once; make what arrived durable; return how many samples it added."""
+        polled = consumer.poll(timeout_ms=timeout_ms)
+        if not polled:
+            return 0
+        samples_topic = self.settings.kafka.topics.samples
+        samples: list[list[int]] = []
+        sightings: dict[int, dict[int, int]] = {}
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in polled.items():
+            for record in records:
+                try:
+                    if tp.topic == samples_topic:
+                        items, newest = _parse_sample(record.value)
+                        samples.append(items)
+                        self.newest_event_time = max(self.newest_event_time, newest)
+                    else:
+                        item, counts = _parse_sighting(record.value)
+                        sightings.setdefault(item, {}).update(counts)
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    self.metrics.malformed.inc()
+            offsets[tp] = records[-1].offset + 1
+        durable = {f"{tp.topic}:{tp.partition}": offset for tp, offset in offsets.items()}
+        self.corpus.append(samples, durable, sightings)
+        self.metrics.samples.inc(len(samples))
+        # Only now, and only to report progress: on restart the corpus manifest decides.
+        consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        if sightings:
+            self._publish_cold(sightings)
+        return len(samples)
+
+    def _publish_cold(self, sightings: Mapping[int, Mapping[int, int]]) -> None:
+        """Items the current version lacks get their neighbours' average now, not next cycle."""
+        published = self.published
+        if published is None:
+            return
+        ids, vectors = [], []
+        for item in sightings:
+            if item in published.vectors:
+                continue
+            average = neighbour_average(self.corpus.neighbours[item], published.vectors)
+            if average is not None:
+                ids.append(item)
+                vectors.append(average)
+        if ids:
+            added = add_to_version(
+                self.redis, self.prefix, published.version, ids, np.vstack(vectors)
+            )
+            published.vectors.update(zip(ids, vectors, strict=True))
+            self.metrics.cold_published.inc(added)
+
+    # -- cycles ------------------------------------------------------------------------
+
+    def _due(self, new_samples: int, since: float) -> bool:
+        options = self.settings.trainer
+        if new_samples <= 0:
+            return False
+        return new_samples >= options.min_new_samples or time.monotonic() - since >= (
+            options.interval_s
+        )
+
+    def cycle(self) -> Checkpoint | None:
+        """Retrain (incrementally, or from scratch every `full_every` cycles or after a
+        rejection), gate, publish, checkpoint. Returns the new checkpoint, None if gated."""
+        began = time.monotonic()
+        options, training = self.settings.trainer, self.settings.training
+        previous = self.checkpoint
+        cycle = previous.cycle + 1 if previous else 1
+        start = previous.trained_through if previous else self.corpus.first_seq
+        window = list(self.corpus.samples())
+        held_out = [s for seq, s in window if seq % options.held_out_every == 0]
+        held_out = held_out[-_HELD_OUT_LIMIT:]
+        trainable = [(seq, s) for seq, s in window if seq % options.held_out_every != 0]
+        new = [s for seq, s in trainable if seq >= start]
+        full = previous is None or self.force_full or cycle % options.full_every == 0
+        latest = self.checkpoints.latest()
+        if full or latest is None:
+            kind = "full"
+            model = train_full([s for _, s in trainable], training)
+        else:
+            kind = "incremental"
+            older = [s for seq, s in trainable if seq < start]
+            rng = np.random.default_rng([training.seed, cycle])
+            take = min(options.replay_samples, len(older))
+            replay = [older[i] for i in rng.choice(len(older), size=take, replace=False)]
+            model = train_incremental(latest[1], new, replay)
+
+        embeddings, orphans = with_cold_items(model, self.corpus.neighbours)
+        current = self.published.embeddings if self.published else None
+        if full and current is not None:
+            embeddings = align(embeddings, current)
+        trained_ids = embeddings.item_ids[~embeddings.cold]
+        counts = [model.wv.get_vecattr(str(i), "count") for i in trained_ids]
+        stable = trained_ids[np.argsort(counts)[::-1][:500]].tolist()
+        verdict = gate(
+            embeddings,
+            current,
+            stable,
+            held_out,
+            options.min_overlap,
+            options.min_quality_ratio,
+        )
+        self.metrics.overlap.set(verdict.overlap)
+        self.metrics.cycles.labels(kind).inc()
+        if not verdict.passed:
+            self.metrics.rejected.inc()
+            self.force_full = True
+            self.report(
+                f"trainer: cycle {cycle} ({kind}) rejected by the drift gate: {verdict.reason}; "
+                f"version {self.published.version if self.published else '-'} keeps serving"
+            )
+            return None
+        self.force_full = False
+        version = self._publish(embeddings, kind, start, len(new))
+        checkpoint = Checkpoint(
+            cycle=cycle,
+            kind=kind,
+            version=version,
+            trained_through=self.corpus.next_seq,
+            offsets=dict(self.corpus.offsets),
+            newest_event_time=self.newest_event_time,
+            seed=training.seed,
+            training=training.model_dump(),
+        )
+        self.checkpoints.save(checkpoint, model, embeddings)
+        self.checkpoint = checkpoint
+        seconds = time.monotonic() - began
+        seen = len(embeddings) + len(orphans)
+        self.metrics.cycle_seconds.set(seconds)
+        self.metrics.coverage.set(len(embeddings) / seen if seen else 1.0)
+        self.metrics.cold_items.set(int(embeddings.cold.sum()))
+        self.metrics.orphans.set(len(orphans))
+        self.report(
+            f"trainer: cycle {cycle} ({kind}) {len(new):,} new samples, "
+            f"{len(trainable):,} in window, {seconds:.1f}s -> version {version}: "
+            f"{len(embeddings):,} items ({int(embeddings.cold.sum()):,} cold, "
+            f"{len(orphans):,} without neighbours), overlap {verdict.overlap:.2f}, "
+            f"held-out HR@10 {verdict.hit_rate:.3f} (current {verdict.current_hit_rate:.3f})"
+        )
+        return checkpoint
+
+    def _publish(self, embeddings: Embeddings, kind: str, start: int, new: int) -> int:
+        info = {
+            "source": "trainer",
+            "kind": kind,
+            "seed": self.settings.training.seed,
+            "training": self.settings.training.model_dump(),
+            "offsets": dict(self.corpus.offsets),
+            "newest_event_time": self.newest_event_time,
+            "samples": {"from": start, "to": self.corpus.next_seq, "new": new},
+        }
+        if self.published is not None:
+            restore_sequence(self.redis, self.prefix, self.published.version)
+        version = publish_version(
+            self.redis,
+            self.prefix,
+            embeddings.item_ids,
+            embeddings.vectors,
+            embeddings.item_ids[embeddings.cold],
+            info,
+            grace_s=self.settings.trainer.grace_s,
+        )
+        self.published = _Published(version, embeddings, embeddings.as_dict())
+        self.metrics.version.set(version)
+        if supports_vector_sets(self.redis):
+            builder = threading.Thread(
+                target=build_vector_set,
+                args=(connect(self.settings.redis), self.prefix, version),
+                name=f"vector-set-{version}",
+                daemon=True,
+            )
+            builder.start()
+            self._builders = [b for b in self._builders if b.is_alive()] + [builder]
+        return version
+
+    def ensure_published(self) -> None:
+        """If Redis lost the current version (restarted empty), publish the last good one."""
+        published = self.published
+        if published is None:
+            return
+        version = current_version(self.redis, self.prefix)
+        if version is not None and self.redis.exists(VersionKeys(self.prefix).meta(version)):
+            return
+        self.report(
+            f"trainer: Redis has no current version (had {published.version}): republishing"
+        )
+        self._publish(published.embeddings, "republish", 0, 0)
+
+    def _lag(self, consumer: KafkaConsumer) -> int:
+        partitions = list(consumer.assignment())
+        ends = consumer.end_offsets(partitions)
+        return int(sum(ends[tp] - consumer.position(tp) for tp in partitions))
+
+    def run(self, stop: threading.Event | None = None, cycles: int | None = None) -> None:
+        """Consume and retrain until `stop` is set (or `cycles` cycles have published)."""
+        stop = stop or threading.Event()
+        port = self.settings.trainer.metrics_port
+        if port:
+            start_http_server(port, addr="127.0.0.1", registry=self.metrics.registry)
+        consumer = self._consumer()
+        self.report(
+            f"trainer: {self.settings.kafka.topics.samples} + {self.settings.kafka.topics.items}"
+            f" -> {self.settings.redis.url} prefix {self.prefix}; corpus "
+            f"{self.corpus.next_seq - self.corpus.first_seq:,} samples; "
+            + (f"resuming after cycle {self.checkpoint.cycle}" if self.checkpoint else "no model")
+            + (f"; metrics on 127.0.0.1:{port}" if port else "")
+        )
+        published = 0
+        since = checked = time.monotonic()
+        try:
+            while not stop.is_set() and (cycles is None or published < cycles):
+                self.consume(consumer)
+                if time.monotonic() - checked >= 1.0:
+                    self.ensure_published()
+                    checked = time.monotonic()
+                trained = self.checkpoint.trained_through if self.checkpoint else 0
+                if self._due(self.corpus.next_seq - trained, since):
+                    self.metrics.lag.set(self._lag(consumer))
+                    if self.cycle() is not None:
+                        published += 1
+                    since = time.monotonic()
+        finally:
+            consumer.close()
+            for builder in self._builders:
+                builder.join()

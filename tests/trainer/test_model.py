@@ -1,0 +1,78 @@
+"""Cold-start averages, Procrustes alignment and the drift gate, on hand-made data."""
+
+from __future__ import annotations
+
+import numpy as np
+from gensim.models import Word2Vec
+
+from batch.embed import Embeddings
+from streaming.trainer.model import align, gate, hit_rate, neighbour_overlap, with_cold_items
+
+
+def _tiny_model() -> Word2Vec:
+    corpus = [["1", "2", "3"], ["2", "3", "1"], ["3", "1", "2"]] * 20
+    return Word2Vec(corpus, vector_size=4, min_count=1, epochs=2, seed=1, workers=1)
+
+
+def test_cold_items_get_the_count_weighted_average_of_neighbours_with_vectors() -> None:
+    model = _tiny_model()
+    v = {int(key): model.wv[key] for key in model.wv.index_to_key}
+    neighbours = {
+        7: {1: 3, 2: 1},  # both trained
+        8: {3: 2, 99: 5},  # 99 has no vector: only 3 counts
+        9: {98: 1},  # no neighbour with a vector: reported, no vector
+        1: {2: 1},  # trained already: keeps its trained vector
+    }
+    embeddings, orphans = with_cold_items(model, neighbours)
+    got = embeddings.as_dict()
+    np.testing.assert_allclose(got[7], (3 * v[1] + 1 * v[2]) / 4, rtol=1e-6)
+    np.testing.assert_allclose(got[8], v[3], rtol=1e-6)
+    np.testing.assert_array_equal(got[1], v[1])
+    assert orphans == [9]
+    assert sorted(embeddings.item_ids[embeddings.cold].tolist()) == [7, 8]
+    assert 9 not in got
+
+
+def _embeddings(vectors: np.ndarray, cold: np.ndarray | None = None) -> Embeddings:
+    ids = np.arange(len(vectors), dtype=np.int64)
+    flags = np.zeros(len(vectors), bool) if cold is None else cold
+    return Embeddings(ids, vectors.astype(np.float32), flags)
+
+
+def _clustered(rng: np.random.Generator, n: int = 200, dim: int = 8) -> np.ndarray:
+    centres = rng.standard_normal((10, dim)) * 5
+    return centres[np.arange(n) % 10] + rng.standard_normal((n, dim))
+
+
+def test_align_undoes_a_rotation_and_carries_cold_vectors_along() -> None:
+    rng = np.random.default_rng(0)
+    previous = _embeddings(_clustered(rng))
+    rotation, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    cold = np.zeros(200, bool)
+    cold[:5] = True
+    rotated = _embeddings(previous.vectors @ rotation, cold)
+    restored = align(rotated, previous)
+    np.testing.assert_allclose(restored.vectors, previous.vectors, atol=1e-4)
+
+
+def test_the_gate_passes_a_close_candidate_and_rejects_a_corrupted_one() -> None:
+    rng = np.random.default_rng(1)
+    current = _embeddings(_clustered(rng))
+    # held-out walks stay inside a cluster: items i and i + 10 share a centre
+    held_out = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]
+    stable = list(range(100))
+    close = _embeddings(current.vectors + 0.05 * rng.standard_normal(current.vectors.shape))
+    verdict = gate(close, current, stable, held_out, min_overlap=0.5, min_quality_ratio=0.8)
+    assert verdict.passed, verdict.reason
+    assert verdict.overlap > 0.9
+    assert hit_rate(current, held_out) > 0.4  # 19 cluster mates compete for 10 places; chance 0.05
+
+    corrupted = _embeddings(rng.standard_normal(current.vectors.shape))
+    verdict = gate(corrupted, current, stable, held_out, min_overlap=0.5, min_quality_ratio=0.8)
+    assert not verdict.passed
+    assert "overlap" in verdict.reason
+    assert neighbour_overlap(corrupted, current, stable) < 0.2
+    # overlap alone would pass a candidate with scrambled quality only if allowed to
+    verdict = gate(corrupted, current, stable, held_out, min_overlap=0.0, min_quality_ratio=0.8)
+    assert not verdict.passed
+    assert "HR@10" in verdict.reason
