@@ -226,6 +226,11 @@ class Trainer:
         new = [s for seq, s in trainable if seq >= start]
         full = previous is None or self.force_full or cycle % options.full_every == 0
         latest = self.checkpoints.latest()
+        full = full or latest is None
+        self.report(
+            f"trainer: cycle {cycle} ({'full' if full else 'incremental'}) training on "
+            f"{len(trainable) if full else len(new):,} samples"
+        )
         if full or latest is None:
             kind = "full"
             model = train_full([s for _, s in trainable], training)

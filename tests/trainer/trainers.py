@@ -1,0 +1,82 @@
+"""Helpers for trainer tests: a test's own topics, key prefix and state, and samples with
+planted communities."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streaming.config import Settings, load_settings, parse_assignments
+from streaming.topics import ensure_topics
+from tests.kafka_records import send_raw
+
+COMMUNITIES, SIZE = 8, 25
+
+
+def community(item: int) -> int:
+    return item % COMMUNITIES
+
+
+def community_walks(
+    rng: np.random.Generator, items: list[int], n: int, length: int = 8
+) -> list[list[int]]:
+    """Walks that stay inside one community (item % COMMUNITIES) of `items`."""
+    by_community: dict[int, list[int]] = {}
+    for item in items:
+        by_community.setdefault(community(item), []).append(item)
+    groups = list(by_community.values())
+    walks = []
+    for _ in range(n):
+        group = groups[rng.integers(len(groups))]
+        walks.append([int(x) for x in rng.choice(group, size=length)])
+    return walks
+
+
+@dataclass
+class TrainerWorld:
+    settings: Settings
+    flags: list[str]
+
+    def send_samples(self, walks: list[list[int]]) -> None:
+        records = [
+            (None, json.dumps({"kind": "walk", "items": w, "newest_event_time": 1}).encode())
+            for w in walks
+        ]
+        send_raw(self.settings, self.settings.kafka.topics.samples, records)
+
+    def send_sightings(self, sightings: dict[int, dict[int, int]]) -> None:
+        records = [
+            (
+                str(item).encode(),
+                json.dumps({"item_id": item, "first": True, "neighbours": counts}).encode(),
+            )
+            for item, counts in sightings.items()
+        ]
+        send_raw(self.settings, self.settings.kafka.topics.items, records)
+
+
+def trainer_world(base: Settings, unique: str, tmp: Path, **overrides: object) -> TrainerWorld:
+    values: dict[str, object] = {
+        "kafka.bootstrap_servers": base.kafka.bootstrap_servers,
+        "kafka.topics.samples": f"{unique}.samples",
+        "kafka.topics.items": f"{unique}.items",
+        "redis.url": base.redis.url,
+        "redis.key_prefix": unique,
+        "training.vector_size": 16,
+        "training.window": 5,
+        "training.epochs": 5,
+        "training.workers": 2,
+        "trainer.state_dir": tmp / "trainer",
+        "trainer.group_id": unique,
+        "trainer.interval_s": 600,  # cycles start by sample count, never by the clock
+        "trainer.metrics_port": 0,
+        **overrides,
+    }
+    flags = [part for key, value in values.items() for part in ("--set", f"{key}={value}")]
+    settings = load_settings(overrides=parse_assignments(flags[1::2]))
+    topics = settings.kafka.topics
+    ensure_topics(settings.kafka, [topics.samples, topics.items])
+    return TrainerWorld(settings, flags)
