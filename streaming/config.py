@@ -251,7 +251,9 @@ class TrainerSettings(_Section):
     full_every: int = Field(
         10, ge=1, description="every Nth cycle retrains from scratch on the window"
     )
-    window_samples: int = Field(2_000_000, ge=1, description="samples kept in the corpus")
+    window_samples: int = Field(
+        500_000, ge=1, description="samples kept in the corpus (a full retrain holds them)"
+    )
     segment_samples: int = Field(100_000, ge=1, description="samples per corpus segment file")
     replay_samples: int = Field(
         20_000, ge=0, description="older samples replayed in an incremental cycle"

@@ -46,6 +46,8 @@ __all__ = [
     "publish_version",
     "restore_sequence",
     "supports_vector_sets",
+    "switch_to",
+    "write_version",
 ]
 
 _BATCH = 2_000
@@ -116,54 +118,74 @@ def publish_version(
     grace_s: int = 3600,
 ) -> int:
     """Write a whole version, verify it, switch `current` to it; return its number."""
+    version = write_version(client, prefix, item_ids, vectors, cold_ids, info)
+    switch_to(client, prefix, version, grace_s)
+    return version
+
+
+def write_version(
+    client: redis.Redis,
+    prefix: str,
+    item_ids: Iterable[int],
+    vectors: npt.NDArray[np.float32],
+    cold_ids: Iterable[int],
+    info: Mapping[str, Any],
+) -> int:
+    """Write a version under a new number and verify it is whole; readers do not see it yet."""
     keys = VersionKeys(prefix)
     rows = _rows(item_ids, vectors)
     if not rows:
         raise ValueError("an empty version would replace a model with nothing; not published")
-    dim = len(rows[0][1]) // _DTYPE.itemsize
     version = cast(int, client.incr(keys.sequence))
     cold = [str(int(item)) for item in cold_ids]
-    previous = current_version(client, prefix)
-
     with client.pipeline(transaction=False) as pipe:
         for start in range(0, len(rows), _BATCH):
             pipe.hset(keys.vectors(version), mapping=dict(rows[start : start + _BATCH]))
         for start in range(0, len(cold), _BATCH):
             pipe.sadd(keys.cold(version), *cold[start : start + _BATCH])
-        created_at = time.time()
         pipe.hset(
             keys.meta(version),
             mapping={
-                "dim": dim,
+                "dim": len(rows[0][1]) // _DTYPE.itemsize,
                 "count": len(rows),
                 "cold_count": len(cold),
-                "created_at": f"{created_at:.3f}",
+                "created_at": f"{time.time():.3f}",
                 "info": json.dumps(info, sort_keys=True),
             },
         )
-        pipe.execute(raise_on_error=True)
-
-    stored = cast(int, client.hlen(keys.vectors(version)))
+        pipe.hlen(keys.vectors(version))
+        *_, stored = pipe.execute(raise_on_error=True)
     if stored != len(rows):
         client.delete(*keys.of_version(version))
         raise StoreError(
             f"version {version} has {stored} vectors in Redis, expected {len(rows)}; "
             "not published (is Redis evicting keys? check maxmemory-policy)"
         )
+    return version
+
+
+def switch_to(client: redis.Redis, prefix: str, version: int, grace_s: int = 3600) -> None:
+    """Make a written version current in one MULTI; the previous one expires after `grace_s`."""
+    keys = VersionKeys(prefix)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.get(keys.current)
+        pipe.hmget(keys.meta(version), ["count", "created_at"])
+        previous, (count, created_at) = pipe.execute(raise_on_error=True)
+    if count is None:
+        raise StoreError(f"version {version} was never written (or has expired): not switching")
     with client.pipeline(transaction=True) as pipe:
         pipe.set(keys.current, version)
         pipe.xadd(
             keys.stream,
-            {"version": version, "count": len(rows), "created_at": f"{created_at:.3f}"},
+            {"version": version, "count": count, "created_at": created_at},
             maxlen=10_000,
             approximate=True,
         )
-        if previous is not None:
-            for key in keys.of_version(previous):
+        if previous is not None and int(previous) != version:
+            for key in keys.of_version(int(previous)):
                 pipe.expire(key, grace_s)
         pipe.publish(keys.channel, version)
         pipe.execute(raise_on_error=True)
-    return version
 
 
 def restore_sequence(client: redis.Redis, prefix: str, last_version: int) -> None:

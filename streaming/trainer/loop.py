@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from gensim.models import Word2Vec
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from batch.embed import Embeddings
-from streaming.config import Settings
+from streaming.config import Settings, TrainingSettings
 from streaming.core.neighbours import neighbour_average
 from streaming.store import connect
 from streaming.store.versions import (
@@ -84,6 +87,60 @@ class _Published:
     version: int
     embeddings: Embeddings
     vectors: dict[int, npt.NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One cycle's inputs, fixed when it starts."""
+
+    cycle: int
+    full: bool
+    start: int  # first corpus sequence number not in the previous model
+    end: int  # corpus sequence number the cycle trains up to (exclusive)
+    offsets: dict[str, int]
+    newest_event_time: int
+    corpus: list[list[str]]  # the window (full) or the new samples (incremental)
+    new: int
+    replay: list[list[str]]
+    held_out: list[list[str]]
+    base: Word2Vec | None  # the checkpointed model an incremental cycle continues
+    began: float
+
+
+def _train(plan: _Plan, training: TrainingSettings) -> Word2Vec:
+    if plan.base is None:
+        return train_full(plan.corpus, training)
+    return train_incremental(plan.base, plan.corpus, plan.replay)
+
+
+class _Training:
+    """A cycle's Word2Vec training in a thread (gensim releases the GIL while it trains), so
+    the trainer keeps consuming and publishing cold items meanwhile."""
+
+    def __init__(self, plan: _Plan, training: TrainingSettings) -> None:
+        self.plan = plan
+        self.done = threading.Event()
+        self._model: Word2Vec | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(training,), name=f"cycle-{plan.cycle}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, training: TrainingSettings) -> None:
+        try:
+            self._model = _train(self.plan, training)
+        except Exception as error:  # noqa: BLE001 - re-raised in the trainer's thread by result()
+            self._error = error
+        finally:
+            self.done.set()
+
+    def result(self) -> Word2Vec:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._model is not None
+        return self._model
 
 
 def _parse_sample(raw: bytes) -> tuple[list[int], int]:
@@ -204,9 +261,13 @@ class Trainer:
     # -- cycles ------------------------------------------------------------------------
 
     def _due(self, new_samples: int, since: float) -> bool:
+        """Enough new samples, or the interval passed with some; after a rejection, the
+        interval always passes first, so a failing gate does not retrain back to back."""
         options = self.settings.trainer
         if new_samples <= 0:
             return False
+        if self.force_full:
+            return time.monotonic() - since >= options.interval_s
         return new_samples >= options.min_new_samples or time.monotonic() - since >= (
             options.interval_s
         )
@@ -214,37 +275,64 @@ class Trainer:
     def cycle(self) -> Checkpoint | None:
         """Retrain (incrementally, or from scratch every `full_every` cycles or after a
         rejection), gate, publish, checkpoint. Returns the new checkpoint, None if gated."""
-        began = time.monotonic()
+        plan = self._plan()
+        return self._finish(plan, _train(plan, self.settings.training))
+
+    def _plan(self) -> _Plan:
+        """Snapshot what the cycle trains on; the training itself may run in another thread."""
         options, training = self.settings.trainer, self.settings.training
         previous = self.checkpoint
         cycle = previous.cycle + 1 if previous else 1
         start = previous.trained_through if previous else self.corpus.first_seq
-        window = list(self.corpus.samples())
-        held_out = [s for seq, s in window if seq % options.held_out_every == 0]
-        held_out = held_out[-_HELD_OUT_LIMIT:]
-        trainable = [(seq, s) for seq, s in window if seq % options.held_out_every != 0]
-        new = [s for seq, s in trainable if seq >= start]
-        full = previous is None or self.force_full or cycle % options.full_every == 0
         latest = self.checkpoints.latest()
-        full = full or latest is None
+        full = (
+            latest is None or previous is None or self.force_full or cycle % options.full_every == 0
+        )
+        # One pass over the window; an incremental cycle keeps only the new samples and a
+        # seeded reservoir of older ones, so its memory does not grow with the window.
+        held_out: deque[list[str]] = deque(maxlen=_HELD_OUT_LIMIT)
+        older: list[list[str]] = []  # the whole trainable window (full) or the reservoir
+        new: list[list[str]] = []
+        rng = np.random.default_rng([training.seed, cycle])
+        seen_older = 0
+        for seq, sample in self.corpus.samples():
+            if seq % options.held_out_every == 0:
+                held_out.append(sample)
+            elif seq >= start:
+                new.append(sample)
+            elif full:
+                older.append(sample)
+            else:
+                seen_older += 1
+                if len(older) < options.replay_samples:
+                    older.append(sample)
+                elif (slot := int(rng.integers(seen_older))) < options.replay_samples:
+                    older[slot] = sample
         self.report(
             f"trainer: cycle {cycle} ({'full' if full else 'incremental'}) training on "
-            f"{len(trainable) if full else len(new):,} samples"
+            f"{len(older) + len(new):,} samples"
         )
-        if full or latest is None:
-            kind = "full"
-            model = train_full([s for _, s in trainable], training)
-        else:
-            kind = "incremental"
-            older = [s for seq, s in trainable if seq < start]
-            rng = np.random.default_rng([training.seed, cycle])
-            take = min(options.replay_samples, len(older))
-            replay = [older[i] for i in rng.choice(len(older), size=take, replace=False)]
-            model = train_incremental(latest[1], new, replay)
+        return _Plan(
+            cycle=cycle,
+            full=full,
+            start=start,
+            end=self.corpus.next_seq,
+            offsets=dict(self.corpus.offsets),
+            newest_event_time=self.newest_event_time,
+            corpus=[*older, *new] if full else new,
+            new=len(new),
+            replay=[] if full else older,
+            held_out=list(held_out),
+            base=None if full or latest is None else latest[1],
+            began=time.monotonic(),
+        )
 
+    def _finish(self, plan: _Plan, model: Word2Vec) -> Checkpoint | None:
+        options, training = self.settings.trainer, self.settings.training
+        kind = "full" if plan.full else "incremental"
         embeddings, orphans = with_cold_items(model, self.corpus.neighbours)
         current = self.published.embeddings if self.published else None
-        if full and current is not None:
+        if plan.full and current is not None:
             embeddings = align(embeddings, current)
         trained_ids = embeddings.item_ids[~embeddings.cold]
         counts = [model.wv.get_vecattr(str(i), "count") for i in trained_ids]
@@ -253,7 +341,7 @@ class Trainer:
             embeddings,
             current,
             stable,
-            held_out,
+            plan.held_out,
             options.min_overlap,
             options.min_quality_ratio,
         )
@@ -263,49 +351,55 @@ class Trainer:
             self.metrics.rejected.inc()
             self.force_full = True
             self.report(
-                f"trainer: cycle {cycle} ({kind}) rejected by the drift gate: {verdict.reason}; "
-                f"version {self.published.version if self.published else '-'} keeps serving"
+                f"trainer: cycle {plan.cycle} ({kind}) rejected by the drift gate: "
+                f"{verdict.reason}; version "
+                f"{self.published.version if self.published else '-'} keeps serving"
             )
             return None
         self.force_full = False
-        version = self._publish(embeddings, kind, start, len(new))
+        version = self._publish(embeddings, kind, plan)
         checkpoint = Checkpoint(
-            cycle=cycle,
+            cycle=plan.cycle,
             kind=kind,
             version=version,
-            trained_through=self.corpus.next_seq,
-            offsets=dict(self.corpus.offsets),
-            newest_event_time=self.newest_event_time,
+            trained_through=plan.end,
+            offsets=plan.offsets,
+            newest_event_time=plan.newest_event_time,
             seed=training.seed,
             training=training.model_dump(),
         )
         self.checkpoints.save(checkpoint, model, embeddings)
         self.checkpoint = checkpoint
-        seconds = time.monotonic() - began
+        seconds = time.monotonic() - plan.began
         seen = len(embeddings) + len(orphans)
         self.metrics.cycle_seconds.set(seconds)
         self.metrics.coverage.set(len(embeddings) / seen if seen else 1.0)
         self.metrics.cold_items.set(int(embeddings.cold.sum()))
         self.metrics.orphans.set(len(orphans))
         self.report(
-            f"trainer: cycle {cycle} ({kind}) {len(new):,} new samples, "
-            f"{len(trainable):,} in window, {seconds:.1f}s -> version {version}: "
-            f"{len(embeddings):,} items ({int(embeddings.cold.sum()):,} cold, "
+            f"trainer: cycle {plan.cycle} ({kind}) {plan.new:,} new samples, "
+            f"{len(plan.corpus) + len(plan.replay):,} trained on, {seconds:.1f}s -> version "
+            f"{version}: {len(embeddings):,} items ({int(embeddings.cold.sum()):,} cold, "
             f"{len(orphans):,} without neighbours), overlap {verdict.overlap:.2f}, "
             f"held-out HR@10 {verdict.hit_rate:.3f} (current {verdict.current_hit_rate:.3f})"
         )
         return checkpoint
 
-    def _publish(self, embeddings: Embeddings, kind: str, start: int, new: int) -> int:
-        info = {
+    def _publish(self, embeddings: Embeddings, kind: str, plan: _Plan | None) -> int:
+        info: dict[str, Any] = {
             "source": "trainer",
             "kind": kind,
             "seed": self.settings.training.seed,
             "training": self.settings.training.model_dump(),
-            "offsets": dict(self.corpus.offsets),
-            "newest_event_time": self.newest_event_time,
-            "samples": {"from": start, "to": self.corpus.next_seq, "new": new},
         }
+        checkpoint = self.checkpoint
+        if plan is not None:
+            info["offsets"] = plan.offsets
+            info["newest_event_time"] = plan.newest_event_time
+            info["samples"] = {"from": plan.start, "to": plan.end, "new": plan.new}
+        elif checkpoint is not None:  # a republish: what the last checkpoint covered
+            info["offsets"] = checkpoint.offsets
+            info["newest_event_time"] = checkpoint.newest_event_time
         if self.published is not None:
             restore_sequence(self.redis, self.prefix, self.published.version)
         version = publish_version(
@@ -341,7 +435,7 @@ class Trainer:
         self.report(
             f"trainer: Redis has no current version (had {published.version}): republishing"
         )
-        self._publish(published.embeddings, "republish", 0, 0)
+        self._publish(published.embeddings, "republish", None)
 
     def _lag(self, consumer: KafkaConsumer) -> int:
         partitions = list(consumer.assignment())
@@ -364,19 +458,24 @@ class Trainer:
         )
         published = 0
         since = checked = time.monotonic()
+        training: _Training | None = None
         try:
             while not stop.is_set() and (cycles is None or published < cycles):
                 self.consume(consumer)
                 if time.monotonic() - checked >= 1.0:
                     self.ensure_published()
                     checked = time.monotonic()
-                trained = self.checkpoint.trained_through if self.checkpoint else 0
-                if self._due(self.corpus.next_seq - trained, since):
-                    self.metrics.lag.set(self._lag(consumer))
-                    if self.cycle() is not None:
+                if training is not None and training.done.is_set():
+                    if self._finish(training.plan, training.result()) is not None:
                         published += 1
-                    since = time.monotonic()
+                    training, since = None, time.monotonic()
+                trained = self.checkpoint.trained_through if self.checkpoint else 0
+                if training is None and self._due(self.corpus.next_seq - trained, since):
+                    self.metrics.lag.set(self._lag(consumer))
+                    training = _Training(self._plan(), self.settings.training)
         finally:
             consumer.close()
+            if training is not None:
+                training.done.wait()  # gensim cannot be interrupted; its result is dropped
             for builder in self._builders:
                 builder.join()
