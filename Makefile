@@ -54,6 +54,7 @@ bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines 
 	$(BIN)/python -m tests.benchmarks.bench_batch --pecanpy-python $(BENCH_VENV)/bin/python
 	$(BIN)/python -m tests.benchmarks.bench_stream
 	$(BIN)/python -m tests.benchmarks.bench_freshness
+	$(BIN)/python -m tests.benchmarks.bench_trainer
 
 clean: ## stop local services and delete their data and checkpoints (keeps installed jars and Redis)
 	-$(BIN)/walkstream down

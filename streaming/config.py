@@ -255,8 +255,8 @@ class TrainerSettings(_Section):
         500_000, ge=1, description="samples kept in the corpus (a full retrain holds them)"
     )
     segment_samples: int = Field(100_000, ge=1, description="samples per corpus segment file")
-    replay_samples: int = Field(
-        20_000, ge=0, description="older samples replayed in an incremental cycle"
+    replay_ratio: float = Field(
+        1.0, ge=0, description="older samples replayed per new sample in an incremental cycle"
     )
     held_out_every: int = Field(
         50, ge=2, description="every Nth sample is held out of training to check quality"

@@ -14,7 +14,8 @@ Every key starts with the configured prefix `P`:
 - `P:version-seq`    counter that numbers versions
 
 A version is written completely and verified (its hash length equals its count) before
-`P:current` switches to it in one SET, so a reader that resolves `P:current` once and then
+`P:current` switches to it in one SET (until then its keys expire within an hour, so a
+writer that dies mid-way leaves no garbage), so a reader that resolves `P:current` once and then
 reads only that version's keys never mixes two models. The previous version stays readable
 for `grace_s` seconds, then expires. Cold items may be added to the current version later
 (`add_to_version`): a version only grows, and an item's vector never changes within it.
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 _BATCH = 2_000
+_UNPUBLISHED_TTL_S = 3_600
 _DTYPE = np.dtype("<f4")
 
 
@@ -139,10 +141,14 @@ def write_version(
     version = cast(int, client.incr(keys.sequence))
     cold = [str(int(item)) for item in cold_ids]
     with client.pipeline(transaction=False) as pipe:
+        # Until the switch every key carries a TTL: a writer that dies mid-way leaves
+        # nothing behind for long. switch_to makes them persistent.
         for start in range(0, len(rows), _BATCH):
             pipe.hset(keys.vectors(version), mapping=dict(rows[start : start + _BATCH]))
+            pipe.expire(keys.vectors(version), _UNPUBLISHED_TTL_S)
         for start in range(0, len(cold), _BATCH):
             pipe.sadd(keys.cold(version), *cold[start : start + _BATCH])
+            pipe.expire(keys.cold(version), _UNPUBLISHED_TTL_S)
         pipe.hset(
             keys.meta(version),
             mapping={
@@ -153,6 +159,7 @@ def write_version(
                 "info": json.dumps(info, sort_keys=True),
             },
         )
+        pipe.expire(keys.meta(version), _UNPUBLISHED_TTL_S)
         pipe.hlen(keys.vectors(version))
         *_, stored = pipe.execute(raise_on_error=True)
     if stored != len(rows):
@@ -174,6 +181,8 @@ def switch_to(client: redis.Redis, prefix: str, version: int, grace_s: int = 360
     if count is None:
         raise StoreError(f"version {version} was never written (or has expired): not switching")
     with client.pipeline(transaction=True) as pipe:
+        for key in keys.of_version(version):
+            pipe.persist(key)
         pipe.set(keys.current, version)
         pipe.xadd(
             keys.stream,

@@ -295,6 +295,7 @@ class Trainer:
         new: list[list[str]] = []
         rng = np.random.default_rng([training.seed, cycle])
         seen_older = 0
+        replay = int(options.replay_ratio * max(0, self.corpus.next_seq - start))
         for seq, sample in self.corpus.samples():
             if seq % options.held_out_every == 0:
                 held_out.append(sample)
@@ -304,9 +305,9 @@ class Trainer:
                 older.append(sample)
             else:
                 seen_older += 1
-                if len(older) < options.replay_samples:
+                if len(older) < replay:
                     older.append(sample)
-                elif (slot := int(rng.integers(seen_older))) < options.replay_samples:
+                elif (slot := int(rng.integers(seen_older))) < replay:
                     older[slot] = sample
         self.report(
             f"trainer: cycle {cycle} ({'full' if full else 'incremental'}) training on "

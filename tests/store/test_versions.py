@@ -7,7 +7,14 @@ import pytest
 
 from streaming.config import Settings
 from streaming.store import connect
-from streaming.store.versions import VersionKeys, current_version, decode_vector, publish_version
+from streaming.store.versions import (
+    VersionKeys,
+    current_version,
+    decode_vector,
+    publish_version,
+    switch_to,
+    write_version,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +49,25 @@ def test_mismatched_ids_and_vectors_are_refused(local_stack: Settings, unique: s
     with pytest.raises(ValueError, match="2 item ids but 1 vectors"):
         publish_version(client, unique, [1, 2], np.zeros((1, 4), dtype=np.float32), [], {})
     assert current_version(client, unique) is None
+
+
+def test_a_publisher_dying_before_the_switch_changes_nothing_readers_see(
+    local_stack: Settings, unique: str
+) -> None:
+    """kill -9 between writing a version and switching to it: the last good version keeps
+    serving, and the half-published keys expire by themselves."""
+    client = connect(local_stack.redis)
+    keys = VersionKeys(unique)
+    good = publish_version(client, unique, [1, 2], np.ones((2, 4), np.float32), [], {})
+    orphan = write_version(client, unique, [1, 2, 3], np.zeros((3, 4), np.float32), [3], {})
+    assert current_version(client, unique) == good
+    assert decode_vector(client.hget(keys.vectors(good), "1"))[0] == 1.0
+    for key in keys.of_version(orphan)[:3]:
+        assert 0 < client.ttl(key) <= 3600
+    for key in (keys.vectors(good), keys.meta(good)):  # (it has no cold set)
+        assert client.ttl(key) == -1
+
+    switch_to(client, unique, orphan)  # a later switch makes a written version permanent
+    assert current_version(client, unique) == orphan
+    assert client.ttl(keys.vectors(orphan)) == -1
+    assert 0 < client.ttl(keys.vectors(good)) <= 3600
