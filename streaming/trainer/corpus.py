@@ -42,6 +42,7 @@ class _State:
     segments: list[Segment] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)
     neighbours: dict[int, dict[int, int]] = field(default_factory=dict)
+    newest_event_time: int = 0
 
 
 class Corpus:
@@ -67,6 +68,7 @@ class Corpus:
                 int(item): {int(n): int(c) for n, c in counts.items()}
                 for item, counts in raw["neighbours"].items()
             },
+            newest_event_time=int(raw.get("newest_event_time", 0)),
         )
         for segment in state.segments:  # drop what was written after the last manifest
             segment_path = self.directory / segment.name
@@ -90,6 +92,11 @@ class Corpus:
         return dict(self._state.offsets)
 
     @property
+    def newest_event_time(self) -> int:
+        """The newest event time any sample in the corpus (or before its window) covers."""
+        return self._state.newest_event_time
+
+    @property
     def neighbours(self) -> Mapping[int, Mapping[int, int]]:
         """Neighbour counts of each item announced on the items topic."""
         return self._state.neighbours
@@ -99,6 +106,7 @@ class Corpus:
         samples: Sequence[Sequence[int]],
         offsets: Mapping[str, int],
         neighbours: Mapping[int, Mapping[int, int]],
+        newest_event_time: int = 0,
     ) -> None:
         """Make `samples` and the consumer position after them durable, together."""
         state = self._state
@@ -119,6 +127,7 @@ class Corpus:
             state.next_seq += taken
             written += taken
         state.offsets.update(offsets)
+        state.newest_event_time = max(state.newest_event_time, newest_event_time)
         for item, counts in neighbours.items():
             state.neighbours.setdefault(item, {}).update(counts)
         self._prune()
@@ -143,6 +152,7 @@ class Corpus:
             "next_seq": self._state.next_seq,
             "segments": [vars(segment) for segment in self._state.segments],
             "offsets": self._state.offsets,
+            "newest_event_time": self._state.newest_event_time,
             "neighbours": {
                 str(item): {str(n): c for n, c in counts.items()}
                 for item, counts in self._state.neighbours.items()

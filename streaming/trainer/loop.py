@@ -166,7 +166,6 @@ class Trainer:
         self.redis = connect(settings.redis)
         self.prefix = settings.redis.key_prefix
         self.metrics = TrainerMetrics()
-        self.newest_event_time = 0
         self.checkpoint: Checkpoint | None = None
         self.published: _Published | None = None
         self.force_full = False
@@ -177,7 +176,6 @@ class Trainer:
                 self.published = _Published(
                     self.checkpoint.version, embeddings, embeddings.as_dict()
                 )
-            self.newest_event_time = self.checkpoint.newest_event_time
         self._builders: list[threading.Thread] = []
 
     # -- consuming ---------------------------------------------------------------------
@@ -214,6 +212,7 @@ class Trainer:
             return 0
         samples_topic = self.settings.kafka.topics.samples
         samples: list[list[int]] = []
+        newest_event_time = 0
         sightings: dict[int, dict[int, int]] = {}
         offsets: dict[TopicPartition, int] = {}
         for tp, records in polled.items():
@@ -222,7 +221,7 @@ class Trainer:
                     if tp.topic == samples_topic:
                         items, newest = _parse_sample(record.value)
                         samples.append(items)
-                        self.newest_event_time = max(self.newest_event_time, newest)
+                        newest_event_time = max(newest_event_time, newest)
                     else:
                         item, counts = _parse_sighting(record.value)
                         sightings.setdefault(item, {}).update(counts)
@@ -230,7 +229,7 @@ class Trainer:
                     self.metrics.malformed.inc()
             offsets[tp] = records[-1].offset + 1
         durable = {f"{tp.topic}:{tp.partition}": offset for tp, offset in offsets.items()}
-        self.corpus.append(samples, durable, sightings)
+        self.corpus.append(samples, durable, sightings, newest_event_time)
         self.metrics.samples.inc(len(samples))
         # Only now, and only to report progress: on restart the corpus manifest decides.
         consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
@@ -319,7 +318,7 @@ class Trainer:
             start=start,
             end=self.corpus.next_seq,
             offsets=dict(self.corpus.offsets),
-            newest_event_time=self.newest_event_time,
+            newest_event_time=self.corpus.newest_event_time,
             corpus=[*older, *new] if full else new,
             new=len(new),
             replay=[] if full else older,

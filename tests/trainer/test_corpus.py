@@ -13,8 +13,8 @@ def _tokens(corpus: Corpus, start: int = 0) -> list[tuple[int, list[str]]]:
 
 def test_samples_offsets_and_neighbours_survive_a_restart(tmp_path: Path) -> None:
     corpus = Corpus(tmp_path, window=100, segment_samples=3)
-    corpus.append([[1, 2], [2, 3]], {"s:0": 2}, {5: {1: 2}})
-    corpus.append([[3, 4, 5], [6], [7, 8]], {"s:0": 5, "i:1": 1}, {5: {2: 1}, 6: {5: 1}})
+    corpus.append([[1, 2], [2, 3]], {"s:0": 2}, {5: {1: 2}}, newest_event_time=900)
+    corpus.append([[3, 4, 5], [6], [7, 8]], {"s:0": 5, "i:1": 1}, {5: {2: 1}, 6: {5: 1}}, 800)
     again = Corpus(tmp_path, window=100, segment_samples=3)
     assert again.next_seq == 5
     assert _tokens(again) == [
@@ -27,6 +27,7 @@ def test_samples_offsets_and_neighbours_survive_a_restart(tmp_path: Path) -> Non
     assert _tokens(again, 3) == [(3, ["6"]), (4, ["7", "8"])]
     assert again.offsets == {"s:0": 5, "i:1": 1}
     assert again.neighbours == {5: {1: 2, 2: 1}, 6: {5: 1}}
+    assert again.newest_event_time == 900
     assert len(list(tmp_path.glob("seg-*.txt"))) == 2
 
 
