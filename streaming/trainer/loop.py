@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from batch.embed import Embeddings
 from streaming.config import Settings, TrainingSettings
 from streaming.core.neighbours import neighbour_average
+from streaming.errors import RuntimeServiceError
 from streaming.store import connect
 from streaming.store.versions import (
     VersionKeys,
@@ -447,7 +448,13 @@ class Trainer:
         stop = stop or threading.Event()
         port = self.settings.trainer.metrics_port
         if port:
-            start_http_server(port, addr="127.0.0.1", registry=self.metrics.registry)
+            try:
+                start_http_server(port, addr="127.0.0.1", registry=self.metrics.registry)
+            except OSError as error:
+                raise RuntimeServiceError(
+                    f"cannot serve metrics on 127.0.0.1:{port} ({error.strerror}): set "
+                    "trainer.metrics_port to a free port, or 0 to turn metrics off"
+                ) from error
         consumer = self._consumer()
         self.report(
             f"trainer: {self.settings.kafka.topics.samples} + {self.settings.kafka.topics.items}"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from streaming.store import EmbeddingClient, connect
 from streaming.store.versions import VersionKeys
 from streaming.trainer import Trainer
 from streaming.trainer.corpus import Corpus
-from tests.conftest import poll
+from tests.conftest import free_port, poll
 from tests.trainer.trainers import COMMUNITIES, SIZE, community, community_walks, trainer_world
 
 pytestmark = pytest.mark.integration
@@ -81,7 +82,13 @@ def test_incremental_cycles_keep_old_items_stable_and_train_new_ones(
 def test_cold_items_appear_within_seconds_and_a_lost_redis_is_refilled(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
-    world = trainer_world(local_stack, unique, tmp_path, **{"trainer.min_new_samples": 3_000})
+    port = free_port()
+    world = trainer_world(
+        local_stack,
+        unique,
+        tmp_path,
+        **{"trainer.min_new_samples": 3_000, "trainer.metrics_port": port},
+    )
     rng = np.random.default_rng(8)
     world.send_sightings(_sightings(OLD))
     world.send_samples(community_walks(rng, OLD, 3_000))
@@ -104,6 +111,10 @@ def test_cold_items_appear_within_seconds_and_a_lost_redis_is_refilled(
         assert client.current().version == version.version  # added to it, no new version
         assert client.vector(5_001) is None  # no neighbour with a vector: no noise either
         assert waited < 10
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+            metrics = page.read().decode()
+        assert f"walkstream_trainer_version {float(version.version)}" in metrics
+        assert "walkstream_trainer_cold_published_total 1.0" in metrics
 
         # Redis loses everything of ours (as a restart without persistence would)
         redis_client = connect(world.settings.redis)
