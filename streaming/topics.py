@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from streaming.config import KafkaSettings
+from streaming.errors import RuntimeServiceError
 
-__all__ = ["ensure_topics"]
+__all__ = ["ensure_topics", "topic_partitions"]
 
 
 def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
@@ -30,3 +31,28 @@ def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
         return created
     finally:
         admin.close()
+
+
+def topic_partitions(settings: KafkaSettings, names: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of the named topics, asked of the broker directly.
+
+    A consumer's own metadata (`partitions_for_topic`) can be missing or partial right after a
+    failed refresh; a reader that assigned from it would silently skip partitions.
+    """
+    wanted = list(names)
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        described = admin.describe_topics(wanted)
+    finally:
+        admin.close()
+    partitions = []
+    for topic in described:
+        if topic["error_code"] != 0 or not topic["partitions"]:
+            raise RuntimeServiceError(
+                f"Kafka topic {topic['name']!r} is unavailable (error code "
+                f"{topic['error_code']}): is it created, and is the broker healthy?"
+            )
+        partitions += [
+            TopicPartition(topic["name"], p["partition_index"]) for p in topic["partitions"]
+        ]
+    return sorted(partitions)

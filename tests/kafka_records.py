@@ -6,10 +6,11 @@ import json
 import time
 from collections.abc import Iterable
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 
 from streaming.config import Settings
 from streaming.core.events import Event
+from streaming.topics import topic_partitions
 
 Record = tuple[int, int, int, bytes | None, bytes]
 """(partition, offset, timestamp ms, key, value)"""
@@ -50,7 +51,7 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 60) -> list[Re
         enable_auto_commit=False,
         max_poll_records=50_000,
     )
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    partitions = topic_partitions(settings.kafka, [topic])
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     end = consumer.end_offsets(partitions)

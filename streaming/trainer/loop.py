@@ -36,7 +36,7 @@ from streaming.store.versions import (
     restore_sequence,
     supports_vector_sets,
 )
-from streaming.topics import ensure_topics
+from streaming.topics import ensure_topics, topic_partitions
 from streaming.trainer.checkpoints import Checkpoint, CheckpointStore
 from streaming.trainer.corpus import Corpus
 from streaming.trainer.model import align, gate, train_full, train_incremental, with_cold_items
@@ -191,11 +191,7 @@ class Trainer:
             isolation_level="read_committed",
             max_poll_records=20_000,
         )
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in (topics.samples, topics.items)
-            for p in sorted(consumer.partitions_for_topic(topic) or [])
-        ]
+        partitions = topic_partitions(self.settings.kafka, [topics.samples, topics.items])
         consumer.assign(partitions)
         offsets = self.corpus.offsets
         for tp in partitions:
