@@ -156,17 +156,23 @@ def gate(
     min_overlap: float,
     min_quality_ratio: float,
 ) -> GateResult:
-    """Publish `candidate` only if its neighbourhoods of stable items resemble the current
-    version's and its held-out hit rate is not much worse."""
+    """Publish `candidate` only if its held-out hit rate is not much worse than the current
+    version's, and its neighbourhoods of stable items resemble the current version's unless
+    it is better on held-out data: a weak early version must not veto every later one."""
     quality = hit_rate(candidate, held_out)
     if current is None:
         return GateResult(True, 1.0, quality, 0.0, "first version")
     overlap = neighbour_overlap(candidate, current, stable_items)
     baseline = hit_rate(current, held_out)
-    if overlap < min_overlap:
-        reason = f"top-10 neighbour overlap {overlap:.2f} < {min_overlap:.2f}"
+    if overlap < min_overlap and quality <= baseline:
+        reason = (
+            f"top-10 neighbour overlap {overlap:.2f} < {min_overlap:.2f} and held-out HR@10 "
+            f"{quality:.3f} no better than current {baseline:.3f}"
+        )
         return GateResult(False, overlap, quality, baseline, reason)
     if quality < min_quality_ratio * baseline:
         reason = f"held-out HR@10 {quality:.3f} < {min_quality_ratio:.2f} x current {baseline:.3f}"
         return GateResult(False, overlap, quality, baseline, reason)
+    if overlap < min_overlap:
+        return GateResult(True, overlap, quality, baseline, "moved, but better on held-out data")
     return GateResult(True, overlap, quality, baseline, "passed")

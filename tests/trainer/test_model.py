@@ -76,3 +76,14 @@ def test_the_gate_passes_a_close_candidate_and_rejects_a_corrupted_one() -> None
     verdict = gate(corrupted, current, stable, held_out, min_overlap=0.0, min_quality_ratio=0.8)
     assert not verdict.passed
     assert "HR@10" in verdict.reason
+
+
+def test_the_gate_lets_a_better_model_replace_a_weak_one_that_it_does_not_resemble() -> None:
+    rng = np.random.default_rng(2)
+    good = _embeddings(_clustered(rng))
+    held_out = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]
+    weak = _embeddings(rng.standard_normal(good.vectors.shape))  # e.g. trained on 15 samples
+    verdict = gate(good, weak, list(range(100)), held_out, min_overlap=0.5, min_quality_ratio=0.8)
+    assert verdict.overlap < 0.2
+    assert verdict.hit_rate > verdict.current_hit_rate
+    assert verdict.passed, verdict.reason
