@@ -23,7 +23,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from batch.embed import Embeddings
-from streaming.config import Settings, TrainingSettings
+from streaming.config import Settings, TrainerSettings, TrainingSettings
 from streaming.core.neighbours import neighbour_average
 from streaming.errors import RuntimeServiceError
 from streaming.store import connect
@@ -45,6 +45,13 @@ __all__ = ["Trainer", "TrainerMetrics"]
 
 Report = Callable[[str], None]
 _HELD_OUT_LIMIT = 5_000
+
+
+def _trainable(start: int, end: int, options: TrainerSettings) -> int:
+    """Samples numbered [start, end) that are not held out (every Nth is, from 0)."""
+    every = options.held_out_every
+    held_out = (end - 1) // every - (start - 1) // every if end > start else 0
+    return max(0, end - start - held_out)
 
 
 class TrainerMetrics:
@@ -473,7 +480,8 @@ class Trainer:
                         published += 1
                     training, since = None, time.monotonic()
                 trained = self.checkpoint.trained_through if self.checkpoint else 0
-                if training is None and self._due(self.corpus.next_seq - trained, since):
+                new = _trainable(trained, self.corpus.next_seq, self.settings.trainer)
+                if training is None and self._due(new, since):
                     self.metrics.lag.set(self._lag(consumer))
                     training = _Training(self._plan(), self.settings.training)
         finally:
