@@ -125,9 +125,19 @@ def neighbour_overlap(
     )
 
 
-def hit_rate(embeddings: Embeddings, samples: Sequence[Sequence[str]], k: int = 10) -> float:
-    """Share of consecutive pairs (a, b) in `samples` whose b is among a's k nearest items."""
-    ids = np.sort(embeddings.item_ids)
+def hit_rate(
+    embeddings: Embeddings,
+    samples: Sequence[Sequence[str]],
+    k: int = 10,
+    among: npt.NDArray[np.int64] | None = None,
+) -> float:
+    """Share of consecutive pairs (a, b) in `samples` whose b is among a's k nearest items
+    (only items in `among`, when given, are queried, answered and ranked)."""
+    ids = (
+        np.sort(embeddings.item_ids)
+        if among is None
+        else np.intersect1d(embeddings.item_ids, among)
+    )
     unit = _unit(embeddings.vectors[_rows_of(embeddings, ids)])
     pairs = [(int(a), int(b)) for sample in samples for a, b in pairwise(sample) if a != b]
     at = {item: row for row, item in enumerate(ids.tolist())}
@@ -159,11 +169,14 @@ def gate(
     """Publish `candidate` only if its held-out hit rate is not much worse than the current
     version's, and its neighbourhoods of stable items resemble the current version's unless
     it is better on held-out data: a weak early version must not veto every later one."""
-    quality = hit_rate(candidate, held_out)
     if current is None:
-        return GateResult(True, 1.0, quality, 0.0, "first version")
+        return GateResult(True, 1.0, hit_rate(candidate, held_out), 0.0, "first version")
     overlap = neighbour_overlap(candidate, current, stable_items)
-    baseline = hit_rate(current, held_out)
+    # Both ranked among the items both know: a version of 30 items must not look better
+    # than one of 3,000 because it has fewer wrong answers to choose from.
+    shared = np.intersect1d(candidate.item_ids, current.item_ids)
+    quality = hit_rate(candidate, held_out, among=shared)
+    baseline = hit_rate(current, held_out, among=shared)
     if overlap < min_overlap and quality <= baseline:
         reason = (
             f"top-10 neighbour overlap {overlap:.2f} < {min_overlap:.2f} and held-out HR@10 "

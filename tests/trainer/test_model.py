@@ -87,3 +87,17 @@ def test_the_gate_lets_a_better_model_replace_a_weak_one_that_it_does_not_resemb
     assert verdict.overlap < 0.2
     assert verdict.hit_rate > verdict.current_hit_rate
     assert verdict.passed, verdict.reason
+
+
+def test_the_gate_compares_hit_rates_among_the_items_both_versions_know() -> None:
+    rng = np.random.default_rng(3)
+    candidate = _embeddings(_clustered(rng))
+    held_out = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]
+    small = Embeddings(candidate.item_ids[:40], candidate.vectors[:40], candidate.cold[:40])
+    # among its own 40 items the small version answers more (fewer wrong items to rank)
+    assert hit_rate(small, held_out) > hit_rate(candidate, held_out)
+    verdict = gate(
+        candidate, small, list(range(40)), held_out, min_overlap=0.5, min_quality_ratio=1
+    )
+    assert verdict.hit_rate == verdict.current_hit_rate  # the same vectors, on the same footing
+    assert verdict.passed, verdict.reason
