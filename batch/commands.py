@@ -32,7 +32,9 @@ __all__ = [
     "add_batch_arguments",
     "add_eval_arguments",
     "add_synth_arguments",
+    "item_groups",
     "item_labels",
+    "neighbour_table",
     "run_batch",
     "run_eval",
     "run_synth",
@@ -84,19 +86,39 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", action="store_true", help="also publish the vectors to Redis")
 
 
-def item_labels(path: Path) -> dict[int, str]:
-    """Readable names for items: from a MovieLens `movies.csv` or a synthetic `items.csv`,
-    given directly or found next to a ratings file; {} when there is none."""
+def _labels_file(path: Path) -> Path | None:
+    """A MovieLens `movies.csv` or a synthetic `items.csv`: `path` itself or next to it."""
     names = {"movies.csv", "items.csv"}
     candidates = [path] if path.name in names else [path.with_name(name) for name in names]
     for candidate in sorted(candidates, key=lambda c: c.name != "movies.csv"):
-        if not candidate.is_file():
-            continue
-        if candidate.name == "movies.csv":
-            with candidate.open(newline="", encoding="utf-8") as handle:
-                return {int(row["movieId"]): row["title"] for row in csv.DictReader(handle)}
-        return {item: f"community {c}" for item, c in load_communities(candidate).items()}
-    return {}
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _movies(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def item_labels(path: Path) -> dict[int, str]:
+    """Readable names for items (movie titles, planted communities); {} without a file."""
+    found = _labels_file(path)
+    if found is None:
+        return {}
+    if found.name == "movies.csv":
+        return {int(row["movieId"]): row["title"] for row in _movies(found)}
+    return {item: f"community {c}" for item, c in load_communities(found).items()}
+
+
+def item_groups(path: Path) -> dict[int, str]:
+    """What to colour items by: a movie's first genre, or its planted community."""
+    found = _labels_file(path)
+    if found is None:
+        return {}
+    if found.name == "movies.csv":
+        return {int(row["movieId"]): row["genres"].split("|")[0] for row in _movies(found)}
+    return {item: f"community {c}" for item, c in load_communities(found).items()}
 
 
 def neighbour_table(

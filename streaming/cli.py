@@ -174,7 +174,10 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
         flush=True,
     )
     seconds = run_job(settings, start, until, restore)
-    print(f"job: finished after {seconds:.1f}s of running", flush=True)
+    if seconds is None:
+        print("job: submitted detached; it runs on in the cluster", flush=True)
+    else:
+        print(f"job: finished after {seconds:.1f}s of running", flush=True)
     return 0
 
 
@@ -228,6 +231,83 @@ def _similar(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from batch.loaders import FORMATS
+    from batch.synthetic import SyntheticSpec
+
+    parser.add_argument("--ratings", type=Path, help="stream this file (default: synthetic data)")
+    parser.add_argument("--format", choices=FORMATS, default="csv", help="format of --ratings")
+    synthetic = parser.add_argument_group("synthetic data (without --ratings)")
+    defaults = {"events": 200_000, "users": 5_000, "items": 2_000, "communities": 20}
+    for name, default in defaults.items():
+        synthetic.add_argument(f"--{name}", type=int, default=default)
+    synthetic.add_argument("--seed", type=int, default=SyntheticSpec().seed)
+    parser.add_argument(
+        "--rate", type=float, default=4_000, help="events per second sent (0: as fast as possible)"
+    )
+    parser.add_argument(
+        "--follow", action="store_true", help="keep streaming and print new versions until Ctrl-C"
+    )
+    parser.add_argument("--plot", type=Path, help="where the PNG goes (default: the run directory)")
+    parser.add_argument(
+        "--wait-s", type=float, default=300, help="give up (and say why) after waiting this long"
+    )
+
+
+def _demo(_: Settings, args: argparse.Namespace) -> int:
+    from batch.synthetic import SyntheticSpec
+    from streaming.demo import DemoOptions, run_demo
+
+    try:
+        spec = SyntheticSpec(
+            events=args.events,
+            users=args.users,
+            items=args.items,
+            communities=args.communities,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"demo: {exc}") from None
+    options = DemoOptions(
+        ratings=args.ratings,
+        format=args.format,
+        synthetic=spec,
+        rate=args.rate or None,
+        follow=args.follow,
+        plot=args.plot,
+        wait_s=args.wait_s,
+    )
+    run_demo(args.config, args.assignments, options, lambda line: print(line, flush=True))
+    return 0
+
+
+def _plot_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("walkstream.png"), help="PNG to write")
+    parser.add_argument(
+        "--labels", type=Path, help="movies.csv or items.csv (or a ratings file next to one)"
+    )
+
+
+def _plot(settings: Settings, args: argparse.Namespace) -> int:
+    from batch.commands import item_groups
+    from streaming.plot import TimelinePoint, draw, version_embeddings
+    from streaming.store import EmbeddingClient
+
+    client = EmbeddingClient.from_settings(settings.redis)
+    view = client.current()
+    embeddings = version_embeddings(view)
+    history = client.history()
+    began = history[0][2] if history else 0.0
+    timeline = [
+        TimelinePoint(seconds=created - began, version=version, items=count)
+        for version, count, created in history
+    ]
+    groups = item_groups(args.labels) if args.labels else {}
+    out = draw(args.out, embeddings, groups, timeline, f"walkstream version {view.version}")
+    print(f"plot: {len(embeddings):,} items of version {view.version} -> {out}")
+    return 0
+
+
 class _Command(NamedTuple):
     run: Callable[[Settings, argparse.Namespace], int]
     summary: str
@@ -264,6 +344,14 @@ _COMMANDS: dict[str, _Command] = {
     ),
     "similar": _Command(
         _similar, "print the nearest items of the current version in Redis", _similar_arguments
+    ),
+    "plot": _Command(
+        _plot, "draw the current embeddings and the version history into a PNG", _plot_arguments
+    ),
+    "demo": _Command(
+        _demo,
+        "run everything on the local stack: stream data, train, publish, show results",
+        _demo_arguments,
     ),
 }
 

@@ -9,7 +9,7 @@ produce`, optionally paced to a rate or to the original timing sped up.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -18,15 +18,23 @@ from typing import Any
 import numpy as np
 from kafka import KafkaProducer
 
-from batch.loaders import Format, load_events
+from batch.loaders import EventColumns, Format, load_events
 from streaming.config import Settings
 from streaming.core.events import Event, event_from_mapping
 from streaming.errors import ProducerError
 from streaming.topics import ensure_topics
 
-__all__ = ["Pacer", "ProduceReport", "RatingProducer", "produce_file"]
+__all__ = [
+    "Pacer",
+    "ProduceReport",
+    "RatingProducer",
+    "ordered_events",
+    "produce_events",
+    "produce_file",
+]
 
 Report = Callable[[str], None]
+Progress = Callable[[int, float], None]
 
 
 def _encode(event: Event) -> bytes:
@@ -137,6 +145,43 @@ class ProduceReport:
     summary: str
 
 
+def ordered_events(columns: EventColumns) -> Iterator[Event]:
+    """Events in the order the job needs them: event time, then user, then item."""
+    order = np.lexsort((columns.item_id, columns.user_id, columns.event_time))
+    rows = zip(
+        columns.user_id[order].tolist(),
+        columns.item_id[order].tolist(),
+        columns.rating[order].tolist(),
+        columns.event_time[order].tolist(),
+        strict=True,
+    )
+    return (Event(*fields) for fields in rows)
+
+
+def produce_events(
+    settings: Settings,
+    events: Iterable[Event],
+    topic: str,
+    pacer: Pacer,
+    progress: Progress,
+    observe: Callable[[Event], None] | None = None,
+) -> tuple[int, float]:
+    """Send `events` in the order given; call `progress(sent, seconds)` about once a second
+    and `observe` after each send. Return how many were sent and how long it took."""
+    ensure_topics(settings.kafka, [topic])
+    began = last_report = time.monotonic()
+    with RatingProducer(settings, topic) as producer:
+        for index, event in enumerate(events):
+            pacer.wait(index, event.event_time)
+            producer.send(event)
+            if observe is not None:
+                observe(event)
+            if time.monotonic() - last_report >= 1.0:
+                last_report = time.monotonic()
+                progress(producer.sent, last_report - began)
+    return producer.sent, time.monotonic() - began
+
+
 def produce_file(
     settings: Settings,
     path: Path,
@@ -147,28 +192,16 @@ def produce_file(
 ) -> ProduceReport:
     """Send every valid event of a ratings file in event-time order (ties: user, then item)."""
     columns, load_report = load_events(path, fmt, settings.events)
-    order = np.lexsort((columns.item_id, columns.user_id, columns.event_time))
-    topic = topic or settings.kafka.topics.ratings
-    ensure_topics(settings.kafka, [topic])
-    pacer = pacer or Pacer()
-    began = last_report = time.monotonic()
-    rows = zip(
-        columns.user_id[order].tolist(),
-        columns.item_id[order].tolist(),
-        columns.rating[order].tolist(),
-        columns.event_time[order].tolist(),
-        strict=True,
+    total = len(columns.user_id)
+
+    def progress(sent: int, seconds: float) -> None:
+        report(f"  produce: {sent:,}/{total:,} events ({sent / seconds:,.0f}/s)")
+
+    sent, seconds = produce_events(
+        settings,
+        ordered_events(columns),
+        topic or settings.kafka.topics.ratings,
+        pacer or Pacer(),
+        progress,
     )
-    with RatingProducer(settings, topic) as producer:
-        for index, fields in enumerate(rows):
-            event = Event(*fields)
-            pacer.wait(index, event.event_time)
-            producer.send(event)
-            if time.monotonic() - last_report >= 1.0:
-                last_report = time.monotonic()
-                rate = producer.sent / (last_report - began)
-                report(f"  produce: {producer.sent:,}/{len(order):,} events ({rate:,.0f}/s)")
-    seconds = time.monotonic() - began
-    return ProduceReport(
-        len(order), sum(load_report.rejected.values()), seconds, load_report.summary()
-    )
+    return ProduceReport(sent, sum(load_report.rejected.values()), seconds, load_report.summary())

@@ -383,3 +383,7 @@ class LocalStack:
 
     def status(self) -> list[ServiceStatus]:
         return [service.status() for service in self.services]
+
+    def answering(self) -> bool:
+        """Whether Kafka and Redis answer at the configured addresses, whoever runs them."""
+        return all(service.answers() for service in self.services)

@@ -32,6 +32,7 @@ from streaming.store.versions import VersionKeys, current_version, decode_vector
 __all__ = ["EmbeddingClient", "VersionView"]
 
 Vector = npt.NDArray[np.float32]
+Matrix = npt.NDArray[np.float32]
 
 
 class VersionView:
@@ -41,7 +42,7 @@ class VersionView:
         self.version = version
         self._redis = connection
         self._keys = keys
-        self._matrix: tuple[list[int], npt.NDArray[np.float32], int] | None = None
+        self._matrix: tuple[list[int], Matrix, int] | None = None
 
     def _read(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Run `commands` with a check that the version still exists, in one round trip."""
@@ -77,6 +78,19 @@ class VersionView:
 
     def vector(self, item: int) -> Vector | None:
         return self.vectors([item]).get(int(item))
+
+    def items(self) -> set[int]:
+        """Every item this version has a vector for."""
+        (keys,) = self._read(("HKEYS", self._keys.vectors(self.version)))
+        return {int(key) for key in keys}
+
+    def all_vectors(self) -> tuple[list[int], Matrix]:
+        """Every item of this version and its vector (rows in the same order)."""
+        (raw,) = self._read(("HGETALL", self._keys.vectors(self.version)))
+        ids = [int(key) for key in raw]
+        if not ids:
+            return ids, np.zeros((0, 0), dtype=np.float32)
+        return ids, np.stack([decode_vector(blob) for blob in raw.values()])
 
     def cold(self, items: Iterable[int]) -> set[int]:
         """Which of `items` have a neighbour-average vector rather than a trained one."""
@@ -119,9 +133,7 @@ class VersionView:
     def _scan(self, item: int, query: Vector, k: int) -> list[tuple[int, float]]:
         (count,) = self._read(("HLEN", self._keys.vectors(self.version)))
         if self._matrix is None or self._matrix[2] != count:  # cold items may have joined
-            (raw,) = self._read(("HGETALL", self._keys.vectors(self.version)))
-            ids = [int(key) for key in raw]
-            matrix = np.stack([decode_vector(blob) for blob in raw.values()])
+            ids, matrix = self.all_vectors()
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
             self._matrix = (ids, matrix / np.where(norms > 0, norms, 1), len(ids))
         ids, unit, _ = self._matrix
@@ -199,6 +211,14 @@ class EmbeddingClient:
                 for entry_id, fields in entries:
                     last_id = entry_id
                     yield VersionView(self._redis, self._keys, int(fields[b"version"]))
+
+    def history(self) -> list[tuple[int, int, float]]:
+        """(version, items when published, created_at) of every version still in the stream."""
+        entries = cast(list[Any], self._redis.xrange(self._keys.stream))
+        return [
+            (int(fields[b"version"]), int(fields[b"count"]), float(fields[b"created_at"]))
+            for _, fields in entries
+        ]
 
     def close(self) -> None:
         self._redis.close()

@@ -43,6 +43,7 @@ __all__ = [
     "build_vector_set",
     "current_version",
     "decode_vector",
+    "drop_all",
     "encode_vector",
     "publish_version",
     "restore_sequence",
@@ -108,6 +109,20 @@ def decode_vector(raw: bytes) -> npt.NDArray[np.float32]:
 def current_version(client: redis.Redis, prefix: str) -> int | None:
     raw = cast(bytes | None, client.get(VersionKeys(prefix).current))
     return int(raw) if raw is not None else None
+
+
+def drop_all(client: redis.Redis, prefix: str) -> int:
+    """Delete every key under `prefix` (a namespace's reset); return how many there were."""
+    dropped = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{prefix}:*", count=1_000):
+        batch.append(key)
+        if len(batch) == _BATCH:
+            dropped += cast(int, client.unlink(*batch))
+            batch.clear()
+    if batch:
+        dropped += cast(int, client.unlink(*batch))
+    return dropped
 
 
 def publish_version(
