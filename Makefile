@@ -4,10 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
 BENCH_VENV := .walkstream/bench-venv
-.PHONY: help setup up down status test lint format bench clean
+.PHONY: help setup up down status demo test lint format bench clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -28,6 +29,9 @@ up: setup ## set up, start local Kafka + Redis on loopback, print their status
 
 down: ## stop the local services that `up` started
 	$(BIN)/walkstream down
+
+demo: setup ## set up, then run the whole pipeline on synthetic data and show what it learned
+	$(BIN)/walkstream demo $(DEMO_ARGS)
 
 status: ## show which local services run
 	$(BIN)/walkstream status

@@ -246,7 +246,9 @@ class TrainerSettings(_Section):
     state_dir: Path | None = Field(None, description="corpus and checkpoints; default HOME/trainer")
     interval_s: float = Field(30.0, gt=0, description="at most this long between cycles")
     min_new_samples: int = Field(
-        1_000, ge=1, description="a cycle needs this many new samples (or the interval)"
+        1_000,
+        ge=1,
+        description="a cycle needs this many new samples (or the interval; the first always)",
     )
     full_every: int = Field(
         10, ge=1, description="every Nth cycle retrains from scratch on the window"

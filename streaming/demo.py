@@ -11,6 +11,7 @@ the demo started.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import json
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from kafka import KafkaAdminClient, KafkaConsumer
@@ -50,9 +52,12 @@ __all__ = ["DemoOptions", "DemoResult", "run_demo"]
 Report = Callable[[str], None]
 
 _TOPIC_PREFIX = "demo-"
-# Quicker cycles than a production default, so versions visibly follow the stream.
+# Quicker cycles than a production default, so versions visibly follow the stream, and
+# fewer walks per transition, so this 2-core machine's job keeps up at the default rate.
 _TUNING = (
     "flink.checkpoint_interval_ms=2000",
+    "stream.walks_per_weight=0.1",
+    "trainer.min_new_samples=500",
     "trainer.interval_s=10",
     "trainer.metrics_port=0",
 )
@@ -97,6 +102,8 @@ class DemoResult:
     """Per item: first transition sent to Kafka -> first vector in Redis."""
     steady_freshness_s: list[float]
     """The same, for items whose first transition was sent after the first version."""
+    model_lag_s: list[float]
+    """Per version: publish time minus when the newest event it was trained on was sent."""
     purity: float | None
     """Mean share of an item's 10 nearest neighbours in its planted community."""
     chance: float | None
@@ -120,6 +127,7 @@ def run_demo(
     columns, load_report = load_events(ratings, fmt, settings.events)
 
     with contextlib.ExitStack() as cleanup:
+        cleanup.callback(_say_when_interrupted, report)
         stack = LocalStack(settings)
         kept_running = stack.answering()
         if not kept_running:
@@ -176,6 +184,11 @@ def run_demo(
             _follow(settings, columns, options.rate, observer, report)
     report("demo: stopped everything it started")
     return result
+
+
+def _say_when_interrupted(report: Report) -> None:
+    if isinstance(sys.exception(), KeyboardInterrupt):
+        report("demo: interrupted; stopped the job, the trainer and the services it started")
 
 
 def _namespace(settings: Settings, run: str, run_dir: Path) -> list[str]:
@@ -322,6 +335,14 @@ class _Observer:
         self.first_sent: dict[int, float] = {}
         """Items that occurred in a transition (what the job sees), and when first sent."""
         self.vector_at: dict[int, float] = {}
+        """When each item first had a vector in Redis (in any version)."""
+        self.serving: set[int] = set()
+        """Items of the current version."""
+        self._event_times: list[int] = []
+        self._sent_at: list[float] = []
+        """Wall-clock time at which the first event of each (increasing) event time was sent."""
+        self.model_lag_s: dict[int, float] = {}
+        """Per version: its publish time minus when the newest event it covers was sent."""
         self.version: int | None = None
         self.version_items = 0
         self.version_cold = 0
@@ -334,6 +355,9 @@ class _Observer:
 
     def on_event(self, event: Event) -> None:
         """Note when each item's first transition was sent (the job's own sequence logic)."""
+        if not self._event_times or event.event_time > self._event_times[-1]:
+            self._event_times.append(event.event_time)
+            self._sent_at.append(time.time())
         if event.rating < self.settings.events.high_rating:
             return
         sequence = self._sequences.setdefault(event.user_id, UserSequence())
@@ -356,9 +380,13 @@ class _Observer:
             view = self._client.current() if self._client.version is not None else None
             if view is not None:
                 items, meta = view.items(), view.meta()
+                lag = self._lag(view.version, meta)
                 with self.lock:
+                    if lag is not None:
+                        self.model_lag_s[view.version] = lag
                     for item in items.difference(self.vector_at):
                         self.vector_at[item] = now
+                    self.serving = items
                     if self.first_version_at is None:
                         self.first_version_at = now
                     self.version = view.version
@@ -366,7 +394,7 @@ class _Observer:
         with self.lock:
             fresh = self.freshness()
             seen = list(self.first_sent)
-            covered = sum(1 for item in seen if item in self.vector_at)
+            covered = sum(1 for item in seen if item in self.serving)
             self.timeline.append(
                 TimelinePoint(
                     seconds=now - self.began,
@@ -376,8 +404,16 @@ class _Observer:
                     coverage=covered / len(seen) if seen else None,
                     freshness_p50_s=float(np.percentile(fresh, 50)) if fresh else None,
                     freshness_p99_s=float(np.percentile(fresh, 99)) if fresh else None,
+                    model_lag_s=self.model_lag_s.get(self.version or 0),
                 )
             )
+
+    def _lag(self, version: int, meta: dict[str, Any]) -> float | None:
+        newest = meta["info"].get("newest_event_time")
+        if version in self.model_lag_s or newest is None:
+            return None
+        index = bisect.bisect_right(self._event_times, int(newest)) - 1
+        return float(meta["created_at"]) - self._sent_at[index] if index >= 0 else None
 
     def freshness(self, since: float | None = None) -> list[float]:
         return [
@@ -402,7 +438,7 @@ class _Observer:
     def status(self) -> str:
         with self.lock:
             seen = list(self.first_sent)
-            covered = sum(1 for item in seen if item in self.vector_at)
+            covered = sum(1 for item in seen if item in self.serving)
             fresh = self.freshness()
             version = (
                 f"version {self.version}: {self.version_items:,} items ({self.version_cold:,} cold)"
@@ -426,7 +462,7 @@ class _Observer:
             if drained_at is None and done >= total:
                 drained_at = now
             with self.lock:
-                covered = all(item in self.vector_at for item in list(self.first_sent))
+                covered = all(item in self.serving for item in list(self.first_sent))
             if drained_at is not None and covered:
                 return drained_at - self.began
             if now > deadline:
@@ -512,12 +548,13 @@ def _result(
             items=len(embeddings),
             cold=int(embeddings.cold.sum()),
             seen=len(seen),
-            covered=sum(1 for item in seen if item in observer.vector_at),
+            covered=len(seen & set(embeddings.item_ids.tolist())),
             sent=sent,
             send_seconds=send_seconds,
             drain_seconds=drain_seconds,
             freshness_s=observer.freshness(),
             steady_freshness_s=observer.freshness(since=observer.first_version_at),
+            model_lag_s=list(observer.model_lag_s.values()),
             purity=purity,
             chance=chance,
             plot=plot,
@@ -541,11 +578,11 @@ def _popular(columns: EventColumns, communities: dict[int, int] | None) -> list[
     return chosen
 
 
-def _percentiles(values: list[float]) -> str:
+def _percentiles(values: list[float], what: str) -> str:
     if not values:
         return "none measured"
     p50, p99 = np.percentile(values, [50, 99])
-    return f"p50 {p50:.1f}s, p99 {p99:.1f}s over {len(values):,} items"
+    return f"p50 {p50:.1f}s, p99 {p99:.1f}s over {len(values):,} {what}"
 
 
 def _show(
@@ -567,9 +604,11 @@ def _show(
         f"them {result.drain_seconds:.1f}s after the first was sent "
         f"({result.sent / max(result.drain_seconds, 1e-9):,.0f}/s)",
         "  freshness  from an item's first transition sent to Kafka until it has a vector in "
-        f"Redis: {_percentiles(result.freshness_s)}",
+        f"Redis: {_percentiles(result.freshness_s, 'items')}",
         f"             items first seen after the first version: "
-        f"{_percentiles(result.steady_freshness_s)}",
+        f"{_percentiles(result.steady_freshness_s, 'items')}",
+        "  model lag  from sending the newest event a version was trained on until the version "
+        f"was published: {_percentiles(result.model_lag_s, 'versions')}",
     ]
     if result.purity is not None and result.chance is not None:
         lines.append(

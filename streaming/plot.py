@@ -40,6 +40,8 @@ class TimelinePoint:
     freshness_p50_s: float | None = None
     freshness_p99_s: float | None = None
     """Seconds from an item's first transition being sent until it had a vector."""
+    model_lag_s: float | None = None
+    """The current version's publish time minus when its newest training event was sent."""
 
 
 def version_embeddings(view: VersionView) -> Embeddings:
@@ -182,15 +184,25 @@ def _quality(ax: Axes, timeline: Sequence[TimelinePoint]) -> None:
     if fresh:
         right = ax.twinx()
         when = [point.seconds for point in fresh]
-        right.plot(when, [p.freshness_p50_s or 0.0 for p in fresh], color="tab:purple", label="p50")
+        right.plot(
+            when, [p.freshness_p50_s or 0.0 for p in fresh], color="tab:purple", label="item p50"
+        )
         right.plot(
             when,
             [p.freshness_p99_s or 0.0 for p in fresh],
             color="tab:purple",
             linestyle="--",
-            label="p99",
+            label="item p99",
         )
-        right.set_ylabel("item freshness (s)", color="tab:purple")
+        lagged = [point for point in fresh if point.model_lag_s is not None]
+        right.step(
+            [point.seconds for point in lagged],
+            [point.model_lag_s or 0.0 for point in lagged],
+            where="post",
+            color="tab:brown",
+            label="model lag",
+        )
+        right.set_ylabel("seconds", color="tab:purple")
         right.set_ylim(bottom=0)
         right.legend(loc="lower right", fontsize=8)
     ax.set_title(

@@ -38,7 +38,6 @@ def execution_environment(
     # Thread mode embeds CPython without running site: give it our packages and this checkout.
     python_path = [*site.getsitepackages(), str(_PROJECT_ROOT)]
     config.set_string("python.pythonpath", os.pathsep.join(python_path))
-    config.set_string("pipeline.jars", ";".join(jar.as_uri() for jar in connector_jars(settings)))
     config.set_string("state.backend.type", settings.flink.state_backend)
     config.set_string("execution.checkpointing.dir", settings.checkpoint_dir.resolve().as_uri())
     config.set_string(
@@ -54,5 +53,8 @@ def execution_environment(
     if restore_from is not None:
         config.set_string("execution.state-recovery.path", restore_from.resolve().as_uri())
     env = StreamExecutionEnvironment.get_execution_environment(config)
+    # Added, not set as pipeline.jars: under `flink run` that option already holds the
+    # flink-python jar, which a cluster's TaskManagers need too and do not have in lib/.
+    env.add_jars(*(jar.as_uri() for jar in connector_jars(settings)))
     env.set_parallelism(settings.flink.parallelism)
     return env

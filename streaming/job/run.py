@@ -29,8 +29,9 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path:
 
 def run_job(
     settings: Settings, start: Position, until: Position | None, restore_from: Path | None
-) -> float:
-    """Run until the input ends (bounded) or forever; return the job's net runtime in s."""
+) -> float | None:
+    """Run until the input ends (bounded) or forever; return the job's net runtime in s, or
+    None when `flink run --detached` only submitted it (the job then has no result here)."""
     topics = settings.kafka.topics
     ensure_topics(
         settings.kafka,
@@ -40,4 +41,6 @@ def run_job(
     env = execution_environment(settings, restore_from)
     build_job(env, settings, start, until)
     result = env.execute("walkstream")
+    if not result._j_job_execution_result.isJobExecutionResult():
+        return None  # a detached submission: asking for the runtime would raise
     return float(result.get_net_runtime()) / 1000

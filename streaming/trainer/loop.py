@@ -265,9 +265,10 @@ class Trainer:
 
     def _due(self, new_samples: int, since: float) -> bool:
         """Enough new samples, or the interval passed with some; after a rejection, the
-        interval always passes first, so a failing gate does not retrain back to back."""
+        interval always passes first, so a failing gate does not retrain back to back. The
+        first model always waits for enough samples: one trained on a handful is noise."""
         options = self.settings.trainer
-        if new_samples <= 0:
+        if new_samples <= 0 or (self.checkpoint is None and new_samples < options.min_new_samples):
             return False
         if self.force_full:
             return time.monotonic() - since >= options.interval_s
