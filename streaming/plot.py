@@ -97,7 +97,8 @@ def _scatter(ax: Axes, embeddings: Embeddings, groups: Mapping[int, str]) -> Non
     for name in names:
         if name:
             counts[name] = counts.get(name, 0) + 1
-    shown = sorted(counts, key=lambda name: (-counts[name], name))[:_MAX_GROUPS]
+    biggest = sorted(counts, key=lambda name: -counts[name])[:_MAX_GROUPS]
+    shown = sorted(biggest, key=_natural)
     colours = plt.get_cmap("tab20")
     label = np.array([shown.index(n) if n in shown else -1 for n in names])
     other = label < 0
@@ -130,6 +131,12 @@ def _scatter(ax: Axes, embeddings: Embeddings, groups: Mapping[int, str]) -> Non
     ax.set_yticks([])
     if shown or cold.any():
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, markerscale=2)
+
+
+def _natural(name: str) -> tuple[str, int]:
+    """ "community 2" before "community 10"."""
+    head, _, tail = name.rpartition(" ")
+    return (head, int(tail)) if tail.isdigit() else (name, -1)
 
 
 def _versions(ax: Axes, timeline: Sequence[TimelinePoint]) -> None:
