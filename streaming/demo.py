@@ -85,8 +85,6 @@ class DemoOptions:
 class DemoResult:
     """What the demo measured; printed, and what its test checks."""
 
-    run_dir: Path
-    settings: Settings
     version: int
     items: int
     cold: int
@@ -160,7 +158,6 @@ def run_demo(
         result = _result(
             observer,
             embeddings,
-            run_dir,
             (sent, send_seconds, drain_seconds),
             communities,
             options.plot or run_dir / "demo.png",
@@ -526,7 +523,6 @@ def _stream(
 def _result(
     observer: _Observer,
     embeddings: Embeddings,
-    run_dir: Path,
     streamed: tuple[int, float, float],
     communities: dict[int, int] | None,
     plot: Path,
@@ -542,8 +538,6 @@ def _result(
     with observer.lock:
         seen = set(observer.first_sent)
         return DemoResult(
-            run_dir=run_dir,
-            settings=observer.settings,
             version=observer.version or 0,
             items=len(embeddings),
             cold=int(embeddings.cold.sum()),
