@@ -312,9 +312,8 @@ def _wait_for_job(settings: Settings, children: _Children, wait_s: float, report
 
 
 class _Observer:
-    """Watches the system from outside, as a user would: what the job announces on the
-    items topic, how far its consumer group got, and what Redis serves. A background thread
-    polls Redis and the items topic four times a second."""
+    """Watches the system from outside, as a user would: what was sent, how far the job's
+    consumer group got, and what Redis serves (polled by a thread four times a second)."""
 
     _PERIOD_S = 0.25
 
