@@ -9,6 +9,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from batch.graph import transition_graph, user_sequences
+from batch.loaders import load_events
+from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, load_settings, parse_assignments
 from streaming.topics import ensure_topics
 from tests.kafka_records import read_topic
@@ -24,8 +27,12 @@ class JobWorld:
     flags: list[str]
     log: Path
 
+    def arguments(self, *job_args: str) -> list[str]:
+        """`walkstream` arguments for the job: this world's settings, then the subcommand."""
+        return [*self.flags, "job", *job_args]
+
     def command(self, *job_args: str) -> list[str]:
-        return [sys.executable, "-m", "streaming.cli", *self.flags, "job", *job_args]
+        return [sys.executable, "-m", "streaming.cli", *self.arguments(*job_args)]
 
     def run(self, *job_args: str, timeout_s: float = 240) -> None:
         """Run a bounded job to its end; fail with its log if it fails."""
@@ -81,3 +88,21 @@ def final_counts(settings: Settings) -> dict[tuple[int, int], int]:
         src, dst, count = map(int, value.split())
         counts[(src, dst)] = max(count, counts.get((src, dst), 0))
     return counts
+
+
+def synthetic(tmp: Path, events: int, seed: int) -> Path:
+    spec = SyntheticSpec(users=events // 40, items=400, communities=8, events=events, seed=seed)
+    return generate(tmp / "synth", spec).ratings_path
+
+
+def batch_counts(ratings: Path, settings: Settings) -> dict[tuple[int, int], int]:
+    """The oracle: the batch pipeline's transition counts of a ratings file."""
+    columns, _ = load_events(ratings, "csv", settings.events)
+    sequences = user_sequences(
+        columns.user_id,
+        columns.item_id,
+        columns.rating,
+        columns.event_time,
+        settings.events.high_rating,
+    )
+    return transition_graph(sequences).to_dict()

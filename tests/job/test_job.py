@@ -14,20 +14,14 @@ from scipy.stats import chisquare
 
 from batch.graph import transition_graph, user_sequences
 from batch.loaders import load_events
-from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings
 from streaming.core.events import Event
 from streaming.producer import produce_file
 from tests.conftest import poll
-from tests.job.jobs import JobWorld, final_counts, job_world
+from tests.job.jobs import JobWorld, batch_counts, final_counts, job_world, synthetic
 from tests.kafka_records import read_topic, send_events, send_raw
 
 pytestmark = pytest.mark.integration
-
-
-def _synthetic(tmp: Path, events: int, seed: int) -> Path:
-    spec = SyntheticSpec(users=events // 40, items=400, communities=8, events=events, seed=seed)
-    return generate(tmp / "synth", spec).ratings_path
 
 
 def _oracle(events: list[Event], high_rating: float = 3.5) -> dict[tuple[int, int], int]:
@@ -44,14 +38,11 @@ def test_replay_gives_exactly_the_batch_counts(
     local_stack: Settings, unique: str, tmp_path: Path, state_backend: str
 ) -> None:
     world = job_world(local_stack, unique, tmp_path, **{"flink.state_backend": state_backend})
-    ratings = _synthetic(tmp_path, 20_000, seed=1)
+    ratings = synthetic(tmp_path, 20_000, seed=1)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
     world.run("--from", "earliest", "--until", "latest")
 
-    columns, _ = load_events(ratings, "csv", world.settings.events)
-    expected = transition_graph(
-        user_sequences(columns.user_id, columns.item_id, columns.rating, columns.event_time, 3.5)
-    ).to_dict()
+    expected = batch_counts(ratings, world.settings)
     assert final_counts(world.settings) == expected
     assert sum(expected.values()) > 5_000
     items = {json.loads(v)["item_id"] for *_, v in read_topic(world.settings, world.topic("items"))}
@@ -62,7 +53,7 @@ def test_counts_stay_exact_when_the_job_is_killed(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
     world = job_world(local_stack, unique, tmp_path)
-    ratings = _synthetic(tmp_path, 150_000, seed=2)
+    ratings = synthetic(tmp_path, 150_000, seed=2)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
     columns, _ = load_events(ratings, "csv", world.settings.events)
     expected = transition_graph(
@@ -105,7 +96,7 @@ def test_replay_from_offsets_and_from_a_timestamp(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
     world = job_world(local_stack, unique, tmp_path)
-    produce_file(world.settings, _synthetic(tmp_path, 8_000, seed=3), "csv", report=lambda _: None)
+    produce_file(world.settings, synthetic(tmp_path, 8_000, seed=3), "csv", report=lambda _: None)
     records = read_topic(world.settings, world.topic("ratings"))
     starts = {p: max(o for q, o, *_ in records if q == p) // 2 for p, *_ in records}
     world.run("--from", "offsets:" + ",".join(f"{p}:{o}" for p, o in sorted(starts.items())),
