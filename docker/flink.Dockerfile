@@ -42,6 +42,11 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 COPY docker/probe.py /opt/walkstream/probe.py
 
+# flink-python on the cluster's classpath (the image keeps it in opt/): shipped per job instead,
+# its embedded interpreter (pemja) loads once per JVM, so on Java 17 the second Python job on
+# a TaskManager fails (NoSuchFieldException: loadedLibraryNames). README: standalone cluster.
+RUN cp /opt/flink/opt/flink-python-*.jar /opt/flink/lib/
+
 # Checkpoints and savepoints live on the flink-state volume (compose.yaml); a new named volume
 # takes this directory's owner, so the flink user can write to it.
 RUN set -eux; \

@@ -621,6 +621,11 @@ def test_flink_image_matches_the_pinned_flink_and_connector(compose: Compose) ->
     assert f"{jars_dir}/flink/" in download  # where connector_jars() looks
     assert "sha1sum -c" in download
     assert "sha256sum -c" in download
+    # a second Python job on a TaskManager fails unless flink-python is in lib/ (pemja)
+    assert any(
+        re.search(r"cp /opt/flink/opt/flink-python-\S*\.jar /opt/flink/lib/", run)
+        for run in image.args_of("RUN")
+    )
 
 
 def test_connector_checksums_match_the_jar_setup_installed(
