@@ -481,8 +481,9 @@ class Trainer:
                         published += 1
                     training, since = None, time.monotonic()
                 trained = self.checkpoint.trained_through if self.checkpoint else 0
-                new = _trainable(trained, self.corpus.next_seq, self.settings.trainer)
-                if training is None and self._due(new, since):
+                new = self.corpus.next_seq - trained
+                trainable = _trainable(trained, self.corpus.next_seq, self.settings.trainer)
+                if training is None and trainable > 0 and self._due(new, since):
                     self.metrics.lag.set(self._lag(consumer))
                     training = _Training(self._plan(), self.settings.training)
         finally:
