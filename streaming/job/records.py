@@ -1,5 +1,4 @@
-"""What the job's Python writes to its output topics, one JSON object per record (schemas in
-README); the late record is built in SQL (`pipeline`), where lateness is decided."""
+"""What the job writes to each output topic: one JSON object per record (schemas in README)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,9 @@ import contextlib
 import json
 from collections.abc import Mapping
 
-__all__ = ["count_update", "dead_letter", "item_sighting", "walk_sample"]
+from streaming.core.events import Event
+
+__all__ = ["count_update", "dead_letter", "item_sighting", "late_event", "walk_sample"]
 
 
 def _dumps(record: Mapping[str, object]) -> str:
@@ -30,6 +31,18 @@ def dead_letter(
     with contextlib.suppress(UnicodeDecodeError):  # not text: value_base64 carries it
         record["value"] = raw.decode("utf-8")
     return _dumps(record)
+
+
+def late_event(event: Event, partition: int, offset: int, released_until: int) -> str:
+    """A valid event that arrived after its user's sequence had moved past its position."""
+    return _dumps(
+        {
+            **event._asdict(),
+            "partition": partition,
+            "offset": offset,
+            "released_until": released_until,
+        }
+    )
 
 
 def item_sighting(item: int, neighbours: Mapping[int, int], first: bool) -> str:
