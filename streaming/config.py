@@ -229,7 +229,7 @@ class StreamSettings(_Section):
         200, ge=1, description="an item's new transitions are applied in batches this long"
     )
     replay_batch_s: int = Field(
-        86_400, ge=1, description="a bounded replay applies them per this much event time"
+        3600, ge=1, description="a bounded replay applies them per this much event time"
     )
     emit_counts: bool = Field(
         False, description="write every transition-count update to the counts topic (debug)"

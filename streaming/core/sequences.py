@@ -1,10 +1,7 @@
 """One user's high ratings, in event-time order, turned into item-to-item transitions.
 
-The rules as one object per user, which the demo uses to follow what the job sees. The
-streaming job applies the same ordering rules in Flink SQL, once per event in the JVM
-(`streaming.job.pipeline`), batch applies them to a whole file at once (`batch.graph`), and
-tests hold them all to the same transition counts. (The job calls an event late when it is
-behind the watermark on arrival, a stricter test than the last released position below.)
+The streaming job keeps one `UserSequence` per user in keyed state; batch applies the same
+rules to a whole file at once (`batch.graph`), and a test holds the two to the same answers.
 
 Rules (the reference pipeline's defects fixed):
 - order is by integer event time, ties broken by item id (never by string timestamps);

@@ -17,7 +17,7 @@ from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 from pyflink.table import DataTypes
-from pyflink.table.udf import FunctionContext, TableFunction
+from pyflink.table.udf import FunctionContext, ScalarFunction
 
 from streaming.config import EventSettings, StreamSettings
 from streaming.core.events import InvalidEventError, Reason, event_from_json
@@ -36,7 +36,7 @@ __all__ = [
     "LATE_EVENT",
     "REJECTED",
     "SAMPLES",
-    "VALIDATION_TYPES",
+    "VALIDATION_TYPE",
     "WALKS",
     "ItemFunction",
     "Validate",
@@ -49,13 +49,15 @@ WALKS: -, a walk batch; REJECTED/LATE: -, the record for the dead-letter/late to
 DELTA, WALKS, REJECTED, LATE_EVENT = 0, 1, 2, 3
 KEY_MISMATCH = "key_mismatch"
 
-VALIDATION_TYPES = [
-    DataTypes.STRING(),  # the dead-letter record, or null for a valid event with:
-    DataTypes.BIGINT(),  # user_id
-    DataTypes.BIGINT(),  # item_id
-    DataTypes.DOUBLE(),  # rating
-    DataTypes.BIGINT(),  # event_time
-]
+VALIDATION_TYPE = DataTypes.ROW(
+    [
+        DataTypes.FIELD("dead_letter", DataTypes.STRING()),
+        DataTypes.FIELD("user_id", DataTypes.BIGINT()),
+        DataTypes.FIELD("item_id", DataTypes.BIGINT()),
+        DataTypes.FIELD("rating", DataTypes.DOUBLE()),
+        DataTypes.FIELD("event_time", DataTypes.BIGINT()),
+    ]
+)
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 LATE = OutputTag("late", Types.STRING())
@@ -74,12 +76,9 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
     return int(runtime_context.get_index_of_this_subtask())
 
 
-class Validate(TableFunction):  # type: ignore[misc]
+class Validate(ScalarFunction):  # type: ignore[misc]
     """The one validator, for every record the JVM did not recognise as a plain valid event:
-    a dead-letter record with the reason (counted per reason), or the event's fields.
-
-    A table function, not a scalar one: the planner then keeps the JVM's filter in front of
-    it; with a scalar function it called Python for every record and filtered afterwards."""
+    a dead-letter record with the reason (counted per reason), or the event's fields."""
 
     def __init__(self, rules: EventSettings) -> None:
         self.rules = rules
@@ -91,17 +90,15 @@ class Validate(TableFunction):  # type: ignore[misc]
             for reason in [*(r.value for r in Reason), KEY_MISMATCH]
         }
 
-    def eval(self, key: str | None, raw: bytes, partition: int, offset: int) -> Iterator[Row]:
+    def eval(self, key: str | None, raw: bytes, partition: int, offset: int) -> Row:
         try:
             event = event_from_json(raw, self.rules)
         except InvalidEventError as error:
-            yield self._reject(error.reason.value, error.detail, key, partition, offset, raw)
-            return
+            return self._reject(error.reason.value, error.detail, key, partition, offset, raw)
         if key != str(event.user_id):
             detail = f"record key {key!r} is not its user_id {event.user_id}"
-            yield self._reject(KEY_MISMATCH, detail, key, partition, offset, raw)
-            return
-        yield Row(None, event.user_id, event.item_id, event.rating, event.event_time)
+            return self._reject(KEY_MISMATCH, detail, key, partition, offset, raw)
+        return Row(None, event.user_id, event.item_id, event.rating, event.event_time)
 
     def _reject(
         self, reason: str, detail: str, key: str | None, partition: int, offset: int, raw: bytes

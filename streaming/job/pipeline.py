@@ -34,7 +34,7 @@ from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.data_stream import KeyedStream
 from pyflink.java_gateway import get_gateway
 from pyflink.table import StreamTableEnvironment
-from pyflink.table.udf import udtf
+from pyflink.table.udf import udf
 
 from streaming.config import Settings
 from streaming.job.functions import (
@@ -48,7 +48,7 @@ from streaming.job.functions import (
     LATE_EVENT,
     REJECTED,
     SAMPLES,
-    VALIDATION_TYPES,
+    VALIDATION_TYPE,
     WALKS,
     ItemFunction,
     Validate,
@@ -143,9 +143,7 @@ def _create_views(t_env: StreamTableEnvironment, settings: Settings, bounded: bo
     replay cuts them by event time instead (`stream.replay_batch_s`): it flushes at the end.
     """
     rules = settings.events
-    t_env.create_temporary_function(
-        "validate", udtf(Validate(rules), result_types=VALIDATION_TYPES)
-    )
+    t_env.create_temporary_function("validate", udf(Validate(rules), result_type=VALIDATION_TYPE))
     fields = ", ".join(
         f"TRY_CAST({_plain_field('s', index)} AS {kind}) AS {name}"
         for index, (name, kind) in enumerate(
@@ -169,19 +167,16 @@ def _create_views(t_env: StreamTableEnvironment, settings: Settings, bounded: bo
     )
     t_env.execute_sql(
         """CREATE TEMPORARY VIEW checked AS
-        SELECT k, `partition`, `offset`, ts, dead_letter, c_user_id, c_item_id, c_rating,
-            c_event_time
-        FROM (SELECT k, v, `partition`, `offset`, ts FROM classified WHERE NOT fast),
-            LATERAL TABLE(validate(k, v, `partition`, `offset`))
-                AS c(dead_letter, c_user_id, c_item_id, c_rating, c_event_time)"""
+        SELECT k, `partition`, `offset`, ts, validate(k, v, `partition`, `offset`) AS c
+        FROM classified WHERE NOT fast"""
     )
     t_env.execute_sql(
         """CREATE TEMPORARY VIEW events AS
         SELECT user_id, item_id, rating, event_time, `partition`, `offset`, ts
         FROM classified WHERE fast
         UNION ALL
-        SELECT c_user_id, c_item_id, c_rating, c_event_time, `partition`, `offset`, ts
-        FROM checked WHERE dead_letter IS NULL"""
+        SELECT c.user_id, c.item_id, c.rating, c.event_time, `partition`, `offset`, ts
+        FROM checked WHERE c.dead_letter IS NULL"""
     )
     t_env.execute_sql(
         f"""CREATE TEMPORARY VIEW high AS
@@ -247,9 +242,9 @@ def _item_inputs(t_env: StreamTableEnvironment) -> DataStream:
     table = t_env.sql_query(
         f"""SELECT k, ROW({DELTA}, event_time, outgoing, incoming) FROM batches
         UNION ALL
-        SELECT COALESCE(k, ''), ROW({REJECTED}, CAST(0 AS BIGINT), dead_letter,
+        SELECT COALESCE(k, ''), ROW({REJECTED}, CAST(0 AS BIGINT), c.dead_letter,
             CAST(NULL AS STRING))
-        FROM checked WHERE dead_letter IS NOT NULL
+        FROM checked WHERE c.dead_letter IS NOT NULL
         UNION ALL
         SELECT CAST(user_id AS STRING), ROW({LATE_EVENT}, event_time, {late_record},
             CAST(NULL AS STRING))
