@@ -225,12 +225,6 @@ class StreamSettings(_Section):
     item_neighbours: int = Field(
         5, ge=1, description="an item's first N neighbours are announced on the items topic"
     )
-    item_batch_ms: int = Field(
-        200, ge=1, description="an item's new transitions are applied in batches this long"
-    )
-    replay_batch_s: int = Field(
-        3600, ge=1, description="a bounded replay applies them per this much event time"
-    )
     emit_counts: bool = Field(
         False, description="write every transition-count update to the counts topic (debug)"
     )

@@ -7,13 +7,13 @@ is sampled where the current item's counts live.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FirstNeighbours", "ItemNeighbours", "neighbour_average"]
+__all__ = ["ItemNeighbours", "neighbour_average"]
 
 
 @dataclass
@@ -85,22 +85,3 @@ def neighbour_average(
     if acc is None:
         return None
     return (acc / total).astype(np.float32)
-
-
-@dataclass
-class FirstNeighbours:
-    """Per-item keyed state: the item's first neighbours (either direction) and how often each
-    was seen until there were `limit` of them; what the trainer needs to place a cold item."""
-
-    limit: int
-    counts: dict[int, int] = field(default_factory=dict)
-
-    def see(self, neighbours: Iterable[int]) -> bool:
-        """Count sightings in order until `limit` neighbours are known; True if any counted."""
-        changed = False
-        for neighbour in neighbours:
-            if len(self.counts) >= self.limit:
-                break
-            self.counts[neighbour] = self.counts.get(neighbour, 0) + 1
-            changed = True
-        return changed

@@ -1,14 +1,11 @@
-"""The job's Python functions: thin Flink wrappers around `streaming.core`.
+"""The job's keyed functions: thin Flink wrappers around `streaming.core`.
 
-Everything that happens once per event runs in the JVM (see `pipeline`); Python sees a record
-only for an unusual one (`validate`), for one item's batch of new transitions, or for a batch
-of walks to step. The item function keeps plain Python objects in a ValueState and calls the
-core logic; nothing here decides anything the core does not.
+Each declares its state in `open()`, keeps one plain Python object per key in a ValueState,
+and calls the core logic; nothing here decides anything the core does not.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,55 +13,45 @@ import numpy as np
 from pyflink.common import Row, Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
-from pyflink.table import DataTypes
-from pyflink.table.udf import FunctionContext, ScalarFunction
 
 from streaming.config import EventSettings, StreamSettings
 from streaming.core.events import InvalidEventError, Reason, event_from_json
-from streaming.core.neighbours import FirstNeighbours, ItemNeighbours
+from streaming.core.neighbours import ItemNeighbours
+from streaming.core.sequences import Admission, UserSequence
 from streaming.core.walks import Walk, WalkStarter, decode_batch, encode_batch, step_walks
 from streaming.job import records
 
 __all__ = [
     "COUNTS",
     "DEAD_LETTER",
-    "DELTA",
+    "EDGE_TYPE",
     "HOPS",
-    "ITEMS",
     "ITEM_INPUT_TYPE",
     "LATE",
-    "LATE_EVENT",
-    "REJECTED",
+    "RATING_TYPE",
     "SAMPLES",
-    "VALIDATION_TYPE",
-    "WALKS",
     "ItemFunction",
-    "Validate",
+    "SightingFunction",
+    "UserFunction",
 ]
 
-ITEM_INPUT_TYPE = Types.ROW([Types.INT(), Types.LONG(), Types.STRING(), Types.STRING()])
-"""(kind, event time, text, more text), keyed by item id (Flink keys it in the JVM):
-DELTA: newest event time, "dst,dst,..." out of the item, "src,..." into it (either may be null);
-WALKS: -, a walk batch; REJECTED/LATE: -, the record for the dead-letter/late topic."""
-DELTA, WALKS, REJECTED, LATE_EVENT = 0, 1, 2, 3
+# Keyed inputs are Row(key, payload): Flink keys them in the JVM on field 0.
+RATING_TYPE = Types.ROW([Types.INT(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
+"""(partition, offset, raw value) of a ratings record; keyed by the Kafka key (user id)."""
+ITEM_INPUT_TYPE = Types.ROW([Types.INT(), Types.LONG(), Types.LONG(), Types.STRING()])
+"""(kind, other item, event time, walk batch JSON); keyed by item id."""
+EDGE_TYPE = Types.ROW([Types.LONG()])
+"""(neighbour,) of a newly seen edge; keyed by item id."""
+TRANSITION, WALKS = 0, 1
 KEY_MISMATCH = "key_mismatch"
-
-VALIDATION_TYPE = DataTypes.ROW(
-    [
-        DataTypes.FIELD("dead_letter", DataTypes.STRING()),
-        DataTypes.FIELD("user_id", DataTypes.BIGINT()),
-        DataTypes.FIELD("item_id", DataTypes.BIGINT()),
-        DataTypes.FIELD("rating", DataTypes.DOUBLE()),
-        DataTypes.FIELD("event_time", DataTypes.BIGINT()),
-    ]
-)
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 LATE = OutputTag("late", Types.STRING())
 SAMPLES = OutputTag("samples", Types.STRING())
 HOPS = OutputTag("hops", Types.STRING())
 COUNTS = OutputTag("counts", Types.STRING())
-ITEMS = OutputTag("items", Types.STRING())
+
+_MS = 1000
 
 
 def _subtask_index(runtime_context: RuntimeContext) -> int:
@@ -76,46 +63,80 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
     return int(runtime_context.get_index_of_this_subtask())
 
 
-class Validate(ScalarFunction):  # type: ignore[misc]
-    """The one validator, for every record the JVM did not recognise as a plain valid event:
-    a dead-letter record with the reason (counted per reason), or the event's fields."""
+class UserFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Per user: validate, order by event time (ties by item), emit each new transition."""
 
     def __init__(self, rules: EventSettings) -> None:
         self.rules = rules
 
-    def open(self, function_context: FunctionContext) -> None:
-        metrics = function_context.get_metric_group()
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.sequences = runtime_context.get_state(
+            ValueStateDescriptor("sequence", Types.PICKLED_BYTE_ARRAY())
+        )
+        metrics = runtime_context.get_metrics_group()
         self.rejected = {
             reason: metrics.counter(f"dead_letter_{reason}")
             for reason in [*(r.value for r in Reason), KEY_MISMATCH]
         }
+        self.late = metrics.counter("late_events")
+        self.duplicates = metrics.counter("duplicate_events")
+        self.low_ratings = metrics.counter("low_ratings")
+        self.accepted = metrics.counter("accepted_events")
 
-    def eval(self, key: str | None, raw: bytes, partition: int, offset: int) -> Row:
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        partition, offset, raw = value
+        key = ctx.get_current_key()
         try:
             event = event_from_json(raw, self.rules)
         except InvalidEventError as error:
-            return self._reject(error.reason.value, error.detail, key, partition, offset, raw)
+            self.rejected[error.reason.value].inc()
+            yield (
+                DEAD_LETTER,
+                records.dead_letter(error.reason.value, error.detail, key, partition, offset, raw),
+            )
+            return
         if key != str(event.user_id):
+            self.rejected[KEY_MISMATCH].inc()
             detail = f"record key {key!r} is not its user_id {event.user_id}"
-            return self._reject(KEY_MISMATCH, detail, key, partition, offset, raw)
-        return Row(None, event.user_id, event.item_id, event.rating, event.event_time)
+            yield (
+                DEAD_LETTER,
+                records.dead_letter(KEY_MISMATCH, detail, key, partition, offset, raw),
+            )
+            return
+        if event.rating < self.rules.high_rating:
+            self.low_ratings.inc()
+            return
+        sequence: UserSequence = self.sequences.value() or UserSequence()
+        admission = sequence.add(event.item_id, event.event_time)
+        if admission is Admission.DUPLICATE:
+            self.duplicates.inc()
+            return
+        if admission is Admission.LATE:
+            self.late.inc()
+            released = sequence.last[0] if sequence.last else -1
+            yield LATE, records.late_event(event, partition, offset, released)
+            return
+        self.accepted.inc()
+        yield from self._release(sequence, ctx)
 
-    def _reject(
-        self, reason: str, detail: str, key: str | None, partition: int, offset: int, raw: bytes
-    ) -> Row:
-        self.rejected[reason].inc()
-        record = records.dead_letter(reason, detail, key, partition, offset, raw)
-        return Row(record, None, None, None, None)
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        sequence = self.sequences.value()
+        if sequence is not None:
+            yield from self._release(sequence, ctx)
 
-
-def _ids(text: str | None) -> list[int]:
-    return [int(part) for part in text.split(",")] if text else []
+    def _release(self, sequence: UserSequence, ctx: Any) -> Iterator[Any]:
+        """Emit what the watermark has passed; wake up when it passes the next rating."""
+        watermark = ctx.timer_service().current_watermark()
+        for src, dst, when in sequence.advance(watermark // _MS):
+            yield Row(str(src), Row(TRANSITION, dst, when, None))
+        upcoming = sequence.next_release_time()
+        if upcoming is not None:  # Flink keeps one timer per key and time: no duplicates
+            ctx.timer_service().register_event_time_timer(upcoming * _MS)
+        self.sequences.update(sequence)
 
 
 class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
-    """Per item: out-neighbour counts and first neighbours, updated by batches of new
-    transitions; starts walks as the item's weight grows and steps the walks that reach it.
-    Also forwards the rejected and late records the JVM routed here (few, by definition)."""
+    """Per item: out-neighbour counts; starts walks as its weight grows and steps walks."""
 
     def __init__(self, stream: StreamSettings, walk_length: int, seed: int, walks: bool) -> None:
         self.stream = stream
@@ -130,46 +151,27 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         task = _subtask_index(runtime_context)
         self.rng = np.random.default_rng([self.seed, task])
         metrics = runtime_context.get_metrics_group()
-        self.late = metrics.counter("late_events")
         self.transitions = metrics.counter("transitions")
         self.steps = metrics.counter("walk_steps")
         self.finished = metrics.counter("walks_finished")
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        kind, event_time, text, more = value
-        if kind == REJECTED:
-            yield DEAD_LETTER, text
-            return
-        if kind == LATE_EVENT:
-            self.late.inc()
-            yield LATE, text
-            return
+        kind, other, event_time, batch = value
         item = int(ctx.get_current_key())
         state = self.items.value()
-        neighbours, starter, first = state or (
-            ItemNeighbours(),
-            WalkStarter(self.stream.walks_per_weight),
-            FirstNeighbours(self.stream.item_neighbours),
-        )
-        if kind == DELTA:
-            outgoing = Counter(_ids(text))
-            for neighbour, count in outgoing.items():
-                neighbours.add(neighbour, count)
-                if self.stream.emit_counts:
-                    yield (
-                        COUNTS,
-                        records.count_update(item, neighbour, neighbours.counts[neighbour]),
-                    )
-            gain = sum(outgoing.values())
-            self.transitions.inc(gain)
-            announced = bool(first.counts)
-            if len(first.counts) < first.limit and first.see([*_ids(more), *_ids(text)]):
-                yield ITEMS, records.item_sighting(item, first.counts, not announced)
-            starts = starter.on_weight_gain(gain) if self.walks else 0
-            self.items.update((neighbours, starter, first))
+        neighbours, starter = state or (ItemNeighbours(), WalkStarter(self.stream.walks_per_weight))
+        if kind == TRANSITION:
+            self.transitions.inc()
+            if neighbours.add(other):
+                yield Row(str(item), Row(other))
+                yield Row(str(other), Row(item))
+            if self.stream.emit_counts:
+                yield COUNTS, records.count_update(item, other, neighbours.counts[other])
+            starts = starter.on_weight_gain(1) if self.walks else 0
+            self.items.update((neighbours, starter))
             walks = [Walk((item,), event_time)] * starts
         else:
-            _, walks = decode_batch(text)
+            _, walks = decode_batch(batch)
         if walks:
             yield from self._step(item, walks, neighbours)
 
@@ -181,3 +183,24 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield SAMPLES, records.walk_sample(walk.path, walk.newest_event_time)
         for nxt, batch in onward.items():
             yield HOPS, encode_batch(nxt, batch)
+
+
+class SightingFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Per item: announce its first neighbours (either direction) on the items topic."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.known = runtime_context.get_state(
+            ValueStateDescriptor("neighbours", Types.PICKLED_BYTE_ARRAY())
+        )
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        (neighbour,) = value
+        known: dict[int, int] = self.known.value() or {}
+        if len(known) >= self.limit:
+            return
+        known[neighbour] = known.get(neighbour, 0) + 1
+        self.known.update(known)
+        yield records.item_sighting(int(ctx.get_current_key()), known, len(known) == 1)

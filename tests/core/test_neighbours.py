@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from streaming.core.neighbours import FirstNeighbours, ItemNeighbours, neighbour_average
+from streaming.core.neighbours import ItemNeighbours, neighbour_average
 
 COUNTS = {11: 60, 12: 25, 13: 10, 14: 5}
 
@@ -100,18 +100,3 @@ def test_neighbour_average_is_count_weighted_over_known_vectors() -> None:
     assert average.dtype == np.float32
     assert neighbour_average({5: 2}, vectors) is None
     assert neighbour_average({}, vectors) is None
-
-
-def test_first_neighbours_count_until_the_limit_is_reached() -> None:
-    first = FirstNeighbours(limit=2)
-    assert first.see([7, 7, 3])
-    assert first.counts == {7: 2, 3: 1}
-    assert not first.see([7, 9])  # full: neither a known nor a new neighbour is counted
-    assert first.counts == {7: 2, 3: 1}
-
-
-def test_first_neighbours_stop_at_the_limit_within_one_batch() -> None:
-    first = FirstNeighbours(limit=2)
-    assert first.see([1, 2, 1, 3])
-    assert first.counts == {1: 1, 2: 1}
-    assert not first.see([])
