@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
 BENCH_VENV := .walkstream/bench-venv
-.PHONY: help setup up down status demo test lint format bench clean
+.PHONY: help setup up down status demo test lint format bench bench-replay clean
 
 help: ## list every target
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -58,7 +58,11 @@ bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines 
 	$(BIN)/python -m tests.benchmarks.bench_batch --pecanpy-python $(BENCH_VENV)/bin/python
 	$(BIN)/python -m tests.benchmarks.bench_stream
 	$(BIN)/python -m tests.benchmarks.bench_freshness
+	$(BIN)/python -m tests.benchmarks.bench_walks
 	$(BIN)/python -m tests.benchmarks.bench_trainer
+
+bench-replay: setup ## replay a 10-million-event topic through the job: wall time, peak memory
+	$(BIN)/python -m tests.benchmarks.bench_replay
 
 clean: ## stop local services and delete their data and checkpoints (keeps installed jars and Redis)
 	-$(BIN)/walkstream down

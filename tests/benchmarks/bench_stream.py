@@ -69,9 +69,12 @@ def _set(assignments: list[str]) -> list[str]:
     return [part for assignment in assignments for part in ("--set", assignment)]
 
 
-def _walkstream_job(settings: Settings, topic: str, run: str, parallelism: int, tmp: Path) -> float:
+def _walkstream_job(
+    settings: Settings, topic: str, run: str, parallelism: int, tmp: Path, extra: list[str]
+) -> float:
     flags = _flags(
         settings,
+        **dict(assignment.split("=", 1) for assignment in extra),
         **{
             "kafka.topics.ratings": topic,
             "stream.group_id": f"bench-{run}",
@@ -100,11 +103,18 @@ def _sql_job(settings: Settings, topic: str, parallelism: int) -> float:
 
 
 def bench_ingest(
-    settings: Settings, topic: str, events: int, parallelism: int, repeats: int, tmp: Path
+    settings: Settings,
+    topic: str,
+    events: int,
+    parallelism: int,
+    repeats: int,
+    tmp: Path,
+    extra: list[str],
 ) -> dict[str, Any]:
     ours, sql = [], []
     for repeat in range(repeats):
-        ours.append(_walkstream_job(settings, topic, f"p{parallelism}r{repeat}", parallelism, tmp))
+        run = f"p{parallelism}r{repeat}"
+        ours.append(_walkstream_job(settings, topic, run, parallelism, tmp, extra))
         sql.append(_sql_job(settings, topic, parallelism))
         print(
             f"ingest p={parallelism} run {repeat + 1}: walkstream {events / ours[-1]:,.0f}/s, "
@@ -128,6 +138,11 @@ def main() -> int:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+        help="a setting of the walkstream job (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "stream.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -145,7 +160,8 @@ def main() -> int:
             produce_file(settings, data.ratings_path, "csv", topic=topic, report=lambda _: None)
             results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "events": args.events}
             results["ingest"] = [
-                bench_ingest(settings, topic, args.events, p, args.repeats, tmp) for p in (1, 2)
+                bench_ingest(settings, topic, args.events, p, args.repeats, tmp, args.set)
+                for p in args.parallelism
             ]
         finally:
             stack.down()
