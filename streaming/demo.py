@@ -168,7 +168,7 @@ def run_demo(
             result.plot,
             embeddings,
             item_groups(ratings),
-            observer.timeline,
+            list(observer.timeline),  # a snapshot: the observer keeps appending meanwhile
             f"walkstream demo: {sent:,} events streamed, version {result.version}",
         )
         report(f"demo: picture of the embeddings and the timeline -> {result.plot}")
