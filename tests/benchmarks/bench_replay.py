@@ -18,10 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from batch.synthetic import SyntheticSpec, generate
-from streaming.producer import produce_file
 from streaming.runtime import LocalStack
-from tests.benchmarks.stack import private_settings
+from tests.benchmarks.stack import private_settings, synthetic_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,12 +65,9 @@ def main() -> int:
         stack = LocalStack(settings)
         stack.up()
         try:
-            spec = SyntheticSpec(
-                users=args.events // 50, items=20_000, communities=100, events=args.events, seed=11
+            synthetic_topic(
+                settings, tmp, "bench.ratings", args.events, items=20_000, communities=100, seed=11
             )
-            print(f"generating and producing {args.events:,} events ...", flush=True)
-            data = generate(tmp / "data", spec)
-            produce_file(settings, data.ratings_path, "csv", report=lambda _: None)
             flags = [part for a in assignments for part in ("--set", a)]
             began = time.monotonic()
             job = subprocess.Popen(

@@ -23,11 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings
-from streaming.producer import produce_file
 from streaming.runtime import LocalStack
-from tests.benchmarks.stack import private_settings
+from tests.benchmarks.stack import private_settings, synthetic_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,13 +149,10 @@ def main() -> int:
         stack = LocalStack(settings)
         stack.up()
         try:
-            spec = SyntheticSpec(
-                users=args.events // 50, items=20_000, communities=100, events=args.events, seed=7
-            )
-            data = generate(tmp / "data", spec)
             topic = "bench.ratings"
-            print(f"producing {args.events:,} events to {topic} ...", flush=True)
-            produce_file(settings, data.ratings_path, "csv", topic=topic, report=lambda _: None)
+            synthetic_topic(
+                settings, tmp, topic, args.events, items=20_000, communities=100, seed=7
+            )
             results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "events": args.events}
             results["ingest"] = [
                 bench_ingest(settings, topic, args.events, p, args.repeats, tmp, args.set)

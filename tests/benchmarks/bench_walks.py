@@ -23,12 +23,10 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, load_settings, parse_assignments
-from streaming.producer import produce_file
 from streaming.runtime import LocalStack
 from streaming.topics import topic_partitions
-from tests.benchmarks.stack import private_settings
+from tests.benchmarks.stack import private_settings, synthetic_topic
 from tests.kafka_records import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,12 +82,8 @@ def main() -> int:
         stack = LocalStack(settings)
         stack.up()
         try:
-            spec = SyntheticSpec(
-                users=args.events // 50, items=5_000, communities=50, events=args.events, seed=3
-            )
-            data = generate(tmp / "data", spec)
-            produce_file(
-                settings, data.ratings_path, "csv", topic="bench.ratings", report=lambda _: None
+            synthetic_topic(
+                settings, tmp, "bench.ratings", args.events, items=5_000, communities=50, seed=3
             )
             for repeat in range(args.repeats):
                 run = f"w{repeat}"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, load_settings, parse_assignments
+from streaming.producer import produce_file
 
 
 def free_port() -> int:
@@ -27,3 +29,16 @@ def private_settings(home: Path, *extra: str) -> tuple[Settings, list[str]]:
         *extra,
     ]
     return load_settings(overrides=parse_assignments(assignments)), assignments
+
+
+def synthetic_topic(
+    settings: Settings, tmp: Path, topic: str, events: int, items: int, communities: int, seed: int
+) -> None:
+    """Generate a synthetic ratings file (50 events per user) under `tmp` and produce it to
+    `topic`: the input the job benchmarks replay."""
+    spec = SyntheticSpec(
+        users=events // 50, items=items, communities=communities, events=events, seed=seed
+    )
+    data = generate(tmp / "data", spec)
+    print(f"producing {events:,} events to {topic} ...", flush=True)
+    produce_file(settings, data.ratings_path, "csv", topic=topic, report=lambda _: None)
