@@ -13,16 +13,32 @@ from streaming.errors import RuntimeServiceError
 
 __all__ = ["ensure_topics", "topic_partitions"]
 
+# Flink's Kafka sink stamps each record with its element's timestamp: for the job that is the
+# event time of the rating behind it, years old in a replay of history, and time-based
+# retention deletes such records within minutes of their writing. Topics the job writes keep
+# the broker's append time instead; event times travel in the records' values.
+_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+
+
+def _written_by_job(settings: KafkaSettings) -> set[str]:
+    topics = settings.topics
+    return {topics.dead_letter, topics.late, topics.samples, topics.items, topics.walk_hops,
+            topics.counts}  # fmt: skip
+
 
 def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
     """Create the topics that do not exist yet; return the names it created."""
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    job_outputs = _written_by_job(settings)
     try:
         existing = set(admin.list_topics())
         missing = sorted(set(names) - existing)
         created = []
         for name in missing:
-            topic = NewTopic(name, settings.partitions, settings.replication_factor)
+            configs = _APPEND_TIME if name in job_outputs else {}
+            topic = NewTopic(
+                name, settings.partitions, settings.replication_factor, topic_configs=configs
+            )
             try:
                 admin.create_topics([topic])
                 created.append(name)
