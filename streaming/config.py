@@ -222,6 +222,14 @@ class StreamSettings(_Section):
     walks_per_weight: float = Field(
         1.0, ge=0, description="walks started at an item per new transition out of it"
     )
+    refresh_walks_per_weight_hour: float = Field(
+        0.0,
+        ge=0,
+        description="background walks started at an item per hour per unit of its weight",
+    )
+    refresh_interval_s: int = Field(
+        60, ge=1, description="how often an item starts its background walks"
+    )
     item_neighbours: int = Field(
         5, ge=1, description="an item's first N neighbours are announced on the items topic"
     )

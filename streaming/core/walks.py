@@ -66,18 +66,34 @@ def step_walks(
     return done, dict(onward)
 
 
+_ROUNDING = 1e-9
+
+
 @dataclass
 class WalkStarter:
-    """Walks to start at an item as its weight grows: `rate` walks per new transition.
+    """Per-item walk starts: on weight gain (new and changing parts of the graph are sampled
+    first) and on a background refresh (the whole graph, in proportion to weight).
 
-    Fractions carry over, so over time an item starts exactly `rate` x its weight gain.
+    Rates are passed in, not kept here, so a restart with new settings applies them. Fractions
+    carry over, so over time an item starts exactly the expected number of walks.
     """
 
-    rate: float
     credit: float = field(default=0.0)
+    newest_event_time: int = field(default=0)
+    """Of the transitions out of the item: what a refresh walk from it covers."""
+    next_refresh_ms: int | None = field(default=None)
+    """Processing time of this item's pending refresh timer; None when it has none."""
 
-    def on_weight_gain(self, gain: int) -> int:
-        self.credit += gain * self.rate
-        starts = int(self.credit)
+    def on_weight_gain(self, gain: int, walks_per_weight: float, event_time: int) -> int:
+        self.newest_event_time = max(self.newest_event_time, event_time)
+        return self._take(gain * walks_per_weight)
+
+    def on_refresh(self, weight: int, walks_per_weight_hour: float, elapsed_s: float) -> int:
+        return self._take(weight * walks_per_weight_hour * elapsed_s / 3600)
+
+    def _take(self, expected: float) -> int:
+        self.credit += expected
+        # Sums of rates like 0.1 fall a hair short of whole numbers in floating point.
+        starts = int(self.credit + _ROUNDING)
         self.credit -= starts
         return starts

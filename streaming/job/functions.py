@@ -143,6 +143,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.walk_length = walk_length
         self.seed = seed
         self.walks = walks
+        self.refresh_per_hour = stream.refresh_walks_per_weight_hour if walks else 0.0
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.items = runtime_context.get_state(
@@ -158,22 +159,47 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         kind, other, event_time, batch = value
         item = int(ctx.get_current_key())
-        state = self.items.value()
-        neighbours, starter = state or (ItemNeighbours(), WalkStarter(self.stream.walks_per_weight))
-        if kind == TRANSITION:
-            self.transitions.inc()
-            if neighbours.add(other):
-                yield Row(str(item), Row(other))
-                yield Row(str(other), Row(item))
-            if self.stream.emit_counts:
-                yield COUNTS, records.count_update(item, other, neighbours.counts[other])
-            starts = starter.on_weight_gain(1) if self.walks else 0
-            self.items.update((neighbours, starter))
-            walks = [Walk((item,), event_time)] * starts
-        else:
+        if kind != TRANSITION:
             _, walks = decode_batch(batch)
-        if walks:
-            yield from self._step(item, walks, neighbours)
+            yield from self._step(item, walks, self._state()[0])
+            return
+        neighbours, starter = self._state()
+        self.transitions.inc()
+        if neighbours.add(other):
+            yield Row(str(item), Row(other))
+            yield Row(str(other), Row(item))
+        if self.stream.emit_counts:
+            yield COUNTS, records.count_update(item, other, neighbours.counts[other])
+        starts = 0
+        if self.walks:
+            starts = starter.on_weight_gain(1, self.stream.walks_per_weight, event_time)
+            if self.refresh_per_hour > 0 and starter.next_refresh_ms is None:
+                starter.next_refresh_ms = self._schedule_refresh(ctx.timer_service())
+        self.items.update((neighbours, starter))
+        if starts:
+            yield from self._step(item, [Walk((item,), event_time)] * starts, neighbours)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
+        """A background refresh: start walks in proportion to the item's whole weight."""
+        neighbours, starter = self._state()
+        starter.next_refresh_ms = None
+        starts = 0
+        if self.refresh_per_hour > 0:  # off since the timer was set: let it lapse
+            interval_s = self.stream.refresh_interval_s
+            starts = starter.on_refresh(neighbours.weight, self.refresh_per_hour, interval_s)
+            starter.next_refresh_ms = self._schedule_refresh(ctx.timer_service())
+        self.items.update((neighbours, starter))
+        if starts:
+            walk = Walk((int(ctx.get_current_key()),), starter.newest_event_time)
+            yield from self._step(walk.path[0], [walk] * starts, neighbours)
+
+    def _state(self) -> tuple[ItemNeighbours, WalkStarter]:
+        return self.items.value() or (ItemNeighbours(), WalkStarter())
+
+    def _schedule_refresh(self, timers: Any) -> int:
+        due = int(timers.current_processing_time()) + self.stream.refresh_interval_s * _MS
+        timers.register_processing_time_timer(due)
+        return due
 
     def _step(self, item: int, walks: list[Walk], neighbours: ItemNeighbours) -> Iterator[Any]:
         done, onward = step_walks(item, walks, neighbours, self.walk_length, self.rng)

@@ -8,9 +8,11 @@ import time
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from kafka.partitioner.default import murmur2
 from scipy.stats import chi2, chisquare
 
 from batch.graph import transition_graph, user_sequences
@@ -215,20 +217,69 @@ TOY_GRAPH = {
 }
 
 
+def _toy_graph_events() -> tuple[list[Event], dict[int, int]]:
+    """One user per transition of the toy graph; and each item's newest transition time."""
+    events: list[Event] = []
+    newest: dict[int, int] = {}
+    user = 0
+    for src, row in TOY_GRAPH.items():
+        for dst, count in row.items():
+            for _ in range(count):
+                user += 1
+                events += [Event(user, src, 5.0, 1_000 + user)]
+                events += [Event(user, dst, 5.0, 1_001 + user)]
+                newest[src] = 1_001 + user
+    return events, newest
+
+
+def test_background_refresh_starts_walks_in_proportion_to_weight(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    interval_s = 4
+    world = job_world(local_stack, unique, tmp_path, **{
+        "flink.parallelism": 1, "stream.emit_counts": "false", "stream.walks_per_weight": 0,
+        # one walk per unit of weight per refresh
+        "stream.refresh_walks_per_weight_hour": 3600 / interval_s,
+        "stream.refresh_interval_s": interval_s})  # fmt: skip
+    events, newest = _toy_graph_events()
+    # A later event in every ratings partition releases every transition at once, so the
+    # graph is complete well before the first refresh (an interval after an item's first).
+    partitions = world.settings.kafka.partitions
+    later = {
+        (murmur2(str(u).encode()) & 0x7FFFFFFF) % partitions: u for u in range(10**6, 10**6 + 100)
+    }
+    assert len(later) == partitions
+    events += [Event(u, 1, 5.0, 10**7) for u in later.values()]
+    send_events(world.settings, world.topic("ratings"), events)
+
+    weights = {item: sum(row.values()) for item, row in TOY_GRAPH.items()}
+
+    def between_rounds() -> tuple[list[dict[str, Any]], dict[int, float]] | None:
+        """The samples once each item started 3+ whole rounds of one walk per unit of weight
+        (a round's walks finish within a moment of each other; rounds are seconds apart)."""
+        samples = [json.loads(v) for *_, v in read_topic(world.settings, world.topic("samples"))]
+        starts = Counter(sample["items"][0] for sample in samples)
+        rounds = {item: starts[item] / weight for item, weight in weights.items()}
+        whole = all(r >= 3 and r == int(r) for r in rounds.values()) and set(starts) <= set(weights)
+        return (samples, rounds) if whole else None
+
+    job = world.start("--from", "earliest")
+    try:
+        samples, rounds = poll(between_rounds, 180, "3 whole refresh rounds at every item")
+    finally:
+        JobWorld.kill(job)
+    assert max(rounds.values()) - min(rounds.values()) <= 1, rounds  # all at the same pace
+    # a refresh walk covers its start item's counts, as new as its newest transition
+    assert all(s["newest_event_time"] == newest[s["items"][0]] for s in samples)
+
+
 def test_streamed_walks_follow_the_transition_counts(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
     rate = 100
     world = job_world(local_stack, unique, tmp_path, **{"flink.parallelism": 1,
                       "stream.walks_per_weight": rate, "stream.emit_counts": "false"})  # fmt: skip
-    events: list[Event] = []
-    user = 0
-    for src, row in TOY_GRAPH.items():  # phase 1: one user per transition of the toy graph
-        for dst, count in row.items():
-            for _ in range(count):
-                user += 1
-                events += [Event(user, src, 5.0, 1_000 + user)]
-                events += [Event(user, dst, 5.0, 1_001 + user)]
+    events, _ = _toy_graph_events()  # phase 1: the toy graph
     phase_two = 1_000_000  # 50 users go 0 -> 1 once the graph is complete: 50 x rate walks
     events += [Event(u, 0, 5.0, phase_two) for u in range(10_001, 10_051)]
     events += [Event(u, 1, 5.0, phase_two + 1) for u in range(10_001, 10_051)]

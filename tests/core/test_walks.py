@@ -1,0 +1,71 @@
+"""The per-item walk logic: batches on the feedback topic, one hop, and walk starts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streaming.core.neighbours import ItemNeighbours
+from streaming.core.walks import Walk, WalkStarter, decode_batch, encode_batch, step_walks
+
+
+def _neighbours(counts: dict[int, int]) -> ItemNeighbours:
+    neighbours = ItemNeighbours()
+    for item, count in counts.items():
+        neighbours.add(item, count)
+    return neighbours
+
+
+def test_batch_round_trip() -> None:
+    walks = [Walk((1, 2), 10), Walk((3,), 0)]
+    assert decode_batch(encode_batch(7, walks)) == (7, walks)
+
+
+def test_step_moves_every_walk_one_hop_and_groups_by_next_item() -> None:
+    walks = [Walk((9, 1), t) for t in range(1_000)]
+    done, onward = step_walks(1, walks, _neighbours({2: 1, 3: 3}), 5, np.random.default_rng(0))
+    assert done == []
+    assert set(onward) == {2, 3}
+    assert sorted(w.newest_event_time for batch in onward.values() for w in batch) == list(
+        range(1_000)
+    )
+    assert all(w.path == (9, 1, nxt) for nxt, batch in onward.items() for w in batch)
+    assert 650 < len(onward[3]) < 850  # 750 expected: 3 of every 4 hops
+
+
+def test_step_finishes_walks_at_their_length_or_a_dead_end() -> None:
+    rng = np.random.default_rng(0)
+    done, onward = step_walks(1, [Walk((1,), 5), Walk((4, 1), 6)], _neighbours({2: 1}), 2, rng)
+    assert (done, onward) == ([Walk((4, 1), 6), Walk((1, 2), 5)], {})
+    done, onward = step_walks(1, [Walk((1,), 5)], ItemNeighbours(), 3, rng)
+    assert (done, onward) == ([Walk((1,), 5)], {})
+
+
+def test_step_is_seeded() -> None:
+    walks = [Walk((1,), 0)] * 50
+    neighbours = _neighbours({2: 1, 3: 1, 4: 1})
+    first = step_walks(1, walks, neighbours, 3, np.random.default_rng(4))
+    assert step_walks(1, walks, neighbours, 3, np.random.default_rng(4)) == first
+
+
+def test_starts_on_weight_gain_carry_fractions() -> None:
+    starter = WalkStarter()
+    starts = [starter.on_weight_gain(1, 0.3, event_time=t) for t in range(10)]
+    assert starts == [0, 0, 0, 1, 0, 0, 1, 0, 0, 1]  # 3 walks for 10 x 0.3
+    assert starter.newest_event_time == 9
+    assert starter.on_weight_gain(1, 0.3, event_time=2) == 0  # an older event: same newest
+    assert starter.newest_event_time == 9
+
+
+def test_refresh_starts_follow_weight_and_time() -> None:
+    starter = WalkStarter()
+    # 36 walks per unit of weight per hour: 0.6 per weight every minute
+    assert [starter.on_refresh(5, 36.0, 60) for _ in range(4)] == [3, 3, 3, 3]
+    assert sum(starter.on_refresh(1, 36.0, 60) for _ in range(10)) == 6
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0, 2.5])
+def test_rates_are_arguments_not_state(rate: float) -> None:
+    """A restart with another rate applies it: the state holds only the carried credit."""
+    starter = WalkStarter()
+    assert sum(starter.on_weight_gain(1, rate, 0) for _ in range(4)) == int(4 * rate)
