@@ -230,12 +230,24 @@ class StreamSettings(_Section):
     refresh_interval_s: int = Field(
         60, ge=1, description="how often an item starts its background walks"
     )
+    user_sequence_length: int = Field(
+        0,
+        ge=0,
+        description="every N released items of a user are also an Item2vec sample (0: off)",
+    )
     item_neighbours: int = Field(
         5, ge=1, description="an item's first N neighbours are announced on the items topic"
     )
     emit_counts: bool = Field(
         False, description="write every transition-count update to the counts topic (debug)"
     )
+
+    @field_validator("user_sequence_length")
+    @classmethod
+    def _sample_of_pairs(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("a user-sequence sample needs at least 2 items (0 turns them off)")
+        return value
 
 
 class FlinkSettings(_Section):

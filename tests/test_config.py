@@ -69,6 +69,8 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ({"runtime": {"kafka_heap": "lots"}}, "runtime.kafka_heap"),
         ({"flink": {"checkpoint_interval_ms": "5"}}, "flink.checkpoint_interval_ms"),
         ({"kafka": {"brokers": "x:1"}}, "kafka.brokers"),
+        ({"stream": {"user_sequence_length": "1"}}, "stream.user_sequence_length"),
+        ({"stream": {"refresh_interval_s": "0"}}, "stream.refresh_interval_s"),
     ],
 )
 def test_invalid_values_fail_naming_the_setting(overrides: dict[str, object], named: str) -> None:

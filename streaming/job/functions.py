@@ -17,7 +17,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 from streaming.config import EventSettings, StreamSettings
 from streaming.core.events import InvalidEventError, Reason, event_from_json
 from streaming.core.neighbours import ItemNeighbours
-from streaming.core.sequences import Admission, UserSequence
+from streaming.core.sequences import Admission, RecentItems, UserSequence
 from streaming.core.walks import Walk, WalkStarter, decode_batch, encode_batch, step_walks
 from streaming.job import records
 
@@ -64,14 +64,19 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
 
 
 class UserFunction(KeyedProcessFunction):  # type: ignore[misc]
-    """Per user: validate, order by event time (ties by item), emit each new transition."""
+    """Per user: validate, order by event time (ties by item), emit each new transition and,
+    when `sample_length` is set, user-sequence samples."""
 
-    def __init__(self, rules: EventSettings) -> None:
+    def __init__(self, rules: EventSettings, sample_length: int) -> None:
         self.rules = rules
+        self.sample_length = sample_length
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.sequences = runtime_context.get_state(
             ValueStateDescriptor("sequence", Types.PICKLED_BYTE_ARRAY())
+        )
+        self.recent = runtime_context.get_state(
+            ValueStateDescriptor("recent", Types.PICKLED_BYTE_ARRAY())
         )
         metrics = runtime_context.get_metrics_group()
         self.rejected = {
@@ -127,8 +132,14 @@ class UserFunction(KeyedProcessFunction):  # type: ignore[misc]
     def _release(self, sequence: UserSequence, ctx: Any) -> Iterator[Any]:
         """Emit what the watermark has passed; wake up when it passes the next rating."""
         watermark = ctx.timer_service().current_watermark()
-        for src, dst, when in sequence.advance(watermark // _MS):
+        transitions = sequence.advance(watermark // _MS)
+        for src, dst, when in transitions:
             yield Row(str(src), Row(TRANSITION, dst, when, None))
+        if self.sample_length and transitions:
+            recent: RecentItems = self.recent.value() or RecentItems()
+            for items, newest in recent.extend(transitions, self.sample_length):
+                yield SAMPLES, records.user_sequence_sample(items, newest)
+            self.recent.update(recent)
         upcoming = sequence.next_release_time()
         if upcoming is not None:  # Flink keeps one timer per key and time: no duplicates
             ctx.timer_service().register_event_time_timer(upcoming * _MS)

@@ -125,7 +125,8 @@ def build_job(
     until: Position | None,
 ) -> None:
     """Add the job to `env`. A bounded replay (`until`) rebuilds state and samples no walks:
-    walks travel through a feedback topic, which never ends."""
+    walks travel through a feedback topic, which never ends. User-sequence samples, when on,
+    are written in both."""
     topics = settings.kafka.topics
     walks = until is None
     t_env = StreamTableEnvironment.create(env)
@@ -134,12 +135,15 @@ def build_job(
     users = (
         _key_by_first_field(_ratings(t_env, settings, start, until), RATING_TYPE)
         .process(
-            UserFunction(settings.events), output_type=Types.ROW([Types.STRING(), ITEM_INPUT_TYPE])
+            UserFunction(settings.events, settings.stream.user_sequence_length),
+            output_type=Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]),
         )
         .name("users")
     )
     users.get_side_output(DEAD_LETTER).sink_to(text_sink(settings, topics.dead_letter, True))
     users.get_side_output(LATE).sink_to(text_sink(settings, topics.late, True))
+    if settings.stream.user_sequence_length:
+        users.get_side_output(SAMPLES).sink_to(text_sink(settings, topics.samples))
 
     item_inputs = users.union(_hops(t_env, settings)) if walks else users
     items = (

@@ -9,7 +9,14 @@ from collections.abc import Mapping
 
 from streaming.core.events import Event
 
-__all__ = ["count_update", "dead_letter", "item_sighting", "late_event", "walk_sample"]
+__all__ = [
+    "count_update",
+    "dead_letter",
+    "item_sighting",
+    "late_event",
+    "user_sequence_sample",
+    "walk_sample",
+]
 
 
 def _dumps(record: Mapping[str, object]) -> str:
@@ -63,3 +70,8 @@ def count_update(src: int, dst: int, count: int) -> str:
 def walk_sample(path: tuple[int, ...], newest_event_time: int) -> str:
     """A finished walk for the trainer, with the newest event time that caused it."""
     return _dumps({"kind": "walk", "items": list(path), "newest_event_time": newest_event_time})
+
+
+def user_sequence_sample(items: list[int], newest_event_time: int) -> str:
+    """A stretch of one user's ordered high ratings (Item2vec) for the trainer."""
+    return _dumps({"kind": "sequence", "items": items, "newest_event_time": newest_event_time})

@@ -19,6 +19,7 @@ from batch.graph import transition_graph, user_sequences
 from batch.loaders import load_events
 from streaming.config import Settings
 from streaming.core.events import Event
+from streaming.core.sequences import RecentItems, Transition
 from streaming.producer import produce_file
 from tests.conftest import poll
 from tests.job.jobs import JobWorld, batch_counts, final_counts, job_world, synthetic
@@ -57,6 +58,38 @@ def test_replay_gives_exactly_the_batch_counts(
     # delete a replay's output within minutes (it did, in CI).
     counts = read_topic(world.settings, world.topic("counts"))
     assert min(timestamp for _, _, timestamp, *_ in items + counts) >= began_ms
+
+
+def test_user_sequence_samples_follow_each_users_order(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    length = 5
+    world = job_world(local_stack, unique, tmp_path, **{"stream.user_sequence_length": length})
+    ratings = synthetic(tmp_path, 20_000, seed=3)
+    produce_file(world.settings, ratings, "csv", report=lambda _: None)
+    world.run("--from", "earliest", "--until", "latest")
+
+    columns, _ = load_events(ratings, "csv", world.settings.events)
+    ordered = user_sequences(
+        columns.user_id, columns.item_id, columns.rating, columns.event_time, 3.5
+    )
+    expected: Counter[tuple[tuple[int, ...], int]] = Counter()
+    for k in range(len(ordered)):
+        items = ordered.items[ordered.indptr[k] : ordered.indptr[k + 1]].tolist()
+        times = ordered.times[ordered.indptr[k] : ordered.indptr[k + 1]].tolist()
+        transitions = [
+            Transition(a, b, t)
+            for a, b, t in zip(items[:-1], items[1:], times[1:], strict=True)
+            if a != b
+        ]
+        for sample, newest in RecentItems().extend(transitions, length):
+            expected[(tuple(sample), newest)] += 1
+    samples = [
+        json.loads(value) for *_, value in read_topic(world.settings, world.topic("samples"))
+    ]
+    assert {s["kind"] for s in samples} == {"sequence"}  # a bounded replay starts no walks
+    assert Counter((tuple(s["items"]), s["newest_event_time"]) for s in samples) == expected
+    assert sum(expected.values()) > 1_000
 
 
 def test_counts_stay_exact_when_the_job_is_killed(
