@@ -150,6 +150,7 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _job(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.job.environment import flink_log_dir
     from streaming.job.positions import parse_start, parse_until
     from streaming.job.run import latest_checkpoint, run_job
 
@@ -170,7 +171,8 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
         f"job: {settings.kafka.topics.ratings} at {settings.kafka.bootstrap_servers} from "
         f"{args.start}{f' until {args.until}' if until else ''}, parallelism "
         f"{settings.flink.parallelism}, {settings.flink.state_backend} state, checkpoints in "
-        f"{settings.checkpoint_dir}{f', restoring {restore}' if restore else ''}",
+        f"{settings.checkpoint_dir}{f', restoring {restore}' if restore else ''}; Flink's log "
+        f"in {flink_log_dir(settings)}",
         flush=True,
     )
     seconds = run_job(settings, start, until, restore)

@@ -13,7 +13,7 @@ from pyflink.datastream import StreamExecutionEnvironment
 from streaming.config import Settings
 from streaming.errors import SetupError
 
-__all__ = ["connector_jars", "execution_environment"]
+__all__ = ["connector_jars", "execution_environment", "flink_log_dir"]
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +24,11 @@ def connector_jars(settings: Settings) -> list[Path]:
     if not jars:
         raise SetupError(f"no Flink connector jars in {directory}: run `make setup` first")
     return jars
+
+
+def flink_log_dir(settings: Settings) -> Path:
+    """Where a job run here (not one submitted with `flink run`) writes Flink's own log."""
+    return Path(os.environ.get("FLINK_LOG_DIR", settings.runtime.state_dir / "logs" / "flink"))
 
 
 def execution_environment(
@@ -52,6 +57,10 @@ def execution_environment(
     config.set_string("restart-strategy.fixed-delay.delay", "5 s")
     if restore_from is not None:
         config.set_string("execution.state-recovery.path", restore_from.resolve().as_uri())
+    # The local mini-cluster logs into FLINK_LOG_DIR, else inside the installed pyflink package.
+    log_dir = flink_log_dir(settings)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("FLINK_LOG_DIR", str(log_dir))
     env = StreamExecutionEnvironment.get_execution_environment(config)
     # Added, not set as pipeline.jars: under `flink run` that option already holds the
     # flink-python jar, which a cluster's TaskManagers need too and do not have in lib/.

@@ -201,8 +201,9 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             starter.next_refresh_ms = self._schedule_refresh(ctx.timer_service())
         self.items.update((neighbours, starter))
         if starts:
-            walk = Walk((int(ctx.get_current_key()),), starter.newest_event_time)
-            yield from self._step(walk.path[0], [walk] * starts, neighbours)
+            item = int(ctx.get_current_key())
+            walks = [Walk((item,), starter.newest_event_time)] * starts
+            yield from self._step(item, walks, neighbours)
 
     def _state(self) -> tuple[ItemNeighbours, WalkStarter]:
         return self.items.value() or (ItemNeighbours(), WalkStarter())

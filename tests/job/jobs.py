@@ -34,11 +34,19 @@ class JobWorld:
     def command(self, *job_args: str) -> list[str]:
         return [sys.executable, "-m", "streaming.cli", *self.arguments(*job_args)]
 
+    def environment(self) -> dict[str, str]:
+        """Flink's own log next to this test's job log."""
+        return {**os.environ, "FLINK_LOG_DIR": str(self.log.parent / "flink-log")}
+
     def run(self, *job_args: str, timeout_s: float = 240) -> None:
         """Run a bounded job to its end; fail with its log if it fails."""
         with self.log.open("ab") as log:
             result = subprocess.run(
-                self.command(*job_args), stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s
+                self.command(*job_args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout_s,
+                env=self.environment(),
             )
         assert result.returncode == 0, self.log.read_text()[-5000:]
 
@@ -50,6 +58,7 @@ class JobWorld:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=self.environment(),
             )
 
     @staticmethod
