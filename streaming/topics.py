@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from streaming.config import KafkaSettings
@@ -17,7 +17,8 @@ __all__ = ["ensure_topics", "topic_partitions"]
 # event time of the rating behind it, years old in a replay of history, and time-based
 # retention deletes such records within minutes of their writing. Topics the job writes keep
 # the broker's append time instead; event times travel in the records' values.
-_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+_TIMESTAMP_TYPE = "message.timestamp.type"
+_APPEND_TIME = {_TIMESTAMP_TYPE: "LogAppendTime"}
 
 
 def _written_by_job(settings: KafkaSettings) -> set[str]:
@@ -27,11 +28,13 @@ def _written_by_job(settings: KafkaSettings) -> set[str]:
 
 
 def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
-    """Create the topics that do not exist yet; return the names it created."""
+    """Create the topics that do not exist yet; return the names it created. Existing topics
+    the job writes are switched to append time if they were created without it."""
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     job_outputs = _written_by_job(settings)
     try:
         existing = set(admin.list_topics())
+        _keep_append_time(admin, sorted(set(names) & existing & job_outputs))
         missing = sorted(set(names) - existing)
         created = []
         for name in missing:
@@ -47,6 +50,34 @@ def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
         return created
     finally:
         admin.close()
+
+
+def _keep_append_time(admin: KafkaAdminClient, names: list[str]) -> None:
+    """Set append time on topics created with another timestamp type (by an older walkstream,
+    or by hand); only that one setting changes, the topics' other settings stay."""
+    if not names:
+        return
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, {_TIMESTAMP_TYPE: None}) for name in names],
+        config_filter="all",
+    )["topic"]
+    stale = [
+        name for name in names
+        if described[name][_TIMESTAMP_TYPE]["value"] != _APPEND_TIME[_TIMESTAMP_TYPE]
+    ]  # fmt: skip
+    if not stale:
+        return
+    results = admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, dict(_APPEND_TIME)) for name in stale]
+    )["topic"]
+    failed = {name: result for name, result in results.items() if result != "OK"}
+    if failed:
+        raise RuntimeServiceError(
+            f"could not set {_TIMESTAMP_TYPE}=LogAppendTime on {failed}: without it the broker's "
+            "time-based retention deletes replayed records within minutes. Set it with "
+            "kafka-configs.sh --alter --entity-type topics --add-config "
+            f"{_TIMESTAMP_TYPE}=LogAppendTime, or grant this client ALTER_CONFIGS on the topics"
+        )
 
 
 def topic_partitions(settings: KafkaSettings, names: Iterable[str]) -> list[TopicPartition]:
