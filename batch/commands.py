@@ -359,24 +359,28 @@ def run_eval(settings: Settings, args: argparse.Namespace, report: Report = prin
 # ---------------------------------------------------------------- synth
 
 
-def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = SyntheticSpec()
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    for name in ("users", "items", "communities", "events", "seed"):
-        parser.add_argument(
-            f"--{name}",
-            type=int,
-            default=getattr(defaults, name),
-            help=f"default {getattr(defaults, name)}",
-        )
+def add_spec_arguments(parser: argparse._ActionsContainer, defaults: SyntheticSpec) -> None:
+    """The synthetic data's shape as flags (`synth`, and `demo` without a ratings file)."""
+    meanings = {
+        "users": "users who rate",
+        "items": "items they rate",
+        "communities": "planted item communities",
+        "events": "rating events",
+        "seed": "random seed: the same seed gives the same file",
+    }
+    for name, meaning in meanings.items():
+        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name), help=meaning)
     parser.add_argument(
-        "--noise", type=float, default=defaults.noise, help=f"default {defaults.noise}"
+        "--noise",
+        type=float,
+        default=defaults.noise,
+        help="share of ratings outside the user's communities",
     )
 
 
-def run_synth(settings: Settings, args: argparse.Namespace, report: Report = print) -> int:
+def spec_from_arguments(args: argparse.Namespace) -> SyntheticSpec:
     try:
-        spec = SyntheticSpec(
+        return SyntheticSpec(
             users=args.users,
             items=args.items,
             communities=args.communities,
@@ -385,7 +389,16 @@ def run_synth(settings: Settings, args: argparse.Namespace, report: Report = pri
             seed=args.seed,
         )
     except ValueError as exc:
-        raise ConfigError(f"synth: {exc}") from None
+        raise ConfigError(str(exc)) from None
+
+
+def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    add_spec_arguments(parser, SyntheticSpec())
+
+
+def run_synth(settings: Settings, args: argparse.Namespace, report: Report = print) -> int:
+    spec = spec_from_arguments(args)
     began = time.perf_counter()
     result = generate(
         args.out,

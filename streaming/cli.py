@@ -234,16 +234,16 @@ def _similar(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from batch.commands import add_spec_arguments
     from batch.loaders import FORMATS
     from batch.synthetic import SyntheticSpec
 
     parser.add_argument("--ratings", type=Path, help="stream this file (default: synthetic data)")
     parser.add_argument("--format", choices=FORMATS, default="csv", help="format of --ratings")
-    synthetic = parser.add_argument_group("synthetic data (without --ratings)")
-    defaults = {"events": 200_000, "users": 5_000, "items": 2_000, "communities": 20}
-    for name, default in defaults.items():
-        synthetic.add_argument(f"--{name}", type=int, default=default)
-    synthetic.add_argument("--seed", type=int, default=SyntheticSpec().seed)
+    add_spec_arguments(
+        parser.add_argument_group("synthetic data (without --ratings)"),
+        SyntheticSpec(events=200_000, users=5_000, items=2_000, communities=20),
+    )
     parser.add_argument(
         "--rate", type=float, default=4_000, help="events per second sent (0: as fast as possible)"
     )
@@ -257,23 +257,13 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _demo(_: Settings, args: argparse.Namespace) -> int:
-    from batch.synthetic import SyntheticSpec
+    from batch.commands import spec_from_arguments
     from streaming.demo import DemoOptions, run_demo
 
-    try:
-        spec = SyntheticSpec(
-            events=args.events,
-            users=args.users,
-            items=args.items,
-            communities=args.communities,
-            seed=args.seed,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"demo: {exc}") from None
     options = DemoOptions(
         ratings=args.ratings,
         format=args.format,
-        synthetic=spec,
+        synthetic=spec_from_arguments(args),
         rate=args.rate or None,
         follow=args.follow,
         plot=args.plot,
