@@ -4,7 +4,8 @@
 ratings (key = user) --keyBy user--> UserFunction --> dead letters, late events
         transitions --keyBy item--+--> ItemFunction --> samples, counts (debug)
 walk.hops --keyBy item------------+        | hops --> walk.hops
-                                           | new edges --keyBy item--> SightingFunction --> items
+                                           | new edges --keyBy item, first 2N (JVM)-->
+                                           SightingFunction --> items
 ```
 
 Keying happens in the JVM (Flink's own key selector on field 0 of a Row(key, payload)), not in
@@ -20,7 +21,7 @@ from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.data_stream import KeyedStream
 from pyflink.java_gateway import get_gateway
-from pyflink.table import StreamTableEnvironment
+from pyflink.table import Schema, StreamTableEnvironment
 
 from streaming.config import Settings
 from streaming.job.functions import (
@@ -118,6 +119,32 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
     return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
 
 
+def _first_sightings(t_env: StreamTableEnvironment, edges: DataStream, limit: int) -> DataStream:
+    """Each item's first 2 x `limit` sightings, chosen in the JVM. An item sights a neighbour
+    at most twice (once per direction of their edge), so these hold its first `limit`
+    neighbours, and the Python function sees a bounded number of records per item instead of
+    two per new edge of the whole graph.
+
+    A running count over processing time, not ROW_NUMBER's Top-N: the planner takes any Top-N
+    for an updating result, which to_append_stream refuses; an OVER count is insert-only."""
+    schema = (
+        Schema.new_builder()
+        .column("f0", "STRING")
+        .column("f1", "ROW<f0 BIGINT>")
+        .column_by_expression("seen", "PROCTIME()")
+        .build()
+    )
+    t_env.create_temporary_view("new_edges", t_env.from_data_stream(edges, schema))
+    table = t_env.sql_query(
+        f"""SELECT f0, f1 FROM (
+            SELECT f0, f1, COUNT(*) OVER (
+                PARTITION BY f0 ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            ) AS n FROM new_edges
+        ) WHERE n <= {2 * limit}"""
+    )
+    return t_env.to_append_stream(table, Types.ROW([Types.STRING(), EDGE_TYPE]))
+
+
 def build_job(
     env: StreamExecutionEnvironment,
     settings: Settings,
@@ -160,9 +187,10 @@ def build_job(
     if settings.stream.emit_counts:
         items.get_side_output(COUNTS).sink_to(text_sink(settings, topics.counts, True))
 
+    limit = settings.stream.item_neighbours
     sightings = (
-        _key_by_first_field(items, EDGE_TYPE)
-        .process(SightingFunction(settings.stream.item_neighbours), output_type=Types.STRING())
+        _key_by_first_field(_first_sightings(t_env, items, limit), EDGE_TYPE)
+        .process(SightingFunction(limit), output_type=Types.STRING())
         .name("sightings")
     )
     sightings.sink_to(text_sink(settings, topics.items, True))

@@ -51,9 +51,21 @@ def test_replay_gives_exactly_the_batch_counts(
     assert final_counts(world.settings) == expected
     assert sum(expected.values()) > 5_000
     items = read_topic(world.settings, world.topic("items"))
-    assert {json.loads(value)["item_id"] for *_, value in items} == {
-        item for pair in expected for item in pair
-    }
+    announced: dict[int, set[int]] = {}
+    for *_, value in items:
+        record = json.loads(value)
+        known = {int(n) for n in record["neighbours"]}
+        if len(known) >= len(announced.get(record["item_id"], ())):
+            announced[record["item_id"]] = known
+    neighbours: dict[int, set[int]] = {}
+    for src, dst in expected:
+        neighbours.setdefault(src, set()).add(dst)
+        neighbours.setdefault(dst, set()).add(src)
+    assert announced.keys() == neighbours.keys()
+    limit = world.settings.stream.item_neighbours
+    for item, known in announced.items():  # its first `limit` neighbours, either direction
+        assert known <= neighbours[item]
+        assert len(known) == min(limit, len(neighbours[item])), item
     # Stamped when written, not with the (years old) event time: time-based retention would
     # delete a replay's output within minutes (it did, in CI).
     counts = read_topic(world.settings, world.topic("counts"))
