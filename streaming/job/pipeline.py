@@ -154,23 +154,32 @@ def build_job(
     """Add the job to `env`. A bounded replay (`until`) rebuilds state and samples no walks:
     walks travel through a feedback topic, which never ends. User-sequence samples, when on,
     are written in both."""
-    topics = settings.kafka.topics
     walks = until is None
     t_env = StreamTableEnvironment.create(env)
-    t_env.get_config().set("table.exec.source.idle-timeout", f"{settings.stream.idle_timeout_s} s")
+    table_config = t_env.get_config()
+    table_config.set("table.exec.source.idle-timeout", f"{settings.stream.idle_timeout_s} s")
+    # Stable ids for the operators SQL makes (the Kafka sources' offsets live there), as the
+    # .uid() calls below give ours: a checkpoint then restores into a graph that gained or
+    # lost an output, as after an upgrade or a settings change.
+    table_config.set("table.exec.uid.generation", "ALWAYS")
 
+    def write(stream: DataStream, uid: str, topic: str, exactly_once: bool = False) -> None:
+        stream.sink_to(text_sink(settings, topic, exactly_once)).uid(uid).name(uid)
+
+    topics = settings.kafka.topics
     users = (
         _key_by_first_field(_ratings(t_env, settings, start, until), RATING_TYPE)
         .process(
             UserFunction(settings.events, settings.stream.user_sequence_length),
             output_type=Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]),
         )
+        .uid("users")
         .name("users")
     )
-    users.get_side_output(DEAD_LETTER).sink_to(text_sink(settings, topics.dead_letter, True))
-    users.get_side_output(LATE).sink_to(text_sink(settings, topics.late, True))
+    write(users.get_side_output(DEAD_LETTER), "dead-letter-sink", topics.dead_letter, True)
+    write(users.get_side_output(LATE), "late-sink", topics.late, True)
     if settings.stream.user_sequence_length:
-        users.get_side_output(SAMPLES).sink_to(text_sink(settings, topics.samples))
+        write(users.get_side_output(SAMPLES), "sequence-samples-sink", topics.samples)
 
     item_inputs = users.union(_hops(t_env, settings)) if walks else users
     items = (
@@ -179,18 +188,20 @@ def build_job(
             ItemFunction(settings.stream, settings.walks.length, settings.training.seed, walks),
             output_type=Types.ROW([Types.STRING(), EDGE_TYPE]),
         )
+        .uid("items")
         .name("items")
     )
     if walks:
-        items.get_side_output(SAMPLES).sink_to(text_sink(settings, topics.samples))
-        items.get_side_output(HOPS).sink_to(text_sink(settings, topics.walk_hops))
+        write(items.get_side_output(SAMPLES), "walk-samples-sink", topics.samples)
+        write(items.get_side_output(HOPS), "walk-hops-sink", topics.walk_hops)
     if settings.stream.emit_counts:
-        items.get_side_output(COUNTS).sink_to(text_sink(settings, topics.counts, True))
+        write(items.get_side_output(COUNTS), "counts-sink", topics.counts, True)
 
     limit = settings.stream.item_neighbours
     sightings = (
         _key_by_first_field(_first_sightings(t_env, items, limit), EDGE_TYPE)
         .process(SightingFunction(limit), output_type=Types.STRING())
+        .uid("sightings")
         .name("sightings")
     )
-    sightings.sink_to(text_sink(settings, topics.items, True))
+    write(sightings, "items-sink", topics.items, True)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import time
 from collections import Counter
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def test_user_sequence_samples_follow_each_users_order(
     assert sum(expected.values()) > 1_000
 
 
-def test_counts_stay_exact_when_the_job_is_killed(
+def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_graph(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
     world = job_world(local_stack, unique, tmp_path)
@@ -126,12 +127,17 @@ def test_counts_stay_exact_when_the_job_is_killed(
         assert final_counts(world.settings) != expected, "finished before the kill: use more events"
     finally:
         JobWorld.kill(job)
-    restored = world.start("--from", "earliest", "--from-checkpoint", "latest")
+    # As after an upgrade that adds an output: the restored graph has one more operator, and
+    # every piece of state must still find its operator.
+    upgraded = replace(world, flags=[*world.flags, "--set", "stream.user_sequence_length=4"])
+    restored = upgraded.start("--from", "earliest", "--from-checkpoint", "latest")
     try:
         poll(lambda: final_counts(world.settings) == expected, 240, "the oracle's counts")
     finally:
         JobWorld.kill(restored)
     assert final_counts(world.settings) == expected
+    samples = read_topic(world.settings, world.topic("samples"))
+    assert any(json.loads(value)["kind"] == "sequence" for *_, value in samples)
 
 
 def test_a_restored_bounded_replay_is_refused(
