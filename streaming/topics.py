@@ -75,7 +75,7 @@ def _keep_append_time(admin: KafkaAdminClient, names: list[str]) -> None:
         raise RuntimeServiceError(
             f"could not set {_TIMESTAMP_TYPE}=LogAppendTime on {failed}: without it the broker's "
             "time-based retention deletes replayed records within minutes. Set it with "
-            "kafka-configs.sh --alter --entity-type topics --add-config "
+            "kafka-configs.sh --alter --entity-type topics --entity-name TOPIC --add-config "
             f"{_TIMESTAMP_TYPE}=LogAppendTime, or grant this client ALTER_CONFIGS on the topics"
         )
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from streaming.config import Settings
 from streaming.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
 
 TIMESTAMP_TYPE = "message.timestamp.type"
 

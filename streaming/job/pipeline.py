@@ -159,8 +159,8 @@ def build_job(
     table_config = t_env.get_config()
     table_config.set("table.exec.source.idle-timeout", f"{settings.stream.idle_timeout_s} s")
     # Stable ids for the operators SQL makes (the Kafka sources' offsets live there), as the
-    # .uid() calls below give ours: a checkpoint then restores into a graph that gained or
-    # lost an output, as after an upgrade or a settings change.
+    # .uid() calls below give ours: a checkpoint then restores into a graph that gained an
+    # output, as after an upgrade or a settings change.
     table_config.set("table.exec.uid.generation", "ALWAYS")
 
     def write(stream: DataStream, uid: str, topic: str, exactly_once: bool = False) -> None:
