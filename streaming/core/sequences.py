@@ -1,7 +1,9 @@
 """One user's high ratings, in event-time order, turned into item-to-item transitions.
 
-The streaming job keeps one `UserSequence` per user in keyed state; batch applies the same
-rules to a whole file at once (`batch.graph`), and a test holds the two to the same answers.
+Batch applies these rules to a whole file at once (`batch.graph`) and a test holds the two
+to the same answers; the demo follows each user with it. The streaming job applies the same
+order in Flink SQL (`streaming.job.pipeline`), where an event at or behind the watermark is
+late for every user, not only for those whose sequence has passed its position.
 
 Rules (the reference pipeline's defects fixed):
 - order is by integer event time, ties broken by item id (never by string timestamps);
@@ -37,7 +39,7 @@ class Admission(StrEnum):
 
 @dataclass
 class UserSequence:
-    """Per-user keyed state: small, picklable, and independent of any framework."""
+    """One user's state: small, picklable, and independent of any framework."""
 
     last: tuple[int, int] | None = None
     """(event_time, item_id) of the last released rating."""

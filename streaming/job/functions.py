@@ -11,13 +11,18 @@ from typing import Any
 
 import numpy as np
 from pyflink.common import Row, Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream import (
+    KeyedProcessFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+)
 from pyflink.datastream.state import ValueStateDescriptor
 
 from streaming.config import EventSettings, StreamSettings
-from streaming.core.events import InvalidEventError, Reason, event_from_json
+from streaming.core.events import Event, InvalidEventError, Reason, event_from_json
 from streaming.core.neighbours import ItemNeighbours
-from streaming.core.sequences import Admission, RecentItems, UserSequence
+from streaming.core.sequences import RecentItems, Transition
 from streaming.core.walks import Walk, WalkStarter, decode_batch, encode_batch, step_walks
 from streaming.job import records
 
@@ -28,16 +33,33 @@ __all__ = [
     "HOPS",
     "ITEM_INPUT_TYPE",
     "LATE",
-    "RATING_TYPE",
+    "LATE_TYPE",
+    "ORDERED_TYPE",
+    "RECORD_TYPE",
     "SAMPLES",
+    "TRANSITION_TYPE",
     "ItemFunction",
+    "LateFunction",
+    "RecordFunction",
+    "SequenceFunction",
     "SightingFunction",
-    "UserFunction",
 ]
 
+RECORD_TYPE = Types.ROW(
+    [Types.STRING(), Types.ROW([Types.INT(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())])]
+)
+"""(Kafka key, (partition, offset, raw value)) of a ratings record."""
+ORDERED_TYPE = Types.ROW_NAMED(
+    ["user_id", "item_id", "event_time"], [Types.LONG(), Types.LONG(), Types.LONG()]
+)
+"""(user, item, event time) of a valid high rating, on its way to be ordered."""
+LATE_TYPE = Types.ROW(
+    [Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.LONG(), Types.INT(), Types.LONG()]
+)
+"""(user, item, rating, event time, partition, offset) of a late compact record."""
 # Keyed inputs are Row(key, payload): Flink keys them in the JVM on field 0.
-RATING_TYPE = Types.ROW([Types.INT(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())])
-"""(partition, offset, raw value) of a ratings record; keyed by the Kafka key (user id)."""
+TRANSITION_TYPE = Types.ROW([Types.LONG(), Types.LONG(), Types.LONG()])
+"""(previous item, item, event time) of a user's transition; keyed by user id."""
 ITEM_INPUT_TYPE = Types.ROW([Types.INT(), Types.LONG(), Types.LONG(), Types.STRING()])
 """(kind, other item, event time, walk batch JSON); keyed by item id."""
 EDGE_TYPE = Types.ROW([Types.LONG()])
@@ -63,34 +85,25 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
     return int(runtime_context.get_index_of_this_subtask())
 
 
-class UserFunction(KeyedProcessFunction):  # type: ignore[misc]
-    """Per user: validate, order by event time (ties by item), emit each new transition and,
-    when `sample_length` is set, user-sequence samples."""
+class RecordFunction(ProcessFunction):  # type: ignore[misc]
+    """The ratings records the JVM did not accept at a glance (not in the producer's compact
+    form, or out of range): the one validator decides. Invalid ones become dead letters with
+    their reason; valid high ratings go back to be ordered, or to the late topic when the
+    watermark has passed them."""
 
-    def __init__(self, rules: EventSettings, sample_length: int) -> None:
+    def __init__(self, rules: EventSettings) -> None:
         self.rules = rules
-        self.sample_length = sample_length
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.sequences = runtime_context.get_state(
-            ValueStateDescriptor("sequence", Types.PICKLED_BYTE_ARRAY())
-        )
-        self.recent = runtime_context.get_state(
-            ValueStateDescriptor("recent", Types.PICKLED_BYTE_ARRAY())
-        )
         metrics = runtime_context.get_metrics_group()
         self.rejected = {
             reason: metrics.counter(f"dead_letter_{reason}")
             for reason in [*(r.value for r in Reason), KEY_MISMATCH]
         }
         self.late = metrics.counter("late_events")
-        self.duplicates = metrics.counter("duplicate_events")
-        self.low_ratings = metrics.counter("low_ratings")
-        self.accepted = metrics.counter("accepted_events")
 
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        partition, offset, raw = value
-        key = ctx.get_current_key()
+    def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        key, (partition, offset, raw) = value
         try:
             event = event_from_json(raw, self.rules)
         except InvalidEventError as error:
@@ -109,41 +122,47 @@ class UserFunction(KeyedProcessFunction):  # type: ignore[misc]
             )
             return
         if event.rating < self.rules.high_rating:
-            self.low_ratings.inc()
             return
-        sequence: UserSequence = self.sequences.value() or UserSequence()
-        admission = sequence.add(event.item_id, event.event_time)
-        if admission is Admission.DUPLICATE:
-            self.duplicates.inc()
-            return
-        if admission is Admission.LATE:
-            self.late.inc()
-            released = sequence.last[0] if sequence.last else -1
-            yield LATE, records.late_event(event, partition, offset, released)
-            return
-        self.accepted.inc()
-        yield from self._release(sequence, ctx)
-
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
-        sequence = self.sequences.value()
-        if sequence is not None:
-            yield from self._release(sequence, ctx)
-
-    def _release(self, sequence: UserSequence, ctx: Any) -> Iterator[Any]:
-        """Emit what the watermark has passed; wake up when it passes the next rating."""
         watermark = ctx.timer_service().current_watermark()
-        transitions = sequence.advance(watermark // _MS)
-        for src, dst, when in transitions:
-            yield Row(str(src), Row(TRANSITION, dst, when, None))
-        if self.sample_length and transitions:
-            recent: RecentItems = self.recent.value() or RecentItems()
-            for items, newest in recent.extend(transitions, self.sample_length):
-                yield SAMPLES, records.user_sequence_sample(items, newest)
-            self.recent.update(recent)
-        upcoming = sequence.next_release_time()
-        if upcoming is not None:  # Flink keeps one timer per key and time: no duplicates
-            ctx.timer_service().register_event_time_timer(upcoming * _MS)
-        self.sequences.update(sequence)
+        if event.event_time * _MS <= watermark:  # the JVM path's test, on the same watermark
+            self.late.inc()
+            yield LATE, records.late_event(event, partition, offset, watermark // _MS)
+            return
+        yield Row(event.user_id, event.item_id, event.event_time)
+
+
+class LateFunction(ProcessFunction):  # type: ignore[misc]
+    """Counts and describes the valid high ratings the JVM found behind the watermark."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.late = runtime_context.get_metrics_group().counter("late_events")
+
+    def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[str]:
+        user, item, rating, event_time, partition, offset = value
+        self.late.inc()
+        watermark = ctx.timer_service().current_watermark() // _MS
+        yield records.late_event(
+            Event(user, item, rating, event_time), partition, offset, watermark
+        )
+
+
+class SequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Per user: Item2vec samples of `length` items from the user's ordered transitions."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.recent = runtime_context.get_state(
+            ValueStateDescriptor("recent", Types.PICKLED_BYTE_ARRAY())
+        )
+
+    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
+        src, dst, event_time = value
+        recent: RecentItems = self.recent.value() or RecentItems()
+        for items, newest in recent.extend([Transition(src, dst, event_time)], self.length):
+            yield records.user_sequence_sample(items, newest)
+        self.recent.update(recent)
 
 
 class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]

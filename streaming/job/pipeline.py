@@ -1,16 +1,22 @@
-"""The streaming job's graph: Kafka ratings -> per-user sequences -> per-item counts and walks.
+"""The streaming job's graph: Kafka ratings -> ordered transitions -> per-item counts and walks.
 
 ```
-ratings (key = user) --keyBy user--> UserFunction --> dead letters, late events
-        transitions --keyBy item--+--> ItemFunction --> samples, counts (debug)
-walk.hops --keyBy item------------+        | hops --> walk.hops
-                                           | new edges --keyBy item, first 2N (JVM)-->
-                                           SightingFunction --> items
+ratings --(SQL) route: compact & on time --+--> order by (event time, item), previous item
+                       late --> LateFunction --> late          |         per user (SQL)
+                       other --> RecordFunction --+ valid -----+              |
+                                                  +--> dead letters, late     |
+transitions --keyBy item--+--> ItemFunction --> samples, counts (debug)  <----+
+walk.hops --keyBy item----+        | hops --> walk.hops
+                                   | new edges --keyBy item, first 2N (JVM)-->
+                                   SightingFunction --> items
+transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
 ```
 
-Keying happens in the JVM (Flink's own key selector on field 0 of a Row(key, payload)), not in
-a Python key selector, which would cost one more Python call per record. Filtering by rating
-stays inside the per-user function, so every record is validated by the one validator.
+Per-event work runs in the JVM: a record in the producer's compact form is checked, ordered
+and paired with its user's previous item by Flink SQL, without a Python call (one Python
+call per event capped the job at a fraction of a pure-SQL job; see README, "Where the time
+goes"). Every other record goes to the one Python validator. Keying happens in the JVM too
+(Flink's key selector on field 0 of a Row(key, payload)), not in a Python key selector.
 """
 
 from __future__ import annotations
@@ -31,11 +37,16 @@ from streaming.job.functions import (
     HOPS,
     ITEM_INPUT_TYPE,
     LATE,
-    RATING_TYPE,
+    LATE_TYPE,
+    ORDERED_TYPE,
+    RECORD_TYPE,
     SAMPLES,
+    TRANSITION_TYPE,
     ItemFunction,
+    LateFunction,
+    RecordFunction,
+    SequenceFunction,
     SightingFunction,
-    UserFunction,
 )
 from streaming.job.kafka_io import text_sink
 from streaming.job.positions import Position
@@ -64,11 +75,41 @@ def _options(options: dict[str, str]) -> str:
     return ",\n".join(f"'{key}' = '{value}'" for key, value in options.items())
 
 
+# The producer's compact form of an event (`event_to_json`): ids of at most 18 digits (below
+# 2^63), a JSON number, an event time of at most 12 digits. A record in this form is valid
+# JSON of the right types, so the JVM accepts it after its range checks; any other record is
+# judged by the Python validator, which alone names reasons.
+_COMPACT = (
+    r'^\{"user_id":(0|[1-9][0-9]{0,17}),"item_id":(0|[1-9][0-9]{0,17}),'
+    r'"rating":-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?,'
+    r'"event_time":(0|[1-9][0-9]{0,11})\}$'
+)
+
+
+_ON_TIME, _LATE, _LOW, _OTHER = range(4)
+_ROUTED_TYPE = Types.ROW_NAMED(
+    ["route", "k", "partition", "offset", "v", "user_id", "item_id", "rating", "event_time",
+     "event_ts"],
+    [Types.INT(), Types.STRING(), Types.INT(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
+     Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.LONG(), Types.INSTANT()],
+)  # fmt: skip
+"""A ratings record and its route; it stays in the JVM (no Python function reads it). Its
+event time travels twice: as a column, and as the record's timestamp (`rowtime` below)."""
+
+
+def _field(index: int, end: str) -> str:
+    """Field `index` of a compact record: the text after its colon, up to `end`."""
+    return f"SPLIT_INDEX(SPLIT_INDEX(CAST(v AS STRING), ':', {index}), '{end}', 0)"
+
+
 def _ratings(
     t_env: StreamTableEnvironment, settings: Settings, start: Position, until: Position | None
-) -> DataStream:
+) -> None:
+    """Register `routed`: each ratings record with its route and, when the JVM accepted it,
+    its fields."""
     kafka = settings.kafka
     stream = settings.stream
+    rules = settings.events
     options = {
         "connector": "kafka",
         "topic": kafka.topics.ratings,
@@ -81,25 +122,119 @@ def _ratings(
         **start.startup_options(),
         **(until.bounded_options() if until is not None else {}),
     }
-    # Event time for watermarks comes from a quick JVM read of one JSON field. A record
-    # without a valid event time gets time 0: it neither holds the watermark back nor pushes
-    # it into the future (a millisecond time would), and it is rejected downstream anyway.
-    seconds = "TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT)"
-    latest = settings.events.max_event_time
+    compact = f"REGEXP(CAST(v AS STRING), '{_COMPACT}')"
+    # Event time for watermarks: split from a compact record, else one JVM read of the JSON
+    # field. A record without a valid event time gets time 0: it neither holds the watermark
+    # back nor pushes it into the future (a millisecond time would); it is rejected anyway.
+    seconds = (
+        f"CASE WHEN {compact} THEN TRY_CAST({_field(4, '}')} AS BIGINT) "
+        "ELSE TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT) END"
+    )
     t_env.execute_sql(
         f"""CREATE TEMPORARY TABLE ratings (
             k STRING,
             v BYTES,
             `partition` INT METADATA VIRTUAL,
             `offset` BIGINT METADATA VIRTUAL,
+            event_time AS {seconds},
             ts AS TO_TIMESTAMP_LTZ(
-                CASE WHEN {seconds} BETWEEN 0 AND {latest} THEN {seconds} ELSE 0 END, 0),
+                CASE WHEN {seconds} BETWEEN 0 AND {rules.max_event_time} THEN {seconds}
+                ELSE 0 END, 0),
             WATERMARK FOR ts AS ts - INTERVAL '{_day_to_second(stream.out_of_orderness_s)}'
                 DAY TO SECOND
         ) WITH ({_options(options)})"""
     )
-    table = t_env.sql_query("SELECT COALESCE(k, ''), ROW(`partition`, `offset`, v) FROM ratings")
-    return t_env.to_append_stream(table, Types.ROW([Types.STRING(), RATING_TYPE]))
+    accepted = (
+        f"CHAR_LENGTH(CAST(v AS STRING)) <= {rules.max_record_bytes} AND {compact} "
+        f"AND k = {_field(1, ',')} "
+        f"AND TRY_CAST({_field(3, ',')} AS DOUBLE) BETWEEN {rules.min_rating!r} AND "
+        f"{rules.max_rating!r} AND event_time <= {rules.max_event_time}"
+    )
+    # One pass decides each record's route, so the late test runs once per record, on the
+    # watermark that record travelled with (every query translated on its own would read the
+    # topic again, with its own watermark).
+    high = rules.high_rating
+    routed = t_env.sql_query(
+        f"""SELECT CASE
+                WHEN ({accepted}) IS NOT TRUE THEN {_OTHER}
+                WHEN TRY_CAST({_field(3, ",")} AS DOUBLE) < {high!r} THEN {_LOW}
+                WHEN ts <= CURRENT_WATERMARK(ts) THEN {_LATE}
+                ELSE {_ON_TIME} END,
+            COALESCE(k, ''), `partition`, `offset`, v,
+            TRY_CAST({_field(1, ",")} AS BIGINT), TRY_CAST({_field(2, ",")} AS BIGINT),
+            TRY_CAST({_field(3, ",")} AS DOUBLE), event_time, ts
+        FROM ratings"""
+    )
+    schema = (
+        Schema.new_builder()
+        .column_by_metadata("ts", "TIMESTAMP_LTZ(3)", "rowtime")
+        .watermark("ts", "SOURCE_WATERMARK()")
+        .build()
+    )
+    stream = t_env.to_append_stream(routed, _ROUTED_TYPE)
+    t_env.create_temporary_view("routed", t_env.from_data_stream(stream, schema))
+
+
+def _transitions(
+    t_env: StreamTableEnvironment, checked: DataStream
+) -> tuple[DataStream, DataStream]:
+    """Each user's transitions, ordered by (event time, item) in the JVM, and the compact
+    records that arrived behind the watermark.
+
+    Both tests of lateness sit right after where their records enter (the source, the
+    validator), so each sees the watermark its records travelled with: a record is late iff
+    its event time is at or behind it, and the sort, whose watermark is never ahead of those,
+    drops nothing that was judged on time. Exact duplicates sort next to each other and, like
+    any repeat of an item, make no transition."""
+    schema = (
+        Schema.new_builder()
+        .column("user_id", "BIGINT")
+        .column("item_id", "BIGINT")
+        .column("event_time", "BIGINT")
+        .column_by_expression("ts", "TO_TIMESTAMP_LTZ(event_time, 0)")
+        .watermark("ts", "SOURCE_WATERMARK()")
+        .build()
+    )
+    t_env.create_temporary_view("validated", t_env.from_data_stream(checked, schema))
+    late = t_env.sql_query(
+        "SELECT user_id, item_id, rating, event_time, `partition`, `offset` FROM routed "
+        f"WHERE route = {_LATE}"
+    )
+    t_env.execute_sql(
+        f"""CREATE TEMPORARY VIEW on_time AS
+        SELECT user_id, item_id, event_time, ts FROM routed WHERE route = {_ON_TIME}
+        UNION ALL SELECT user_id, item_id, event_time, ts FROM validated"""
+    )
+    t_env.execute_sql(
+        """CREATE TEMPORARY VIEW transitions AS SELECT user_id, previous, item_id, event_time
+        FROM (
+            -- the row before, or the row itself when it is the user's first; not LAG, which
+            -- takes RANGE semantics and gives rows of the same event time the same value
+            SELECT user_id, item_id, event_time,
+                FIRST_VALUE(item_id) OVER (PARTITION BY user_id ORDER BY ts
+                    ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS previous
+            FROM (SELECT * FROM on_time ORDER BY ts, item_id)
+        ) WHERE previous IS NOT NULL AND previous <> item_id"""
+    )
+    return (
+        t_env.to_append_stream(late, LATE_TYPE),
+        t_env.to_append_stream(
+            t_env.sql_query(
+                "SELECT CAST(previous AS STRING), "
+                "ROW(0, item_id, event_time, CAST(NULL AS STRING)) FROM transitions"
+            ),
+            Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]),
+        ),
+    )
+
+
+def _user_transitions(t_env: StreamTableEnvironment) -> DataStream:
+    return t_env.to_append_stream(
+        t_env.sql_query(
+            "SELECT CAST(user_id AS STRING), ROW(previous, item_id, event_time) FROM transitions"
+        ),
+        Types.ROW([Types.STRING(), TRANSITION_TYPE]),
+    )
 
 
 def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
@@ -167,21 +302,38 @@ def build_job(
         stream.sink_to(text_sink(settings, topic, exactly_once)).uid(uid).name(uid)
 
     topics = settings.kafka.topics
-    users = (
-        _key_by_first_field(_ratings(t_env, settings, start, until), RATING_TYPE)
-        .process(
-            UserFunction(settings.events, settings.stream.user_sequence_length),
-            output_type=Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]),
-        )
-        .uid("users")
-        .name("users")
+    _ratings(t_env, settings, start, until)
+    others = t_env.to_append_stream(
+        t_env.sql_query(
+            f"SELECT k, ROW(`partition`, `offset`, v) FROM routed WHERE route = {_OTHER}"
+        ),
+        RECORD_TYPE,
     )
-    write(users.get_side_output(DEAD_LETTER), "dead-letter-sink", topics.dead_letter, True)
-    write(users.get_side_output(LATE), "late-sink", topics.late, True)
+    checked = (
+        others.process(RecordFunction(settings.events), output_type=ORDERED_TYPE)
+        .uid("records")
+        .name("records")
+    )
+    write(checked.get_side_output(DEAD_LETTER), "dead-letter-sink", topics.dead_letter, True)
+    late, transitions = _transitions(t_env, checked)
+    # Translated whether or not it is used, so the operators SQL makes keep their ids when
+    # user-sequence samples are turned on or off between restarts.
+    user_transitions = _user_transitions(t_env)
+    late_records = late.process(LateFunction(), output_type=Types.STRING()).uid("late").name("late")
+    write(late_records.union(checked.get_side_output(LATE)), "late-sink", topics.late, True)
     if settings.stream.user_sequence_length:
-        write(users.get_side_output(SAMPLES), "sequence-samples-sink", topics.samples)
+        samples = (
+            _key_by_first_field(user_transitions, TRANSITION_TYPE)
+            .process(
+                SequenceFunction(settings.stream.user_sequence_length),
+                output_type=Types.STRING(),
+            )
+            .uid("sequences")
+            .name("sequences")
+        )
+        write(samples, "sequence-samples-sink", topics.samples)
 
-    item_inputs = users.union(_hops(t_env, settings)) if walks else users
+    item_inputs = transitions.union(_hops(t_env, settings)) if walks else transitions
     items = (
         _key_by_first_field(item_inputs, ITEM_INPUT_TYPE)
         .process(

@@ -40,15 +40,10 @@ def dead_letter(
     return _dumps(record)
 
 
-def late_event(event: Event, partition: int, offset: int, released_until: int) -> str:
-    """A valid event that arrived after its user's sequence had moved past its position."""
+def late_event(event: Event, partition: int, offset: int, watermark: int) -> str:
+    """A valid high rating that arrived at or behind the watermark (event time, seconds)."""
     return _dumps(
-        {
-            **event._asdict(),
-            "partition": partition,
-            "offset": offset,
-            "released_until": released_until,
-        }
+        {**event._asdict(), "partition": partition, "offset": offset, "watermark": watermark}
     )
 
 

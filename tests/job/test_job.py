@@ -259,6 +259,43 @@ def test_out_of_order_events_within_the_bound_give_the_same_counts(
     assert read_topic(world.settings, world.topic("late")) == []
 
 
+def test_events_behind_the_watermark_go_to_the_late_topic(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    """Late in both paths: a compact record (judged in the JVM) and one in another JSON form
+    (judged by the Python validator). Neither makes a transition; a late low rating is
+    ignored like any low rating."""
+    world = job_world(local_stack, unique, tmp_path, **{"stream.walks_per_weight": 0})
+    partitions = world.settings.kafka.partitions
+    later = {(murmur2(str(u).encode()) & 0x7FFFFFFF) % partitions: u for u in range(100, 200)}
+    assert len(later) == partitions
+    on_time = [Event(1, 10, 5.0, 1_000), Event(1, 11, 5.0, 1_001)]
+    # a later event in every partition moves the watermark past the first two
+    send_events(world.settings, world.topic("ratings"), [
+        *on_time, *(Event(u, 1, 5.0, 10**6) for u in later.values())])  # fmt: skip
+    job = world.start("--from", "earliest")
+    try:
+        poll(lambda: final_counts(world.settings) == {(10, 11): 1}, 120, "the on-time transition")
+        late = [Event(1, 12, 5.0, 1_002), Event(1, 13, 4.0, 1_003), Event(1, 14, 1.0, 1_004)]
+        send_raw(world.settings, world.topic("ratings"), [
+            (b"1", json.dumps(late[0]._asdict(), separators=(",", ":")).encode()),  # compact
+            (b"1", json.dumps(late[1]._asdict()).encode()),  # ", " and ": ": the validator's
+            (b"1", json.dumps(late[2]._asdict(), separators=(",", ":")).encode()),  # low
+        ])  # fmt: skip
+        poll(lambda: len(read_topic(world.settings, world.topic("late"))) >= 2, 120, "late events")
+        # a later on-time event of the same user still follows its last on-time one
+        newer = [Event(u, 1, 5.0, 3 * 10**6) for u in later.values()]
+        send_events(world.settings, world.topic("ratings"), [Event(1, 15, 5.0, 2 * 10**6), *newer])
+        poll(lambda: (11, 15) in final_counts(world.settings), 120, "the next transition")
+        records = read_topic(world.settings, world.topic("late"))
+    finally:
+        JobWorld.kill(job)
+    reported = sorted((json.loads(value) for *_, value in records), key=lambda r: r["item_id"])
+    assert [Event(*(r[f] for f in Event._fields)) for r in reported] == late[:2]
+    assert all(r["watermark"] >= 10**6 - 1 for r in reported)
+    assert final_counts(world.settings) == {(10, 11): 1, (11, 15): 1}
+
+
 # item -> {next item: count}; item 5 has no out-edges, so walks end there
 TOY_GRAPH = {
     1: {2: 30, 3: 10, 4: 60},
