@@ -350,7 +350,7 @@ class _Observer:
         self._thread.start()
 
     def on_event(self, event: Event) -> None:
-        """Note when each item's first transition was sent (the job's own sequence logic)."""
+        """Note when each item's first transition was sent (the order the job applies)."""
         if not self._event_times or event.event_time > self._event_times[-1]:
             self._event_times.append(event.event_time)
             self._sent_at.append(time.time())

@@ -195,9 +195,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             return
         neighbours, starter = self._state()
         self.transitions.inc()
-        if neighbours.add(other):
-            yield Row(str(item), Row(other))
-            yield Row(str(other), Row(item))
+        neighbours.add(other)
         if self.stream.emit_counts:
             yield COUNTS, records.count_update(item, other, neighbours.counts[other])
         starts = 0

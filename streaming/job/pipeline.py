@@ -7,8 +7,8 @@ ratings --(SQL) route: compact & on time --+--> order by (event time, item), pre
                                                   +--> dead letters, late     |
 transitions --keyBy item--+--> ItemFunction --> samples, counts (debug)  <----+
 walk.hops --keyBy item----+        | hops --> walk.hops
-                                   | new edges --keyBy item, first 2N (JVM)-->
-                                   SightingFunction --> items
+transitions --first of each edge, both ways, an item's first 2N (JVM)--keyBy item-->
+            SightingFunction --> items
 transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
 ```
 
@@ -254,6 +254,25 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
     return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
 
 
+def _new_edges(t_env: StreamTableEnvironment, transitions: DataStream) -> DataStream:
+    """Each edge's first transition, as a sighting of both its items, found in the JVM: in a
+    replay most transitions are new edges, and two records out of Python for each cost more
+    than the item function's own work."""
+    schema = Schema.new_builder().column_by_expression("seen", "PROCTIME()").build()
+    t_env.create_temporary_view("transition_rows", t_env.from_data_stream(transitions, schema))
+    t_env.execute_sql(
+        """CREATE TEMPORARY VIEW first_transitions AS SELECT src, dst FROM (
+            SELECT src, dst, ROW_NUMBER() OVER (PARTITION BY src, dst ORDER BY seen) AS n
+            FROM (SELECT CAST(f0 AS BIGINT) AS src, f1.f1 AS dst, seen FROM transition_rows)
+        ) WHERE n = 1"""
+    )
+    table = t_env.sql_query(
+        """SELECT CAST(src AS STRING), ROW(dst) FROM first_transitions
+        UNION ALL SELECT CAST(dst AS STRING), ROW(src) FROM first_transitions"""
+    )
+    return t_env.to_append_stream(table, Types.ROW([Types.STRING(), EDGE_TYPE]))
+
+
 def _first_sightings(t_env: StreamTableEnvironment, edges: DataStream, limit: int) -> DataStream:
     """Each item's first 2 x `limit` sightings, chosen in the JVM. An item sights a neighbour
     at most twice (once per direction of their edge), so these hold its first `limit`
@@ -319,6 +338,7 @@ def build_job(
     # Translated whether or not it is used, so the operators SQL makes keep their ids when
     # user-sequence samples are turned on or off between restarts.
     user_transitions = _user_transitions(t_env)
+    new_edges = _new_edges(t_env, transitions)
     late_records = late.process(LateFunction(), output_type=Types.STRING()).uid("late").name("late")
     write(late_records.union(checked.get_side_output(LATE)), "late-sink", topics.late, True)
     if settings.stream.user_sequence_length:
@@ -338,7 +358,7 @@ def build_job(
         _key_by_first_field(item_inputs, ITEM_INPUT_TYPE)
         .process(
             ItemFunction(settings.stream, settings.walks.length, settings.training.seed, walks),
-            output_type=Types.ROW([Types.STRING(), EDGE_TYPE]),
+            output_type=Types.STRING(),  # everything it writes goes to side outputs
         )
         .uid("items")
         .name("items")
@@ -351,7 +371,7 @@ def build_job(
 
     limit = settings.stream.item_neighbours
     sightings = (
-        _key_by_first_field(_first_sightings(t_env, items, limit), EDGE_TYPE)
+        _key_by_first_field(_first_sightings(t_env, new_edges, limit), EDGE_TYPE)
         .process(SightingFunction(limit), output_type=Types.STRING())
         .uid("sightings")
         .name("sightings")
