@@ -5,8 +5,9 @@ topic (as `bench_stream` does) and times, interleaved and at parallelism 1, the 
 baseline of `bench_stream` against three pipelines that keep the job's ordering rules:
 
 - `jvm-parse-once`: the record parsed once (Flink's JSON format), a validity filter, late rows
-  split off with CURRENT_WATERMARK, ORDER BY (event time, item), LAG per user, self-loops
-  dropped, counts per pair; invalid and late rows to their own sinks. All in the JVM.
+  split off with CURRENT_WATERMARK, ORDER BY (event time, item), the previous item per user
+  (as the job finds it), self-loops dropped, counts per pair; invalid and late rows to their
+  own sinks. All in the JVM.
 - `jvm-json-value`: the same on the raw record (which a dead letter must carry), each field
   read with its own JSON_VALUE, i.e. one parse per field.
 - `python-batches`: `jvm-parse-once` up to the transitions, which are then grouped per item
@@ -58,7 +59,8 @@ _VIEWS = [
     """CREATE TEMPORARY VIEW ordered AS SELECT u, i, ts, pt FROM good WHERE r >= 3.5 AND
       (CURRENT_WATERMARK(ts) IS NULL OR ts > CURRENT_WATERMARK(ts)) ORDER BY ts, i""",
     """CREATE TEMPORARY VIEW transitions AS SELECT p AS src, i AS dst, pt FROM (
-      SELECT i, pt, LAG(i) OVER (PARTITION BY u ORDER BY ts) AS p FROM ordered)
+      SELECT i, pt, FIRST_VALUE(i) OVER (PARTITION BY u ORDER BY ts
+        ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS p FROM ordered)
       WHERE p IS NOT NULL AND p <> i""",
     "CREATE TABLE bad (u INT) WITH ('connector' = 'blackhole')",
     "CREATE TABLE late (u INT) WITH ('connector' = 'blackhole')",
