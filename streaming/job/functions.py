@@ -1,7 +1,7 @@
-"""The job's keyed functions: thin Flink wrappers around `streaming.core`.
+"""The job's Python functions: thin Flink wrappers around `streaming.core`.
 
-Each declares its state in `open()`, keeps one plain Python object per key in a ValueState,
-and calls the core logic; nothing here decides anything the core does not.
+The keyed ones declare their state in `open()`, keep one plain Python object per key in a
+ValueState, and call the core logic; nothing here decides anything the core does not.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ __all__ = [
     "ORDERED_TYPE",
     "RECORD_TYPE",
     "SAMPLES",
+    "TRANSITION",
     "TRANSITION_TYPE",
     "ItemFunction",
     "LateFunction",

@@ -41,6 +41,7 @@ from streaming.job.functions import (
     ORDERED_TYPE,
     RECORD_TYPE,
     SAMPLES,
+    TRANSITION,
     TRANSITION_TYPE,
     ItemFunction,
     LateFunction,
@@ -221,7 +222,7 @@ def _transitions(
         t_env.to_append_stream(
             t_env.sql_query(
                 "SELECT CAST(previous AS STRING), "
-                "ROW(0, item_id, event_time, CAST(NULL AS STRING)) FROM transitions"
+                f"ROW({TRANSITION}, item_id, event_time, CAST(NULL AS STRING)) FROM transitions"
             ),
             Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]),
         ),
