@@ -289,12 +289,12 @@ def _first_sightings(t_env: StreamTableEnvironment, edges: DataStream, limit: in
         .column_by_expression("seen", "PROCTIME()")
         .build()
     )
-    t_env.create_temporary_view("new_edges", t_env.from_data_stream(edges, schema))
+    t_env.create_temporary_view("sightings", t_env.from_data_stream(edges, schema))
     table = t_env.sql_query(
         f"""SELECT f0, f1 FROM (
             SELECT f0, f1, COUNT(*) OVER (
                 PARTITION BY f0 ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-            ) AS n FROM new_edges
+            ) AS n FROM sightings
         ) WHERE n <= {2 * limit}"""
     )
     return t_env.to_append_stream(table, Types.ROW([Types.STRING(), EDGE_TYPE]))

@@ -27,14 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from batch.graph import transition_graph, user_sequences
-from batch.loaders import load_events
-from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, load_settings, parse_assignments
-from streaming.producer import produce_file
 from streaming.runtime import LocalStack
 from tests.benchmarks.bench_stream import _flags, _sql_job
-from tests.benchmarks.stack import private_settings
+from tests.benchmarks.stack import private_settings, synthetic_topic
+from tests.job.jobs import batch_counts
 
 VARIANTS = ("jvm-parse-once", "jvm-json-value", "python-batches")
 
@@ -158,15 +155,6 @@ def _timed(variant: str, settings: Settings, topic: str) -> tuple[float, int | N
     return float(out.split("net ")[-1]), sum(counted) if counted else None
 
 
-def _exact_transitions(ratings: Path, settings: Settings) -> int:
-    columns, _ = load_events(ratings, "csv", settings.events)
-    sequences = user_sequences(
-        columns.user_id, columns.item_id, columns.rating, columns.event_time,
-        settings.events.high_rating,
-    )  # fmt: skip
-    return int(transition_graph(sequences).counts.sum())
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -181,16 +169,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         settings, _ = private_settings(tmp / "home")
-        spec = SyntheticSpec(
-            users=args.events // 50, items=20_000, communities=100, events=args.events, seed=7
-        )
-        data = generate(tmp / "data", spec)
-        exact = _exact_transitions(data.ratings_path, settings)
         stack = LocalStack(settings)
         stack.up()
         try:
             topic = "bench.ratings"
-            produce_file(settings, data.ratings_path, "csv", topic=topic, report=lambda _: None)
+            ratings = synthetic_topic(
+                settings, tmp, topic, args.events, items=20_000, communities=100, seed=7
+            )
+            exact = sum(batch_counts(ratings, settings).values())
             seconds: dict[str, list[float]] = {name: [] for name in ("sql", *VARIANTS)}
             for repeat in range(args.repeats):
                 for name in seconds:

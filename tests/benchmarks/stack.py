@@ -33,12 +33,13 @@ def private_settings(home: Path, *extra: str) -> tuple[Settings, list[str]]:
 
 def synthetic_topic(
     settings: Settings, tmp: Path, topic: str, events: int, items: int, communities: int, seed: int
-) -> None:
+) -> Path:
     """Generate a synthetic ratings file (50 events per user) under `tmp` and produce it to
-    `topic`: the input the job benchmarks replay."""
+    `topic`: the input the job benchmarks replay. Returns the file."""
     spec = SyntheticSpec(
         users=events // 50, items=items, communities=communities, events=events, seed=seed
     )
     data = generate(tmp / "data", spec)
     print(f"producing {events:,} events to {topic} ...", flush=True)
     produce_file(settings, data.ratings_path, "csv", topic=topic, report=lambda _: None)
+    return data.ratings_path
