@@ -29,7 +29,6 @@ from streaming.job import records
 __all__ = [
     "COUNTS",
     "DEAD_LETTER",
-    "EDGE_TYPE",
     "HOPS",
     "ITEM_INPUT_TYPE",
     "LATE",
@@ -43,7 +42,6 @@ __all__ = [
     "LateFunction",
     "RecordFunction",
     "SequenceFunction",
-    "SightingFunction",
 ]
 
 RECORD_TYPE = Types.ROW(
@@ -63,8 +61,6 @@ TRANSITION_TYPE = Types.ROW([Types.LONG(), Types.LONG(), Types.LONG()])
 """(previous item, item, event time) of a user's transition; keyed by user id."""
 ITEM_INPUT_TYPE = Types.ROW([Types.INT(), Types.LONG(), Types.LONG(), Types.STRING()])
 """(kind, other item, event time, walk batch JSON); keyed by item id."""
-EDGE_TYPE = Types.ROW([Types.LONG()])
-"""(neighbour,) of a newly seen edge; keyed by item id."""
 TRANSITION, WALKS = 0, 1
 KEY_MISMATCH = "key_mismatch"
 
@@ -239,24 +235,3 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield SAMPLES, records.walk_sample(walk.path, walk.newest_event_time)
         for nxt, batch in onward.items():
             yield HOPS, encode_batch(nxt, batch)
-
-
-class SightingFunction(KeyedProcessFunction):  # type: ignore[misc]
-    """Per item: announce its first neighbours (either direction) on the items topic."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self.known = runtime_context.get_state(
-            ValueStateDescriptor("neighbours", Types.PICKLED_BYTE_ARRAY())
-        )
-
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        (neighbour,) = value
-        known: dict[int, int] = self.known.value() or {}
-        if len(known) >= self.limit:
-            return
-        known[neighbour] = known.get(neighbour, 0) + 1
-        self.known.update(known)
-        yield records.item_sighting(int(ctx.get_current_key()), known, len(known) == 1)

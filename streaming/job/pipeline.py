@@ -7,8 +7,7 @@ ratings --(SQL) route: compact & on time --+--> order by (event time, item), pre
                                                   +--> dead letters, late     |
 transitions --keyBy item--+--> ItemFunction --> samples, counts (debug)  <----+
 walk.hops --keyBy item----+        | hops --> walk.hops
-transitions --first of each edge, both ways, an item's first 2N (JVM)--keyBy item-->
-            SightingFunction --> items
+transitions --first of each edge, both ways, while the item knows < N others (SQL)--> items
 transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
 ```
 
@@ -33,7 +32,6 @@ from streaming.config import Settings
 from streaming.job.functions import (
     COUNTS,
     DEAD_LETTER,
-    EDGE_TYPE,
     HOPS,
     ITEM_INPUT_TYPE,
     LATE,
@@ -47,7 +45,6 @@ from streaming.job.functions import (
     LateFunction,
     RecordFunction,
     SequenceFunction,
-    SightingFunction,
 )
 from streaming.job.kafka_io import text_sink
 from streaming.job.positions import Position
@@ -256,9 +253,8 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
 
 
 def _new_edges(t_env: StreamTableEnvironment, transitions: DataStream) -> DataStream:
-    """Each edge's first transition, as a sighting of both its items, found in the JVM: in a
-    replay most transitions are new edges, and two records out of Python for each cost more
-    than the item function's own work."""
+    """Each edge's first transition, as a sighting of each of its items by the other, found
+    in the JVM: in a replay most transitions are new edges."""
     schema = Schema.new_builder().column_by_expression("seen", "PROCTIME()").build()
     t_env.create_temporary_view("transition_rows", t_env.from_data_stream(transitions, schema))
     t_env.execute_sql(
@@ -268,36 +264,54 @@ def _new_edges(t_env: StreamTableEnvironment, transitions: DataStream) -> DataSt
         ) WHERE n = 1"""
     )
     table = t_env.sql_query(
-        """SELECT CAST(src AS STRING), ROW(dst) FROM first_transitions
-        UNION ALL SELECT CAST(dst AS STRING), ROW(src) FROM first_transitions"""
+        "SELECT src, dst FROM first_transitions UNION ALL SELECT dst, src FROM first_transitions"
     )
-    return t_env.to_append_stream(table, Types.ROW([Types.STRING(), EDGE_TYPE]))
+    return t_env.to_append_stream(table, Types.ROW([Types.LONG(), Types.LONG()]))
 
 
-def _first_sightings(t_env: StreamTableEnvironment, edges: DataStream, limit: int) -> DataStream:
-    """Each item's first 2 x `limit` sightings, chosen in the JVM. An item sights a neighbour
-    at most twice (once per direction of their edge), so these hold its first `limit`
-    neighbours, and the Python function sees a bounded number of records per item instead of
-    two per new edge of the whole graph.
+_SIGHTING_JSON = (
+    """'{"first":' || CASE WHEN n = 1 THEN 'true' ELSE 'false' END || ',"item_id":' || """
+    """CAST(item_id AS STRING) || ',"neighbours":{"' || CAST(neighbour AS STRING) || '":' || """
+    """CAST(times AS STRING) || '}}'"""
+)
 
-    A running count over processing time, not ROW_NUMBER's Top-N: the planner takes any Top-N
+
+def _sightings(t_env: StreamTableEnvironment, edges: DataStream, limit: int) -> DataStream:
+    """The items topic, written by the JVM: one record per sighting of a neighbour by an
+    item, with how often the item has seen it so far (once per direction of their edge, so
+    1 or 2), while the item knows fewer than `limit` other items. Merged per item (later
+    counts win), an item's records hold its first `limit` neighbours; no Python call, where
+    one per sighting used to cost about as much as the transitions themselves.
+
+    Running counts over processing time, not ROW_NUMBER's Top-N: the planner takes any Top-N
     for an updating result, which to_append_stream refuses; an OVER count is insert-only."""
     schema = (
         Schema.new_builder()
-        .column("f0", "STRING")
-        .column("f1", "ROW<f0 BIGINT>")
+        .column("f0", "BIGINT")
+        .column("f1", "BIGINT")
         .column_by_expression("seen", "PROCTIME()")
         .build()
     )
     t_env.create_temporary_view("sightings", t_env.from_data_stream(edges, schema))
-    table = t_env.sql_query(
-        f"""SELECT f0, f1 FROM (
-            SELECT f0, f1, COUNT(*) OVER (
-                PARTITION BY f0 ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-            ) AS n FROM sightings
-        ) WHERE n <= {2 * limit}"""
-    )
-    return t_env.to_append_stream(table, Types.ROW([Types.STRING(), EDGE_TYPE]))
+    rows = f"""SELECT item_id, neighbour, times, n FROM (
+        SELECT item_id, neighbour, times, COUNT(*) OVER w AS n,
+            -- distinct neighbours known so far, this one included
+            SUM(CASE WHEN times = 1 THEN 1 ELSE 0 END) OVER w AS known
+        FROM (
+            SELECT f0 AS item_id, f1 AS neighbour, seen, COUNT(*) OVER (
+                PARTITION BY f0, f1 ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            ) AS times FROM sightings)
+        WINDOW w AS (
+            PARTITION BY item_id ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    ) WHERE known - CASE WHEN times = 1 THEN 1 ELSE 0 END < {limit}"""
+    return _strings(t_env, t_env.sql_query(f"SELECT {_SIGHTING_JSON} FROM ({rows})"))
+
+
+def _strings(t_env: StreamTableEnvironment, table: Any) -> DataStream:
+    """A one-column STRING table as a stream of Java strings, for a text sink. PyFlink 2.2's
+    to_append_stream(table, Types.STRING()) generates a cast that does not compile."""
+    string_class = get_gateway().jvm.java.lang.Class.forName("java.lang.String")
+    return DataStream(t_env._j_tenv.toDataStream(table._j_table, string_class))
 
 
 def build_job(
@@ -370,11 +384,5 @@ def build_job(
     if settings.stream.emit_counts:
         write(items.get_side_output(COUNTS), "counts-sink", topics.counts, True)
 
-    limit = settings.stream.item_neighbours
-    sightings = (
-        _key_by_first_field(_first_sightings(t_env, new_edges, limit), EDGE_TYPE)
-        .process(SightingFunction(limit), output_type=Types.STRING())
-        .uid("sightings")
-        .name("sightings")
-    )
+    sightings = _sightings(t_env, new_edges, settings.stream.item_neighbours)
     write(sightings, "items-sink", topics.items, True)

@@ -12,7 +12,6 @@ from streaming.core.events import Event
 __all__ = [
     "count_update",
     "dead_letter",
-    "item_sighting",
     "late_event",
     "user_sequence_sample",
     "walk_sample",
@@ -44,17 +43,6 @@ def late_event(event: Event, partition: int, offset: int, watermark: int) -> str
     """A valid high rating that arrived at or behind the watermark (event time, seconds)."""
     return _dumps(
         {**event._asdict(), "partition": partition, "offset": offset, "watermark": watermark}
-    )
-
-
-def item_sighting(item: int, neighbours: Mapping[int, int], first: bool) -> str:
-    """An item's first neighbours (either direction) and how often each was seen."""
-    return _dumps(
-        {
-            "item_id": item,
-            "first": first,
-            "neighbours": {str(n): c for n, c in sorted(neighbours.items())},
-        }
     )
 
 

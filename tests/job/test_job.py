@@ -52,21 +52,27 @@ def test_replay_gives_exactly_the_batch_counts(
     assert final_counts(world.settings) == expected
     assert sum(expected.values()) > 5_000
     items = read_topic(world.settings, world.topic("items"))
-    announced: dict[int, set[int]] = {}
+    announced: dict[int, dict[int, int]] = {}  # merged as the trainer merges them
+    firsts: Counter[int] = Counter()
     for *_, value in items:
         record = json.loads(value)
-        known = {int(n) for n in record["neighbours"]}
-        if len(known) >= len(announced.get(record["item_id"], ())):
-            announced[record["item_id"]] = known
-    neighbours: dict[int, set[int]] = {}
+        announced.setdefault(record["item_id"], {}).update(
+            {int(n): c for n, c in record["neighbours"].items()}
+        )
+        firsts[record["item_id"]] += record["first"]
+    sightings: dict[int, Counter[int]] = {}  # once per direction of an edge
     for src, dst in expected:
-        neighbours.setdefault(src, set()).add(dst)
-        neighbours.setdefault(dst, set()).add(src)
-    assert announced.keys() == neighbours.keys()
+        sightings.setdefault(src, Counter())[dst] += 1
+        sightings.setdefault(dst, Counter())[src] += 1
+    assert announced.keys() == sightings.keys()
+    assert firsts == Counter(announced.keys())
     limit = world.settings.stream.item_neighbours
     for item, known in announced.items():  # its first `limit` neighbours, either direction
-        assert known <= neighbours[item]
-        assert len(known) == min(limit, len(neighbours[item])), item
+        assert len(known) == min(limit, len(sightings[item])), item
+        # how often each was seen; once an item knows `limit`, it announces no more
+        exact = len(sightings[item]) < limit
+        for n, count in known.items():
+            assert count == sightings[item][n] if exact else 1 <= count <= sightings[item][n]
     # Stamped when written, not with the (years old) event time: time-based retention would
     # delete a replay's output within minutes (it did, in CI).
     counts = read_topic(world.settings, world.topic("counts"))
