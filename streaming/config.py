@@ -241,6 +241,15 @@ class StreamSettings(_Section):
     emit_counts: bool = Field(
         False, description="write every transition-count update to the counts topic (debug)"
     )
+    item_shards: int = Field(
+        128,
+        ge=1,
+        le=32_768,
+        description="per-item state is keyed by item id mod this (changing it needs a replay)",
+    )
+    batch_ms: int = Field(
+        200, ge=10, le=60_000, description="transitions reach Python in batches this long"
+    )
 
     @field_validator("user_sequence_length")
     @classmethod

@@ -17,7 +17,7 @@ import numpy as np
 
 from streaming.core.neighbours import ItemNeighbours
 
-__all__ = ["Walk", "WalkStarter", "decode_batch", "encode_batch", "step_walks"]
+__all__ = ["Walk", "WalkStarter", "add_transitions", "decode_batch", "encode_batch", "step_walks"]
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,6 @@ class WalkStarter:
     credit: float = field(default=0.0)
     newest_event_time: int = field(default=0)
     """Of the transitions out of the item: what a refresh walk from it covers."""
-    next_refresh_ms: int | None = field(default=None)
-    """Processing time of this item's pending refresh timer; None when it has none."""
 
     def on_weight_gain(self, gain: int, walks_per_weight: float, event_time: int) -> int:
         self.newest_event_time = max(self.newest_event_time, event_time)
@@ -97,3 +95,20 @@ class WalkStarter:
         starts = int(self.credit + _ROUNDING)
         self.credit -= starts
         return starts
+
+
+def add_transitions(
+    item: int,
+    transitions: list[tuple[int, int]],
+    neighbours: ItemNeighbours,
+    starter: WalkStarter,
+    walks_per_weight: float,
+) -> list[Walk]:
+    """Count transitions (next item, event time) out of `item`; return the walks they start,
+    each carrying the event time of the transition that started it."""
+    started: list[Walk] = []
+    for nxt, event_time in transitions:
+        neighbours.add(nxt)
+        starts = starter.on_weight_gain(1, walks_per_weight, event_time)
+        started.extend([Walk((item,), event_time)] * starts)
+    return started

@@ -17,13 +17,20 @@ from pyflink.datastream import (
     ProcessFunction,
     RuntimeContext,
 )
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from streaming.config import EventSettings, StreamSettings
 from streaming.core.events import Event, InvalidEventError, Reason, event_from_json
 from streaming.core.neighbours import ItemNeighbours
 from streaming.core.sequences import RecentItems, Transition
-from streaming.core.walks import Walk, WalkStarter, decode_batch, encode_batch, step_walks
+from streaming.core.walks import (
+    Walk,
+    WalkStarter,
+    add_transitions,
+    decode_batch,
+    encode_batch,
+    step_walks,
+)
 from streaming.job import records
 
 __all__ = [
@@ -36,12 +43,14 @@ __all__ = [
     "ORDERED_TYPE",
     "RECORD_TYPE",
     "SAMPLES",
-    "TRANSITION",
+    "TRANSITIONS",
     "TRANSITION_TYPE",
+    "WALKS",
     "ItemFunction",
     "LateFunction",
     "RecordFunction",
     "SequenceFunction",
+    "parse_transitions",
 ]
 
 RECORD_TYPE = Types.ROW(
@@ -59,9 +68,10 @@ LATE_TYPE = Types.ROW(
 # Keyed inputs are Row(key, payload): Flink keys them in the JVM on field 0.
 TRANSITION_TYPE = Types.ROW([Types.LONG(), Types.LONG(), Types.LONG()])
 """(previous item, item, event time) of a user's transition; keyed by user id."""
-ITEM_INPUT_TYPE = Types.ROW([Types.INT(), Types.LONG(), Types.LONG(), Types.STRING()])
-"""(kind, other item, event time, walk batch JSON); keyed by item id."""
-TRANSITION, WALKS = 0, 1
+ITEM_INPUT_TYPE = Types.ROW([Types.INT(), Types.STRING()])
+"""(kind, payload): a batch of transitions (`parse_transitions`) or of walks (JSON); keyed by
+the shard of their items."""
+TRANSITIONS, WALKS = 0, 1
 KEY_MISMATCH = "key_mismatch"
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
@@ -163,18 +173,26 @@ class SequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
 
 
 class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
-    """Per item: out-neighbour counts; starts walks as its weight grows and steps walks."""
+    """Per shard of items: each item's out-neighbour counts and walk starter, in a MapState.
+
+    Called once per batch of a shard's transitions (the JVM batches them), not once per
+    transition: the crossing into Python for each record cost more than the work. Walks are
+    stepped where their item's counts live; a refresh timer per shard starts background walks
+    from all of its items."""
 
     def __init__(self, stream: StreamSettings, walk_length: int, seed: int, walks: bool) -> None:
         self.stream = stream
         self.walk_length = walk_length
         self.seed = seed
-        self.walks = walks
+        self.walks_per_weight = stream.walks_per_weight if walks else 0.0
         self.refresh_per_hour = stream.refresh_walks_per_weight_hour if walks else 0.0
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.items = runtime_context.get_state(
-            ValueStateDescriptor("item", Types.PICKLED_BYTE_ARRAY())
+        self.items = runtime_context.get_map_state(
+            MapStateDescriptor("items", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
+        )
+        self.refresh_due = runtime_context.get_state(
+            ValueStateDescriptor("refresh_due", Types.LONG())
         )
         task = _subtask_index(runtime_context)
         self.rng = np.random.default_rng([self.seed, task])
@@ -184,48 +202,46 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.finished = metrics.counter("walks_finished")
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        kind, other, event_time, batch = value
-        item = int(ctx.get_current_key())
-        if kind != TRANSITION:
-            _, walks = decode_batch(batch)
-            yield from self._step(item, walks, self._state()[0])
+        kind, payload = value
+        if kind == WALKS:
+            item, walks = decode_batch(payload)
+            yield from self._step(item, walks, self._item(item)[0])
             return
-        neighbours, starter = self._state()
-        self.transitions.inc()
-        neighbours.add(other)
-        if self.stream.emit_counts:
-            yield COUNTS, records.count_update(item, other, neighbours.counts[other])
-        starts = 0
-        if self.walks:
-            starts = starter.on_weight_gain(1, self.stream.walks_per_weight, event_time)
-            if self.refresh_per_hour > 0 and starter.next_refresh_ms is None:
-                starter.next_refresh_ms = self._schedule_refresh(ctx.timer_service())
-        self.items.update((neighbours, starter))
-        if starts:
-            yield from self._step(item, [Walk((item,), event_time)] * starts, neighbours)
+        for src, transitions in parse_transitions(payload).items():
+            neighbours, starter = self._item(src)
+            started = add_transitions(src, transitions, neighbours, starter, self.walks_per_weight)
+            self.items.put(src, (neighbours, starter))
+            self.transitions.inc(len(transitions))
+            if self.stream.emit_counts:
+                for dst in dict.fromkeys(dst for dst, _ in transitions):
+                    yield COUNTS, records.count_update(src, dst, neighbours.counts[dst])
+            if started:
+                yield from self._step(src, started, neighbours)
+        if self.refresh_per_hour > 0 and self.refresh_due.value() is None:
+            self._schedule_refresh(ctx.timer_service())
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
-        """A background refresh: start walks in proportion to the item's whole weight."""
-        neighbours, starter = self._state()
-        starter.next_refresh_ms = None
-        starts = 0
-        if self.refresh_per_hour > 0:  # off since the timer was set: let it lapse
-            interval_s = self.stream.refresh_interval_s
+        """A background refresh: each item of the shard starts walks in proportion to its
+        whole weight."""
+        self.refresh_due.clear()
+        if self.refresh_per_hour <= 0:  # off since the timer was set: let it lapse
+            return
+        interval_s = self.stream.refresh_interval_s
+        for item, (neighbours, starter) in list(self.items.items()):
             starts = starter.on_refresh(neighbours.weight, self.refresh_per_hour, interval_s)
-            starter.next_refresh_ms = self._schedule_refresh(ctx.timer_service())
-        self.items.update((neighbours, starter))
-        if starts:
-            item = int(ctx.get_current_key())
-            walks = [Walk((item,), starter.newest_event_time)] * starts
-            yield from self._step(item, walks, neighbours)
+            self.items.put(item, (neighbours, starter))
+            if starts:
+                walks = [Walk((item,), starter.newest_event_time)] * starts
+                yield from self._step(item, walks, neighbours)
+        self._schedule_refresh(ctx.timer_service())
 
-    def _state(self) -> tuple[ItemNeighbours, WalkStarter]:
-        return self.items.value() or (ItemNeighbours(), WalkStarter())
+    def _item(self, item: int) -> tuple[ItemNeighbours, WalkStarter]:
+        return self.items.get(item) or (ItemNeighbours(), WalkStarter())
 
-    def _schedule_refresh(self, timers: Any) -> int:
+    def _schedule_refresh(self, timers: Any) -> None:
         due = int(timers.current_processing_time()) + self.stream.refresh_interval_s * _MS
         timers.register_processing_time_timer(due)
-        return due
+        self.refresh_due.update(due)
 
     def _step(self, item: int, walks: list[Walk], neighbours: ItemNeighbours) -> Iterator[Any]:
         done, onward = step_walks(item, walks, neighbours, self.walk_length, self.rng)
@@ -235,3 +251,13 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield SAMPLES, records.walk_sample(walk.path, walk.newest_event_time)
         for nxt, batch in onward.items():
             yield HOPS, encode_batch(nxt, batch)
+
+
+def parse_transitions(batch: str) -> dict[int, list[tuple[int, int]]]:
+    """A shard's batch as the JVM writes it ("SRC DST EVENT_TIME" joined by ","), grouped by
+    source item in order of arrival."""
+    by_src: dict[int, list[tuple[int, int]]] = {}
+    for transition in batch.split(","):
+        src, dst, event_time = transition.split(" ")
+        by_src.setdefault(int(src), []).append((int(dst), int(event_time)))
+    return by_src

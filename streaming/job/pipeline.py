@@ -39,8 +39,9 @@ from streaming.job.functions import (
     ORDERED_TYPE,
     RECORD_TYPE,
     SAMPLES,
-    TRANSITION,
     TRANSITION_TYPE,
+    TRANSITIONS,
+    WALKS,
     ItemFunction,
     LateFunction,
     RecordFunction,
@@ -217,11 +218,8 @@ def _transitions(
     return (
         t_env.to_append_stream(late, LATE_TYPE),
         t_env.to_append_stream(
-            t_env.sql_query(
-                "SELECT CAST(previous AS STRING), "
-                f"ROW({TRANSITION}, item_id, event_time, CAST(NULL AS STRING)) FROM transitions"
-            ),
-            Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]),
+            t_env.sql_query("SELECT previous, item_id, event_time FROM transitions"),
+            Types.ROW_NAMED(["src", "dst", "event_time"], [Types.LONG()] * 3),
         ),
     )
 
@@ -235,6 +233,52 @@ def _user_transitions(t_env: StreamTableEnvironment) -> DataStream:
     )
 
 
+def _transition_rows(t_env: StreamTableEnvironment, transitions: DataStream, bounded: bool) -> None:
+    """Register `transition_rows`, read by the edges' and the item batches' queries (one
+    conversion: each would otherwise re-read the topic): the transitions with their
+    processing time, `seen`, and in a bounded replay `ingested`, the same time as an event
+    time. Windows on `seen` never fire once a bounded input has ended; on `ingested`, the end's
+    final watermark fires them all."""
+    schema = (
+        Schema.new_builder()
+        .column("src", "BIGINT")
+        .column("dst", "BIGINT")
+        .column("event_time", "BIGINT")
+        .column_by_expression("seen", "PROCTIME()")
+    )
+    if bounded:
+        # Behind by a second, not a millisecond: a row of the millisecond the watermark was
+        # taken in, or after a small step back of the wall clock, is not late (and dropped).
+        schema = schema.column_by_expression(
+            "ingested", "CAST(CURRENT_TIMESTAMP AS TIMESTAMP_LTZ(3))"
+        ).watermark("ingested", "ingested - INTERVAL '1' SECOND")
+    t_env.create_temporary_view(
+        "transition_rows", t_env.from_data_stream(transitions, schema.build())
+    )
+
+
+def _shard(item: str, shards: int) -> str:
+    return f"CAST(MOD({item}, {shards}) AS STRING)"
+
+
+def _item_batches(t_env: StreamTableEnvironment, settings: Settings, bounded: bool) -> DataStream:
+    """Each shard's transitions in batches of `stream.batch_ms` (as `parse_transitions`
+    reads them): one Python call per batch instead of one per transition."""
+    stream = settings.stream
+    time = "ingested" if bounded else "seen"
+    transition = (
+        "CAST(src AS STRING) || ' ' || CAST(dst AS STRING) || ' ' || CAST(event_time AS STRING)"
+    )
+    table = t_env.sql_query(
+        f"""SELECT {_shard("src", stream.item_shards)},
+            ROW({TRANSITIONS}, LISTAGG({transition}, ','))
+        FROM TABLE(TUMBLE(TABLE transition_rows, DESCRIPTOR({time}),
+            INTERVAL '{stream.batch_ms / 1000:.3f}' SECOND))
+        GROUP BY MOD(src, {stream.item_shards}), window_start, window_end"""
+    )
+    return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
+
+
 def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
     kafka = settings.kafka
     options = {
@@ -246,21 +290,20 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
         "value.format": "raw",
     }
     t_env.execute_sql(f"CREATE TEMPORARY TABLE hops (v STRING) WITH ({_options(options)})")
+    item = "CAST(JSON_VALUE(v, '$.item') AS BIGINT)"
     table = t_env.sql_query(
-        "SELECT JSON_VALUE(v, '$.item'), ROW(1, CAST(0 AS BIGINT), CAST(0 AS BIGINT), v) FROM hops"
+        f"SELECT {_shard(item, settings.stream.item_shards)}, ROW({WALKS}, v) FROM hops"
     )
     return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
 
 
-def _new_edges(t_env: StreamTableEnvironment, transitions: DataStream) -> DataStream:
+def _new_edges(t_env: StreamTableEnvironment) -> DataStream:
     """Each edge's first transition, as a sighting of each of its items by the other, found
     in the JVM: in a replay most transitions are new edges."""
-    schema = Schema.new_builder().column_by_expression("seen", "PROCTIME()").build()
-    t_env.create_temporary_view("transition_rows", t_env.from_data_stream(transitions, schema))
     t_env.execute_sql(
         """CREATE TEMPORARY VIEW first_transitions AS SELECT src, dst FROM (
             SELECT src, dst, ROW_NUMBER() OVER (PARTITION BY src, dst ORDER BY seen) AS n
-            FROM (SELECT CAST(f0 AS BIGINT) AS src, f1.f1 AS dst, seen FROM transition_rows)
+            FROM transition_rows
         ) WHERE n = 1"""
     )
     table = t_env.sql_query(
@@ -353,7 +396,8 @@ def build_job(
     # Translated whether or not it is used, so the operators SQL makes keep their ids when
     # user-sequence samples are turned on or off between restarts.
     user_transitions = _user_transitions(t_env)
-    new_edges = _new_edges(t_env, transitions)
+    _transition_rows(t_env, transitions, bounded=not walks)
+    new_edges = _new_edges(t_env)
     late_records = late.process(LateFunction(), output_type=Types.STRING()).uid("late").name("late")
     write(late_records.union(checked.get_side_output(LATE)), "late-sink", topics.late, True)
     if settings.stream.user_sequence_length:
@@ -368,7 +412,8 @@ def build_job(
         )
         write(samples, "sequence-samples-sink", topics.samples)
 
-    item_inputs = transitions.union(_hops(t_env, settings)) if walks else transitions
+    batches = _item_batches(t_env, settings, bounded=not walks)
+    item_inputs = batches.union(_hops(t_env, settings)) if walks else batches
     items = (
         _key_by_first_field(item_inputs, ITEM_INPUT_TYPE)
         .process(
