@@ -86,14 +86,16 @@ _COMPACT = (
 
 
 _ON_TIME, _LATE, _LOW, _OTHER = range(4)
-_ROUTED_TYPE = Types.ROW_NAMED(
-    ["route", "k", "partition", "offset", "v", "user_id", "item_id", "rating", "event_time",
+_PARSED_TYPE = Types.ROW_NAMED(
+    ["compact", "k", "partition", "offset", "v", "user_id", "item_id", "rating", "event_time",
      "event_ts"],
-    [Types.INT(), Types.STRING(), Types.INT(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
-     Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.LONG(), Types.INSTANT()],
+    [Types.BOOLEAN(), Types.STRING(), Types.INT(), Types.LONG(),
+     Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.LONG(), Types.LONG(), Types.DOUBLE(),
+     Types.LONG(), Types.INSTANT()],
 )  # fmt: skip
-"""A ratings record and its route; it stays in the JVM (no Python function reads it). Its
-event time travels twice: as a column, and as the record's timestamp (`rowtime` below)."""
+"""A ratings record read once: whether it is in the compact form, and the fields split from
+it. It stays in the JVM (no Python function reads it). Its event time travels twice: as a
+column, and as the record's timestamp (`rowtime` below)."""
 
 
 def _field(index: int, end: str) -> str:
@@ -122,12 +124,16 @@ def _ratings(
         **(until.bounded_options() if until is not None else {}),
     }
     compact = f"REGEXP(CAST(v AS STRING), '{_COMPACT}')"
-    # Event time for watermarks: split from a compact record, else one JVM read of the JSON
-    # field. A record without a valid event time gets time 0: it neither holds the watermark
-    # back nor pushes it into the future (a millisecond time would); it is rejected anyway.
+    # Event time for watermarks: the number after the first "event_time": (a compact record's
+    # exact time), else one JVM read of the JSON field. No regex: Flink inlines a computed
+    # column wherever it is used, and this one runs several times per record. A time split
+    # from the wrong place needs a record crafted for it, and moves the watermark no further
+    # than a valid event could. A record without a valid event time gets time 0: it neither
+    # holds the watermark back nor pushes it into the future (a millisecond time would).
+    split = "SPLIT_INDEX(SPLIT_INDEX(CAST(v AS STRING), '\"event_time\":', 1), '}', 0)"
     seconds = (
-        f"CASE WHEN {compact} THEN TRY_CAST({_field(4, '}')} AS BIGINT) "
-        "ELSE TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT) END"
+        f"COALESCE(TRY_CAST({split} AS BIGINT), "
+        "TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT))"
     )
     t_env.execute_sql(
         f"""CREATE TEMPORARY TABLE ratings (
@@ -143,22 +149,12 @@ def _ratings(
                 DAY TO SECOND
         ) WITH ({_options(options)})"""
     )
-    accepted = (
-        f"CHAR_LENGTH(CAST(v AS STRING)) <= {rules.max_record_bytes} AND {compact} "
-        f"AND k = {_field(1, ',')} "
-        f"AND TRY_CAST({_field(3, ',')} AS DOUBLE) BETWEEN {rules.min_rating!r} AND "
-        f"{rules.max_rating!r} AND event_time <= {rules.max_event_time}"
-    )
-    # One pass decides each record's route, so the late test runs once per record, on the
-    # watermark that record travelled with (every query translated on its own would read the
-    # topic again, with its own watermark).
-    high = rules.high_rating
-    routed = t_env.sql_query(
-        f"""SELECT CASE
-                WHEN ({accepted}) IS NOT TRUE THEN {_OTHER}
-                WHEN TRY_CAST({_field(3, ",")} AS DOUBLE) < {high!r} THEN {_LOW}
-                WHEN ts <= CURRENT_WATERMARK(ts) THEN {_LATE}
-                ELSE {_ON_TIME} END,
+    # Materialized by the conversion to a stream: Flink inlines a column wherever a query
+    # uses it, so the route below, on these columns, would otherwise run the regex and the
+    # splits again for each use (a profile found the source's thread busy with them).
+    parsed = t_env.sql_query(
+        f"""SELECT
+            CHAR_LENGTH(CAST(v AS STRING)) <= {rules.max_record_bytes} AND {compact},
             COALESCE(k, ''), `partition`, `offset`, v,
             TRY_CAST({_field(1, ",")} AS BIGINT), TRY_CAST({_field(2, ",")} AS BIGINT),
             TRY_CAST({_field(3, ",")} AS DOUBLE), event_time, ts
@@ -170,8 +166,21 @@ def _ratings(
         .watermark("ts", "SOURCE_WATERMARK()")
         .build()
     )
-    stream = t_env.to_append_stream(routed, _ROUTED_TYPE)
-    t_env.create_temporary_view("routed", t_env.from_data_stream(stream, schema))
+    stream = t_env.to_append_stream(parsed, _PARSED_TYPE)
+    t_env.create_temporary_view("parsed", t_env.from_data_stream(stream, schema))
+    # Every query that reads `routed` reads the one stream above, with its watermarks, so
+    # each record gets the same route (and the same late test) in all of them.
+    t_env.execute_sql(
+        f"""CREATE TEMPORARY VIEW routed AS SELECT CASE
+                WHEN (compact AND k = CAST(user_id AS STRING)
+                    AND rating BETWEEN {rules.min_rating!r} AND {rules.max_rating!r}
+                    AND event_time <= {rules.max_event_time}) IS NOT TRUE THEN {_OTHER}
+                WHEN rating < {rules.high_rating!r} THEN {_LOW}
+                WHEN ts <= CURRENT_WATERMARK(ts) THEN {_LATE}
+                ELSE {_ON_TIME} END AS route,
+            k, `partition`, `offset`, v, user_id, item_id, rating, event_time, ts
+        FROM parsed"""
+    )
 
 
 def _transitions(
@@ -218,8 +227,8 @@ def _transitions(
     return (
         t_env.to_append_stream(late, LATE_TYPE),
         t_env.to_append_stream(
-            t_env.sql_query("SELECT previous, item_id, event_time FROM transitions"),
-            Types.ROW_NAMED(["src", "dst", "event_time"], [Types.LONG()] * 3),
+            t_env.sql_query("SELECT user_id, previous, item_id, event_time FROM transitions"),
+            Types.ROW_NAMED(["user_id", "src", "dst", "event_time"], [Types.LONG()] * 4),
         ),
     )
 
@@ -227,7 +236,7 @@ def _transitions(
 def _user_transitions(t_env: StreamTableEnvironment) -> DataStream:
     return t_env.to_append_stream(
         t_env.sql_query(
-            "SELECT CAST(user_id AS STRING), ROW(previous, item_id, event_time) FROM transitions"
+            "SELECT CAST(user_id AS STRING), ROW(src, dst, event_time) FROM transition_rows"
         ),
         Types.ROW([Types.STRING(), TRANSITION_TYPE]),
     )
@@ -241,6 +250,7 @@ def _transition_rows(t_env: StreamTableEnvironment, transitions: DataStream, bou
     final watermark fires them all."""
     schema = (
         Schema.new_builder()
+        .column("user_id", "BIGINT")
         .column("src", "BIGINT")
         .column("dst", "BIGINT")
         .column("event_time", "BIGINT")
@@ -393,25 +403,10 @@ def build_job(
     )
     write(checked.get_side_output(DEAD_LETTER), "dead-letter-sink", topics.dead_letter, True)
     late, transitions = _transitions(t_env, checked)
-    # Translated whether or not it is used, so the operators SQL makes keep their ids when
-    # user-sequence samples are turned on or off between restarts.
-    user_transitions = _user_transitions(t_env)
     _transition_rows(t_env, transitions, bounded=not walks)
     new_edges = _new_edges(t_env)
     late_records = late.process(LateFunction(), output_type=Types.STRING()).uid("late").name("late")
     write(late_records.union(checked.get_side_output(LATE)), "late-sink", topics.late, True)
-    if settings.stream.user_sequence_length:
-        samples = (
-            _key_by_first_field(user_transitions, TRANSITION_TYPE)
-            .process(
-                SequenceFunction(settings.stream.user_sequence_length),
-                output_type=Types.STRING(),
-            )
-            .uid("sequences")
-            .name("sequences")
-        )
-        write(samples, "sequence-samples-sink", topics.samples)
-
     batches = _item_batches(t_env, settings, bounded=not walks)
     item_inputs = batches.union(_hops(t_env, settings)) if walks else batches
     items = (
@@ -431,3 +426,18 @@ def build_job(
 
     sightings = _sightings(t_env, new_edges, settings.stream.item_neighbours)
     write(sightings, "items-sink", topics.items, True)
+
+    # Last: a conversion adds its operators to the job even when nothing reads it, and the
+    # ids of the operators SQL makes follow the order they are made in, so one added here
+    # leaves every other id (and the state behind it) as it was.
+    if settings.stream.user_sequence_length:
+        samples = (
+            _key_by_first_field(_user_transitions(t_env), TRANSITION_TYPE)
+            .process(
+                SequenceFunction(settings.stream.user_sequence_length),
+                output_type=Types.STRING(),
+            )
+            .uid("sequences")
+            .name("sequences")
+        )
+        write(samples, "sequence-samples-sink", topics.samples)

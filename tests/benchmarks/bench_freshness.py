@@ -35,6 +35,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=10_000)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "fresh.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -42,7 +43,7 @@ def main() -> int:
             Path(tmp_dir) / "home",
             "stream.out_of_orderness_s=1",
             "stream.walks_per_weight=0.05",
-            "flink.parallelism=2",
+            f"flink.parallelism={args.parallelism}",
         )
         stack = LocalStack(settings)
         stack.up()
