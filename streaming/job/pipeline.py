@@ -415,7 +415,9 @@ def build_job(
             ItemFunction(settings.stream, settings.walks.length, settings.training.seed, walks),
             output_type=Types.STRING(),  # everything it writes goes to side outputs
         )
-        .uid("items")
+        # Items live under their shard's key: a restore with another shard count must fail
+        # (Flink cannot map this state to an operator), not look for them under wrong keys.
+        .uid(f"items-{settings.stream.item_shards}-shards")
         .name("items")
     )
     if walks:

@@ -159,6 +159,25 @@ def test_a_restored_bounded_replay_is_refused(
     assert "FLINK-31006" in result.stderr
 
 
+def test_a_restore_with_another_shard_count_is_refused(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    world = job_world(local_stack, unique, tmp_path)
+    send_events(world.settings, world.topic("ratings"), [Event(1, 1, 5.0, 1), Event(1, 2, 5.0, 2)])
+    job = world.start("--from", "earliest")
+    try:
+        poll(
+            lambda: list(world.settings.checkpoint_dir.glob("*/chk-*/_metadata")),
+            180,
+            "a checkpoint",
+        )
+    finally:
+        JobWorld.kill(job)
+    resharded = replace(world, flags=[*world.flags, "--set", "stream.item_shards=7"])
+    with pytest.raises(AssertionError, match="Cannot map checkpoint/savepoint state"):
+        resharded.run("--from-checkpoint", "latest", timeout_s=120)
+
+
 def test_replay_from_offsets_and_from_a_timestamp(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
