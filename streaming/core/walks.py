@@ -2,22 +2,33 @@
 
 A walk is a path of item ids plus the newest event time that caused it. Walks travel in
 batches: every walk currently at one item is stepped with one vectorised draw from that
-item's `ItemNeighbours`, then regrouped by the item each one moved to; a batch is one message
-on the feedback topic, keyed by its item, so the task that owns the item (and only it) holds
-the counts the next hop needs.
+item's `ItemNeighbours`, then regrouped by the item each one moved to. Items are sharded
+(item id mod a shard count); walks keep stepping while they stay in their shard, and those
+bound for other shards travel as one message per shard on the feedback topic, keyed by that
+shard, so the task that owns it (and only it) holds the counts the next hops need.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streaming.core.neighbours import ItemNeighbours
 
-__all__ = ["Walk", "WalkStarter", "add_transitions", "decode_batch", "encode_batch", "step_walks"]
+__all__ = [
+    "Advanced",
+    "Walk",
+    "WalkStarter",
+    "add_transitions",
+    "advance_walks",
+    "decode_batch",
+    "encode_batch",
+    "step_walks",
+]
 
 
 @dataclass(frozen=True)
@@ -26,16 +37,26 @@ class Walk:
     newest_event_time: int
 
 
-def encode_batch(item: int, walks: list[Walk]) -> str:
+def encode_batch(shard: int, walks: Mapping[int, list[Walk]]) -> str:
+    """Walks bound for items of one shard, by item: one message on the feedback topic."""
     return json.dumps(
-        {"item": item, "walks": [[list(w.path), w.newest_event_time] for w in walks]},
+        {
+            "shard": shard,
+            "walks": {
+                str(item): [[list(w.path), w.newest_event_time] for w in batch]
+                for item, batch in walks.items()
+            },
+        },
         separators=(",", ":"),
     )
 
 
-def decode_batch(text: str) -> tuple[int, list[Walk]]:
+def decode_batch(text: str) -> dict[int, list[Walk]]:
     record = json.loads(text)
-    return int(record["item"]), [Walk(tuple(path), int(newest)) for path, newest in record["walks"]]
+    return {
+        int(item): [Walk(tuple(path), int(newest)) for path, newest in batch]
+        for item, batch in record["walks"].items()
+    }
 
 
 def step_walks(
@@ -64,6 +85,43 @@ def step_walks(
         else:
             onward[nxt].append(moved)
     return done, dict(onward)
+
+
+@dataclass
+class Advanced:
+    """What `advance_walks` did: finished walks, walks to send on (by shard, then item), and
+    the hops it drew."""
+
+    done: list[Walk] = field(default_factory=list)
+    outbound: dict[int, dict[int, list[Walk]]] = field(default_factory=dict)
+    steps: int = 0
+
+
+def advance_walks(
+    walks: Mapping[int, list[Walk]],
+    neighbours_of: Callable[[int], ItemNeighbours],
+    shards: int,
+    shard: int,
+    length: int,
+    rng: np.random.Generator,
+) -> Advanced:
+    """Step walks (by the item they stand on) until each is finished or stands on an item
+    of another shard (item id mod `shards`). A hop within `shard` needs no message: the
+    counts of all of its items are here."""
+    result = Advanced()
+    pending = {item: list(batch) for item, batch in walks.items()}
+    while pending:
+        item, batch = pending.popitem()
+        done, onward = step_walks(item, batch, neighbours_of(item), length, rng)
+        result.done.extend(done)
+        grown = [*done, *(walk for moved in onward.values() for walk in moved)]
+        result.steps += sum(len(w.path) for w in grown) - sum(len(w.path) for w in batch)
+        for nxt, moved in onward.items():
+            if nxt % shards == shard:
+                pending.setdefault(nxt, []).extend(moved)
+            else:
+                result.outbound.setdefault(nxt % shards, {}).setdefault(nxt, []).extend(moved)
+    return result
 
 
 _ROUNDING = 1e-9

@@ -27,9 +27,9 @@ from streaming.core.walks import (
     Walk,
     WalkStarter,
     add_transitions,
+    advance_walks,
     decode_batch,
     encode_batch,
-    step_walks,
 )
 from streaming.job import records
 
@@ -203,20 +203,25 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         kind, payload = value
+        shard = int(ctx.get_current_key())
         if kind == WALKS:
-            item, walks = decode_batch(payload)
-            yield from self._step(item, walks, self._item(item)[0])
+            yield from self._advance(shard, decode_batch(payload), {})
             return
+        items: dict[int, ItemNeighbours] = {}
+        started: dict[int, list[Walk]] = {}
         for src, transitions in parse_transitions(payload).items():
             neighbours, starter = self._item(src)
-            started = add_transitions(src, transitions, neighbours, starter, self.walks_per_weight)
+            walks = add_transitions(src, transitions, neighbours, starter, self.walks_per_weight)
             self.items.put(src, (neighbours, starter))
+            items[src] = neighbours
             self.transitions.inc(len(transitions))
             if self.stream.emit_counts:
                 for dst in dict.fromkeys(dst for dst, _ in transitions):
                     yield COUNTS, records.count_update(src, dst, neighbours.counts[dst])
-            if started:
-                yield from self._step(src, started, neighbours)
+            if walks:
+                started[src] = walks
+        if started:
+            yield from self._advance(shard, started, items)
         if self.refresh_per_hour > 0 and self.refresh_due.value() is None:
             self._schedule_refresh(ctx.timer_service())
 
@@ -227,12 +232,16 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         if self.refresh_per_hour <= 0:  # off since the timer was set: let it lapse
             return
         interval_s = self.stream.refresh_interval_s
+        items: dict[int, ItemNeighbours] = {}
+        started: dict[int, list[Walk]] = {}
         for item, (neighbours, starter) in list(self.items.items()):
             starts = starter.on_refresh(neighbours.weight, self.refresh_per_hour, interval_s)
             self.items.put(item, (neighbours, starter))
+            items[item] = neighbours
             if starts:
-                walks = [Walk((item,), starter.newest_event_time)] * starts
-                yield from self._step(item, walks, neighbours)
+                started[item] = [Walk((item,), starter.newest_event_time)] * starts
+        if started:
+            yield from self._advance(int(ctx.get_current_key()), started, items)
         self._schedule_refresh(ctx.timer_service())
 
     def _item(self, item: int) -> tuple[ItemNeighbours, WalkStarter]:
@@ -243,14 +252,25 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         timers.register_processing_time_timer(due)
         self.refresh_due.update(due)
 
-    def _step(self, item: int, walks: list[Walk], neighbours: ItemNeighbours) -> Iterator[Any]:
-        done, onward = step_walks(item, walks, neighbours, self.walk_length, self.rng)
-        self.steps.inc(sum(len(batch) for batch in onward.values()) + len(done))
-        self.finished.inc(len(done))
-        for walk in done:
+    def _advance(
+        self, shard: int, walks: dict[int, list[Walk]], items: dict[int, ItemNeighbours]
+    ) -> Iterator[Any]:
+        """Step walks as far as this shard's items take them; `items` caches the counts this
+        call has already read."""
+
+        def neighbours_of(item: int) -> ItemNeighbours:
+            if item not in items:
+                items[item] = self._item(item)[0]
+            return items[item]
+
+        shards = self.stream.item_shards
+        advanced = advance_walks(walks, neighbours_of, shards, shard, self.walk_length, self.rng)
+        self.steps.inc(advanced.steps)
+        self.finished.inc(len(advanced.done))
+        for walk in advanced.done:
             yield SAMPLES, records.walk_sample(walk.path, walk.newest_event_time)
-        for nxt, batch in onward.items():
-            yield HOPS, encode_batch(nxt, batch)
+        for other, batch in advanced.outbound.items():
+            yield HOPS, encode_batch(other, batch)
 
 
 def parse_transitions(batch: str) -> dict[int, list[tuple[int, int]]]:

@@ -5,8 +5,8 @@ ratings --(SQL) route: compact & on time --+--> order by (event time, item), pre
                        late --> LateFunction --> late          |         per user (SQL)
                        other --> RecordFunction --+ valid -----+              |
                                                   +--> dead letters, late     |
-transitions --keyBy item--+--> ItemFunction --> samples, counts (debug)  <----+
-walk.hops --keyBy item----+        | hops --> walk.hops
+transitions --batch per shard (SQL)--keyBy shard--+--> ItemFunction --> samples, counts  <--+
+walk.hops --keyBy shard---------------------------+        | hops to other shards --> walk.hops
 transitions --first of each edge, both ways, while the item knows < N others (SQL)--> items
 transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
 ```
@@ -267,10 +267,6 @@ def _transition_rows(t_env: StreamTableEnvironment, transitions: DataStream, bou
     )
 
 
-def _shard(item: str, shards: int) -> str:
-    return f"CAST(MOD({item}, {shards}) AS STRING)"
-
-
 def _item_batches(t_env: StreamTableEnvironment, settings: Settings, bounded: bool) -> DataStream:
     """Each shard's transitions in batches of `stream.batch_ms` (as `parse_transitions`
     reads them): one Python call per batch instead of one per transition."""
@@ -280,7 +276,7 @@ def _item_batches(t_env: StreamTableEnvironment, settings: Settings, bounded: bo
         "CAST(src AS STRING) || ' ' || CAST(dst AS STRING) || ' ' || CAST(event_time AS STRING)"
     )
     table = t_env.sql_query(
-        f"""SELECT {_shard("src", stream.item_shards)},
+        f"""SELECT CAST(MOD(src, {stream.item_shards}) AS STRING),
             ROW({TRANSITIONS}, LISTAGG({transition}, ','))
         FROM TABLE(TUMBLE(TABLE transition_rows, DESCRIPTOR({time}),
             INTERVAL '{stream.batch_ms / 1000:.3f}' SECOND))
@@ -300,10 +296,7 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
         "value.format": "raw",
     }
     t_env.execute_sql(f"CREATE TEMPORARY TABLE hops (v STRING) WITH ({_options(options)})")
-    item = "CAST(JSON_VALUE(v, '$.item') AS BIGINT)"
-    table = t_env.sql_query(
-        f"SELECT {_shard(item, settings.stream.item_shards)}, ROW({WALKS}, v) FROM hops"
-    )
+    table = t_env.sql_query(f"SELECT JSON_VALUE(v, '$.shard'), ROW({WALKS}, v) FROM hops")
     return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
 
 

@@ -10,6 +10,7 @@ from streaming.core.walks import (
     Walk,
     WalkStarter,
     add_transitions,
+    advance_walks,
     decode_batch,
     encode_batch,
     step_walks,
@@ -24,8 +25,30 @@ def _neighbours(counts: dict[int, int]) -> ItemNeighbours:
 
 
 def test_batch_round_trip() -> None:
-    walks = [Walk((1, 2), 10), Walk((3,), 0)]
-    assert decode_batch(encode_batch(7, walks)) == (7, walks)
+    walks = {7: [Walk((1, 7), 10), Walk((7,), 0)], 15: [Walk((2, 15), 3)]}
+    assert decode_batch(encode_batch(3, walks)) == walks
+
+
+def test_walks_step_on_within_their_shard_and_leave_for_others() -> None:
+    # 2 shards: odd items here (shard 1). 1 -> 3 -> 2 (shard 0) -> ...; 5 -> 7 -> 9 (no out-edges)
+    graph = {1: _neighbours({3: 1}), 3: _neighbours({2: 1}), 5: _neighbours({7: 1}),
+             7: _neighbours({9: 1})}  # fmt: skip
+    walks = {1: [Walk((1,), 4)] * 3, 5: [Walk((5,), 6)]}
+    advanced = advance_walks(
+        walks, lambda item: graph.get(item, ItemNeighbours()), 2, 1, 5, np.random.default_rng(0)
+    )
+    assert advanced.outbound == {0: {2: [Walk((1, 3, 2), 4)] * 3}}
+    assert advanced.done == [Walk((5, 7, 9), 6)]  # stopped where there is no next hop
+    assert advanced.steps == 3 * 2 + 2
+
+
+def test_walks_finish_at_their_length_without_leaving_the_shard() -> None:
+    graph = {1: _neighbours({3: 1}), 3: _neighbours({1: 1})}
+    advanced = advance_walks(
+        {1: [Walk((1,), 0)]}, graph.__getitem__, 2, 1, 4, np.random.default_rng(0)
+    )
+    assert advanced.done == [Walk((1, 3, 1, 3), 0)]
+    assert advanced.outbound == {}
 
 
 def test_step_moves_every_walk_one_hop_and_groups_by_next_item() -> None:

@@ -386,12 +386,16 @@ def test_background_refresh_starts_walks_in_proportion_to_weight(
     assert all(s["newest_event_time"] == newest[s["items"][0]] for s in samples)
 
 
+# 128 shards: each toy item is its own shard, every hop goes through the feedback topic;
+# 2 shards: most hops stay in their shard and are stepped on in the same call.
+@pytest.mark.parametrize("shards", [128, 2])
 def test_streamed_walks_follow_the_transition_counts(
-    local_stack: Settings, unique: str, tmp_path: Path
+    local_stack: Settings, unique: str, tmp_path: Path, shards: int
 ) -> None:
     rate = 100
     world = job_world(local_stack, unique, tmp_path, **{"flink.parallelism": 1,
-                      "stream.walks_per_weight": rate, "stream.emit_counts": "false"})  # fmt: skip
+                      "stream.walks_per_weight": rate, "stream.emit_counts": "false",
+                      "stream.item_shards": shards})  # fmt: skip
     events, _ = _toy_graph_events()  # phase 1: the toy graph
     phase_two = 1_000_000  # 50 users go 0 -> 1 once the graph is complete: 50 x rate walks
     events += [Event(u, 0, 5.0, phase_two) for u in range(10_001, 10_051)]
