@@ -24,6 +24,7 @@ from pathlib import Path
 from kafka import KafkaConsumer
 
 from streaming.config import Settings, load_settings, parse_assignments
+from streaming.errors import RuntimeServiceError
 from streaming.runtime import LocalStack
 from streaming.topics import topic_partitions
 from tests.benchmarks.stack import private_settings, synthetic_topic
@@ -41,14 +42,31 @@ def _end(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
-def _run(settings: Settings, flags: list[str], quiet_s: float) -> dict[str, float]:
-    """Run the job until no new sample arrived for `quiet_s`; measure its samples."""
+def _has_samples(settings: Settings, topic: str) -> bool:
+    try:
+        return _end(settings, topic) > 0
+    except RuntimeServiceError:  # the job creates the topic as it starts
+        return False
+
+
+def _run(
+    settings: Settings, flags: list[str], quiet_s: float, start_s: float = 180
+) -> dict[str, float]:
+    """Run the job until no new sample arrived for `quiet_s` after the first; measure its
+    samples."""
     topic = settings.kafka.topics.samples
     job = subprocess.Popen(
         [sys.executable, "-m", "streaming.cli", *flags, "job", "--from", "earliest"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
+        # The quiet period starts with the first sample: a slow start-up once ended a run
+        # after 41 steps.
+        deadline = time.monotonic() + start_s
+        while not _has_samples(settings, topic):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no walk sample within {start_s:.0f} s of starting the job")
+            time.sleep(1)
         seen, changed = -1, time.monotonic()
         while time.monotonic() - changed < quiet_s:
             time.sleep(5)
