@@ -132,8 +132,8 @@ def _ratings(
     # holds the watermark back nor pushes it into the future (a millisecond time would).
     split = "SPLIT_INDEX(SPLIT_INDEX(CAST(v AS STRING), '\"event_time\":', 1), '}', 0)"
     seconds = (
-        f"COALESCE(TRY_CAST({split} AS BIGINT), "
-        "TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT))"
+        f"CASE WHEN TRY_CAST({split} AS BIGINT) IS NOT NULL THEN TRY_CAST({split} AS BIGINT) "
+        "ELSE TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT) END"
     )
     t_env.execute_sql(
         f"""CREATE TEMPORARY TABLE ratings (
