@@ -19,7 +19,7 @@ from scipy.stats import chi2, chisquare
 from batch.graph import transition_graph, user_sequences
 from batch.loaders import load_events
 from streaming.config import Settings
-from streaming.core.events import Event
+from streaming.core.events import Event, event_to_json
 from streaming.core.sequences import RecentItems, Transition
 from streaming.producer import produce_file
 from tests.conftest import poll
@@ -282,6 +282,49 @@ def test_out_of_order_events_within_the_bound_give_the_same_counts(
     world.run("--from", "earliest", "--until", "latest")
     assert final_counts(world.settings) == _oracle(events)
     assert read_topic(world.settings, world.topic("late")) == []
+
+
+def test_ties_in_event_time_are_ordered_by_item_whatever_their_arrival(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    """Several items rated by one user in one second (a batch of ratings) pair up in item
+    order, as in the batch pipeline, not in the order they arrived in."""
+    world = job_world(local_stack, unique, tmp_path)
+    rng = np.random.default_rng(11)
+    events = [
+        Event(user, int(item), 4.5, 1_000 + second)
+        for user in range(1, 41)
+        for second in range(15)
+        for item in rng.choice(50, size=3, replace=False)
+    ]
+    arrival = sorted(events, key=lambda e: (e.event_time, -e.item_id))  # ties in reverse
+    # Odd users in the producer's compact form (ordered in the JVM alone), even ones not.
+    send_raw(
+        world.settings,
+        world.topic("ratings"),
+        [
+            (
+                str(e.user_id).encode(),
+                event_to_json(e) if e.user_id % 2 else (json.dumps(e._asdict()).encode()),
+            )
+            for e in arrival
+        ],
+    )
+    world.run("--from", "earliest", "--until", "latest")
+    expected = _oracle(events)
+    assert expected != _oracle_in_arrival_order(arrival)  # the ties matter here
+    assert final_counts(world.settings) == expected
+
+
+def _oracle_in_arrival_order(events: list[Event]) -> dict[tuple[int, int], int]:
+    counts: Counter[tuple[int, int]] = Counter()
+    last: dict[int, int] = {}
+    for event in events:
+        previous = last.get(event.user_id)
+        if previous is not None and previous != event.item_id:
+            counts[(previous, event.item_id)] += 1
+        last[event.user_id] = event.item_id
+    return dict(counts)
 
 
 def test_events_behind_the_watermark_go_to_the_late_topic(
