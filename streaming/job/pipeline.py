@@ -87,15 +87,14 @@ _COMPACT = (
 
 _ON_TIME, _LATE, _LOW, _OTHER = range(4)
 _PARSED_TYPE = Types.ROW_NAMED(
-    ["compact", "k", "partition", "offset", "v", "user_id", "item_id", "rating", "event_time",
-     "event_ts"],
+    ["compact", "k", "partition", "offset", "v", "user_id", "item_id", "rating", "event_time"],
     [Types.BOOLEAN(), Types.STRING(), Types.INT(), Types.LONG(),
      Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.LONG(), Types.LONG(), Types.DOUBLE(),
-     Types.LONG(), Types.INSTANT()],
+     Types.LONG()],
 )  # fmt: skip
 """A ratings record read once: whether it is in the compact form, and the fields split from
-it. It stays in the JVM (no Python function reads it). Its event time travels twice: as a
-column, and as the record's timestamp (`rowtime` below)."""
+it. It stays in the JVM (no Python function reads it). A compact record's event time gives
+its row time (`ts` below); the route reads that only of compact records."""
 
 
 def _field(index: int, end: str) -> str:
@@ -124,18 +123,21 @@ def _ratings(
         **(until.bounded_options() if until is not None else {}),
     }
     compact = f"REGEXP(CAST(v AS STRING), '{_COMPACT}')"
-    # Event time for watermarks: the number after the first "event_time": (a compact record's
-    # exact time), else one JVM read of the JSON field. No regex: Flink inlines a computed
-    # column wherever it is used, and this one runs several times per record. A time split
-    # from the wrong place needs a record crafted for it, and moves the watermark no further
-    # than a valid event could. CASE, not COALESCE, which reads every argument (the JSON
-    # parse of every record was 43% of the source's time). A record without a valid event
-    # time gets time 0: it neither holds the watermark back nor pushes it into the future (a
-    # millisecond time would).
-    split = "SPLIT_INDEX(SPLIT_INDEX(CAST(v AS STRING), '\"event_time\":', 1), '}', 0)"
+    # Event time for watermarks, only: the number after the first "event_time": (a compact
+    # record's exact time), else one JVM read of the JSON field. No regex: the watermark
+    # generator evaluates it for every record, each use again. A time split from the wrong
+    # place needs a record crafted for it, and moves the watermark no further than a valid
+    # event could. A record without a valid event time gets time 0: it neither holds the
+    # watermark back nor pushes it into the future (a millisecond time would). CASE, not
+    # COALESCE, which reads every argument (the JSON parse of every record was 43% of the
+    # source's time).
+    after_key = "SPLIT_INDEX(CAST(v AS STRING), '\"event_time\":', 1)"
+    split = f"TRY_CAST(SPLIT_INDEX({after_key}, '}}', 0) AS BIGINT)"
+    json = "TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT)"
+    in_range = f"BETWEEN 0 AND {rules.max_event_time}"
     seconds = (
-        f"CASE WHEN TRY_CAST({split} AS BIGINT) IS NOT NULL THEN TRY_CAST({split} AS BIGINT) "
-        "ELSE TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT) END"
+        f"CASE WHEN {split} {in_range} THEN {split} "
+        f"WHEN {split} IS NULL AND {json} {in_range} THEN {json} ELSE 0 END"
     )
     t_env.execute_sql(
         f"""CREATE TEMPORARY TABLE ratings (
@@ -143,10 +145,7 @@ def _ratings(
             v BYTES,
             `partition` INT METADATA VIRTUAL,
             `offset` BIGINT METADATA VIRTUAL,
-            event_time AS {seconds},
-            ts AS TO_TIMESTAMP_LTZ(
-                CASE WHEN {seconds} BETWEEN 0 AND {rules.max_event_time} THEN {seconds}
-                ELSE 0 END, 0),
+            ts AS TO_TIMESTAMP_LTZ({seconds}, 0),
             WATERMARK FOR ts AS ts - INTERVAL '{_day_to_second(stream.out_of_orderness_s)}'
                 DAY TO SECOND
         ) WITH ({_options(options)})"""
@@ -159,12 +158,12 @@ def _ratings(
             CHAR_LENGTH(CAST(v AS STRING)) <= {rules.max_record_bytes} AND {compact},
             COALESCE(k, ''), `partition`, `offset`, v,
             TRY_CAST({_field(1, ",")} AS BIGINT), TRY_CAST({_field(2, ",")} AS BIGINT),
-            TRY_CAST({_field(3, ",")} AS DOUBLE), event_time, ts
+            TRY_CAST({_field(3, ",")} AS DOUBLE), TRY_CAST({_field(4, "}")} AS BIGINT)
         FROM ratings"""
     )
     schema = (
         Schema.new_builder()
-        .column_by_metadata("ts", "TIMESTAMP_LTZ(3)", "rowtime")
+        .column_by_expression("ts", "TO_TIMESTAMP_LTZ(event_time, 0)")
         .watermark("ts", "SOURCE_WATERMARK()")
         .build()
     )
