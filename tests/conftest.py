@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,18 +13,13 @@ import pytest
 
 from streaming.config import ENV_PREFIX, Settings, load_settings
 from streaming.runtime import LocalStack, install_runtime
+from tests.ports import free_port
 
 T = TypeVar("T")
 
 # Tests build their settings explicitly: a developer's own WALKSTREAM_* must not leak in.
 for _name in [name for name in os.environ if name.startswith(ENV_PREFIX)]:
     del os.environ[_name]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def poll(check: Callable[[], T | None], timeout_s: float, what: str) -> T:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, load_settings, parse_assignments
 from streaming.producer import produce_file
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.ports import free_port
 
 
 def private_settings(home: Path, *extra: str) -> tuple[Settings, list[str]]:

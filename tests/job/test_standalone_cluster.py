@@ -28,8 +28,9 @@ import yaml
 
 from streaming.config import Settings
 from streaming.producer import produce_file
-from tests.conftest import free_port, poll
+from tests.conftest import poll
 from tests.job.jobs import JobWorld, batch_counts, final_counts, job_world, synthetic
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,8 @@ from streaming.store import EmbeddingClient, connect
 from streaming.store.versions import VersionKeys
 from streaming.trainer import Trainer
 from streaming.trainer.corpus import Corpus
-from tests.conftest import free_port, poll
+from tests.conftest import poll
+from tests.ports import free_port
 from tests.trainer.trainers import COMMUNITIES, SIZE, community, community_walks, trainer_world
 
 pytestmark = pytest.mark.integration
