@@ -7,8 +7,8 @@ is sampled where the current item's counts live.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -16,25 +16,46 @@ import numpy.typing as npt
 __all__ = ["ItemNeighbours", "neighbour_average"]
 
 
-@dataclass
 class ItemNeighbours:
-    """Per-item keyed state: transition counts to each next item, and their sum (the weight)."""
+    """Per-item keyed state: transition counts to each next item, and their sum (the weight).
 
-    counts: dict[int, int] = field(default_factory=dict)
-    weight: int = 0
-    _table: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = field(
-        default=None, repr=False, compare=False
-    )
+    Kept as two int64 arrays (neighbours, counts) plus an index, so the state a task writes
+    back after every update is a copy of memory (`to_bytes`), not a walk over a dict: an
+    item's bytes grow with its degree, and popular items, the most updated, have the highest.
+    """
+
+    def __init__(self) -> None:
+        self._index: dict[int, int] = {}
+        self._neighbours = array("q")
+        self._counts = array("q")
+        self.weight = 0
+        self._table: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
 
     def add(self, neighbour: int, count: int = 1) -> bool:
         """Count `count` transitions to `neighbour`; True when it is a new neighbour."""
         if count <= 0:
             raise ValueError(f"count must be positive, got {count}")
-        new = neighbour not in self.counts
-        self.counts[neighbour] = self.counts.get(neighbour, 0) + count
+        position = self._index.get(neighbour)
+        if position is None:
+            self._index[neighbour] = len(self._neighbours)
+            self._neighbours.append(neighbour)
+            self._counts.append(count)
+        else:
+            self._counts[position] += count
         self.weight += count
         self._table = None
-        return new
+        return position is None
+
+    def __len__(self) -> int:
+        return len(self._neighbours)
+
+    def count(self, neighbour: int) -> int:
+        position = self._index.get(neighbour)
+        return 0 if position is None else self._counts[position]
+
+    @property
+    def counts(self) -> dict[int, int]:
+        return dict(zip(self._neighbours, self._counts, strict=True))
 
     def merge(self, other: ItemNeighbours) -> None:
         for neighbour, count in other.counts.items():
@@ -50,20 +71,39 @@ class ItemNeighbours:
         if self.weight == 0:
             raise ValueError("an item without out-neighbours has no next hop")
         if self._table is None:
-            neighbours = np.fromiter(self.counts.keys(), np.int64, len(self.counts))
-            cumulative = np.cumsum(np.fromiter(self.counts.values(), np.int64, len(self.counts)))
+            neighbours = np.frombuffer(self._neighbours, dtype=np.int64).copy()
+            cumulative = np.cumsum(np.frombuffer(self._counts, dtype=np.int64))
             self._table = (neighbours, cumulative)
         neighbours, cumulative = self._table
         draws = rng.integers(0, self.weight, size=n)
         return neighbours[np.searchsorted(cumulative, draws, side="right")]
 
-    def __getstate__(self) -> dict[str, object]:
-        return {"counts": self.counts, "weight": self.weight}
+    def to_bytes(self) -> bytes:
+        return self._neighbours.tobytes() + self._counts.tobytes()
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.counts = state["counts"]  # type: ignore[assignment]
-        self.weight = state["weight"]  # type: ignore[assignment]
-        self._table = None
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ItemNeighbours:
+        state = cls()
+        half = len(data) // 2
+        state._neighbours.frombytes(data[:half])
+        state._counts.frombytes(data[half:])
+        state._index = {neighbour: i for i, neighbour in enumerate(state._neighbours)}
+        state.weight = sum(state._counts)
+        return state
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ItemNeighbours):
+            return NotImplemented
+        return self.counts == other.counts
+
+    def __repr__(self) -> str:
+        return f"ItemNeighbours({self.counts})"
+
+    def __getstate__(self) -> bytes:
+        return self.to_bytes()
+
+    def __setstate__(self, data: bytes) -> None:
+        self.__dict__.update(ItemNeighbours.from_bytes(data).__dict__)
 
 
 def neighbour_average(

@@ -214,28 +214,23 @@ def _transitions(
         SELECT user_id, item_id, event_time, ts FROM routed WHERE route = {_ON_TIME}
         UNION ALL SELECT user_id, item_id, event_time, ts FROM validated"""
     )
-    # A query of its own: an ORDER BY in a subquery means nothing in SQL, so the planner
-    # dropped it, and the OVER below, which orders by event time alone, took rows of one
-    # event time in the order they arrived (a test that sends ties in reverse saw it). Rows
+    # A query of its own: an ORDER BY in a subquery means nothing in SQL, and the planner
+    # dropped it (a test that sends ties in reverse saw them paired in arrival order). Rows
     # leave the one sort task in (event time, item) order; the conversion back to a table
     # stays on that task (forward: its default parallelism would deal rows round-robin to
-    # several), and the hash by user keeps each user's rows in that order.
+    # several), and the hash by user keeps each user's rows in that order. So the pairing
+    # takes them in the order they arrive (processing time): an OVER on event time would
+    # buffer and sort them again until the next watermark, and cost more than the sort.
     ordered = t_env.to_append_stream(
-        t_env.sql_query(
-            "SELECT user_id, item_id, event_time, ts FROM on_time ORDER BY ts, item_id"
-        ),
-        Types.ROW_NAMED(
-            ["user_id", "item_id", "event_time", "ts"],
-            [Types.LONG(), Types.LONG(), Types.LONG(), Types.INSTANT()],
-        ),
+        t_env.sql_query("SELECT user_id, item_id, event_time FROM on_time ORDER BY ts, item_id"),
+        ORDERED_TYPE,
     )
     sorted_schema = (
         Schema.new_builder()
         .column("user_id", "BIGINT")
         .column("item_id", "BIGINT")
         .column("event_time", "BIGINT")
-        .column_by_metadata("rowtime", "TIMESTAMP_LTZ(3)")
-        .watermark("rowtime", "SOURCE_WATERMARK()")
+        .column_by_expression("arrived", "PROCTIME()")
         .build()
     )
     in_order = DataStream(ordered._j_data_stream.forward())
@@ -243,11 +238,8 @@ def _transitions(
     t_env.execute_sql(
         """CREATE TEMPORARY VIEW transitions AS SELECT user_id, previous, item_id, event_time
         FROM (
-            -- the row before, or the row itself when it is the user's first; not LAG, which
-            -- takes RANGE semantics and gives rows of the same event time the same value
             SELECT user_id, item_id, event_time,
-                FIRST_VALUE(item_id) OVER (PARTITION BY user_id ORDER BY rowtime
-                    ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS previous
+                LAG(item_id) OVER (PARTITION BY user_id ORDER BY arrived) AS previous
             FROM ordered
         ) WHERE previous IS NOT NULL AND previous <> item_id"""
     )
@@ -437,7 +429,8 @@ def build_job(
         )
         # Items live under their shard's key: a restore with another shard count must fail
         # (Flink cannot map this state to an operator), not look for them under wrong keys.
-        .uid(f"items-{settings.stream.item_shards}-shards")
+        # So must one from before the items' encoding changed ("bytes", 2026-11-30).
+        .uid(f"items-bytes-{settings.stream.item_shards}-shards")
         .name("items")
     )
     if walks:

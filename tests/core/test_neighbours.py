@@ -100,3 +100,19 @@ def test_neighbour_average_is_count_weighted_over_known_vectors() -> None:
     assert average.dtype == np.float32
     assert neighbour_average({5: 2}, vectors) is None
     assert neighbour_average({}, vectors) is None
+
+
+def test_bytes_round_trip_keeps_counts_weight_and_draws() -> None:
+    state = _neighbours()
+    restored = ItemNeighbours.from_bytes(state.to_bytes())
+    assert restored.counts == COUNTS
+    assert restored.weight == sum(COUNTS.values())
+    assert restored.count(12) == 25
+    assert restored.count(99) == 0
+    assert len(restored) == len(COUNTS)
+    assert restored.add(12) is False
+    assert restored.add(99) is True
+    assert np.array_equal(
+        ItemNeighbours.from_bytes(state.to_bytes()).step(np.random.default_rng(4), 50),
+        state.step(np.random.default_rng(4), 50),
+    )

@@ -1,0 +1,31 @@
+from streaming.core.item_cache import ItemCache
+
+
+def test_least_recently_used_items_go_first_when_over_budget() -> None:
+    cache: ItemCache[str] = ItemCache(budget=6, size=len)
+    cache.put(1, "aa")
+    cache.put(2, "bb")
+    cache.put(3, "cc")
+    assert cache.get(1) == "aa"  # now the newest
+    cache.put(4, "d")
+    assert [cache.get(item) for item in (1, 2, 3, 4)] == ["aa", None, "cc", "d"]
+
+
+def test_a_value_put_again_is_counted_at_its_new_size() -> None:
+    cache: ItemCache[str] = ItemCache(budget=5, size=len)
+    cache.put(1, "a")
+    cache.put(2, "b")
+    cache.put(1, "aaaa")  # grew: 1 + 4 = 5 fits
+    assert len(cache) == 2
+    cache.put(2, "bb")  # 4 + 2 > 5: item 1, now the oldest, goes
+    assert cache.get(1) is None
+    assert cache.get(2) == "bb"
+
+
+def test_the_newest_item_stays_even_when_alone_over_budget() -> None:
+    cache: ItemCache[str] = ItemCache(budget=2, size=len)
+    cache.put(1, "a")
+    cache.put(2, "too big")
+    assert cache.get(1) is None
+    assert cache.get(2) == "too big"
+    assert len(cache) == 1
