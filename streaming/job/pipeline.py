@@ -358,14 +358,24 @@ def _sightings(t_env: StreamTableEnvironment, edges: DataStream, limit: int) -> 
         .build()
     )
     t_env.create_temporary_view("sightings", t_env.from_data_stream(edges, schema))
+    # An item sees each neighbour at most twice, so once it has had 2 * limit sightings it
+    # knows `limit` others, and it announces none of its later ones: dropped first, by a
+    # count per item, they never reach the count per (item, neighbour), whose state would
+    # otherwise hold every edge twice.
     rows = f"""SELECT item_id, neighbour, times, n FROM (
         SELECT item_id, neighbour, times, COUNT(*) OVER w AS n,
             -- distinct neighbours known so far, this one included
             SUM(CASE WHEN times = 1 THEN 1 ELSE 0 END) OVER w AS known
         FROM (
-            SELECT f0 AS item_id, f1 AS neighbour, seen, COUNT(*) OVER (
-                PARTITION BY f0, f1 ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-            ) AS times FROM sightings)
+            SELECT item_id, neighbour, seen, COUNT(*) OVER (
+                PARTITION BY item_id, neighbour ORDER BY seen
+                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            ) AS times FROM (
+                SELECT f0 AS item_id, f1 AS neighbour, seen, COUNT(*) OVER (
+                    PARTITION BY f0 ORDER BY seen
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+                ) AS sighting FROM sightings
+            ) WHERE sighting <= {2 * limit})
         WINDOW w AS (
             PARTITION BY item_id ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     ) WHERE known - CASE WHEN times = 1 THEN 1 ELSE 0 END < {limit}"""
