@@ -168,5 +168,6 @@ def add_transitions(
     for nxt, event_time in transitions:
         neighbours.add(nxt)
         starts = starter.on_weight_gain(1, walks_per_weight, event_time)
-        started.extend([Walk((item,), event_time)] * starts)
+        if starts:  # none in a replay, and none at all for most transitions at low rates
+            started.extend([Walk((item,), event_time)] * starts)
     return started
