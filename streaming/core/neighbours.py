@@ -7,8 +7,11 @@ is sampled where the current item's counts live.
 
 from __future__ import annotations
 
+import random
 from array import array
+from bisect import bisect_right
 from collections.abc import Mapping
+from itertools import accumulate
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +32,7 @@ class ItemNeighbours:
         self._neighbours = array("q")
         self._counts = array("q")
         self.weight = 0
-        self._table: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+        self._cumulative: list[int] | None = None
 
     def add(self, neighbour: int, count: int = 1) -> bool:
         """Count `count` transitions to `neighbour`; True when it is a new neighbour."""
@@ -43,7 +46,7 @@ class ItemNeighbours:
         else:
             self._counts[position] += count
         self.weight += count
-        self._table = None
+        self._cumulative = None
         return position is None
 
     def __len__(self) -> int:
@@ -61,22 +64,20 @@ class ItemNeighbours:
         for neighbour, count in other.counts.items():
             self.add(neighbour, count)
 
-    def step(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
+    def step(self, rng: random.Random, n: int) -> list[int]:
         """`n` next hops, each drawn with probability count / weight (O(log degree) each).
 
         Draws an integer in [0, weight) and finds its bucket in the cumulative counts, so
         every neighbour gets exactly its share (the reference's `randomDouble >= prob` test
-        picked the wrong neighbour).
+        picked the wrong neighbour). Plain Python, not numpy: a walk batch mostly holds one
+        or two walks per item, where numpy's call overhead cost several times the draw.
         """
         if self.weight == 0:
             raise ValueError("an item without out-neighbours has no next hop")
-        if self._table is None:
-            neighbours = np.frombuffer(self._neighbours, dtype=np.int64).copy()
-            cumulative = np.cumsum(np.frombuffer(self._counts, dtype=np.int64))
-            self._table = (neighbours, cumulative)
-        neighbours, cumulative = self._table
-        draws = rng.integers(0, self.weight, size=n)
-        return neighbours[np.searchsorted(cumulative, draws, side="right")]
+        if self._cumulative is None:
+            self._cumulative = list(accumulate(self._counts))
+        cumulative, neighbours, weight = self._cumulative, self._neighbours, self.weight
+        return [neighbours[bisect_right(cumulative, rng.randrange(weight))] for _ in range(n)]
 
     def to_bytes(self) -> bytes:
         return self._neighbours.tobytes() + self._counts.tobytes()

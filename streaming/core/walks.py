@@ -1,21 +1,20 @@
 """Walks that travel from item to item: the per-item step of the streaming job.
 
 A walk is a path of item ids plus the newest event time that caused it. Walks travel in
-batches: every walk currently at one item is stepped with one vectorised draw from that
-item's `ItemNeighbours`, then regrouped by the item each one moved to. Items are sharded
-(item id mod a shard count); walks keep stepping while they stay in their shard, and those
-bound for other shards travel as one message per shard on the feedback topic, keyed by that
-shard, so the task that owns it (and only it) holds the counts the next hops need.
+batches: every walk currently at one item is stepped with draws from that item's
+`ItemNeighbours` (its step table built once), then regrouped by the item each one moved to.
+Items are sharded (item id mod a shard count); walks keep stepping while they stay in their
+shard, and those bound for other shards travel as one message per shard on the feedback
+topic, keyed by that shard, so the task that owns it (and only it) holds the counts the next
+hops need.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from streaming.core.neighbours import ItemNeighbours
 
@@ -60,31 +59,27 @@ def decode_batch(text: str) -> dict[int, list[Walk]]:
 
 
 def step_walks(
-    item: int,
-    walks: list[Walk],
-    neighbours: ItemNeighbours,
-    length: int,
-    rng: np.random.Generator,
-) -> tuple[list[Walk], dict[int, list[Walk]]]:
-    """Advance every walk at `item` one hop: (finished walks, walks to send on by next item).
+    walks: list[Walk], neighbours: ItemNeighbours, length: int, rng: random.Random
+) -> tuple[list[Walk], dict[int, list[Walk]], int]:
+    """Advance every walk standing on the item of `neighbours` one hop: (finished walks,
+    walks to send on by next item, hops drawn).
 
     A walk is finished when it has `length` items or stands on an item without out-edges.
     """
-    done = [walk for walk in walks if len(walk.path) >= length]
     moving = [walk for walk in walks if len(walk.path) < length]
-    if not moving:
-        return done, {}
-    if neighbours.weight == 0:
-        return done + moving, {}
-    nexts = neighbours.step(rng, len(moving)).tolist()
-    onward: dict[int, list[Walk]] = defaultdict(list)
-    for walk, nxt in zip(moving, nexts, strict=True):
+    done = [walk for walk in walks if len(walk.path) >= length] if len(moving) < len(walks) else []
+    if not moving or neighbours.weight == 0:
+        return done + moving, {}, 0
+    onward: dict[int, list[Walk]] = {}
+    for walk, nxt in zip(moving, neighbours.step(rng, len(moving)), strict=True):
         moved = Walk((*walk.path, nxt), walk.newest_event_time)
         if len(moved.path) >= length:
             done.append(moved)
-        else:
+        elif nxt in onward:
             onward[nxt].append(moved)
-    return done, dict(onward)
+        else:
+            onward[nxt] = [moved]
+    return done, onward, len(moving)
 
 
 @dataclass
@@ -103,7 +98,7 @@ def advance_walks(
     shards: int,
     shard: int,
     length: int,
-    rng: np.random.Generator,
+    rng: random.Random,
 ) -> Advanced:
     """Step walks (by the item they stand on) until each is finished or stands on an item
     of another shard (item id mod `shards`). A hop within `shard` needs no message: the
@@ -112,10 +107,9 @@ def advance_walks(
     pending = {item: list(batch) for item, batch in walks.items()}
     while pending:
         item, batch = pending.popitem()
-        done, onward = step_walks(item, batch, neighbours_of(item), length, rng)
+        done, onward, hops = step_walks(batch, neighbours_of(item), length, rng)
         result.done.extend(done)
-        grown = [*done, *(walk for moved in onward.values() for walk in moved)]
-        result.steps += sum(len(w.path) for w in grown) - sum(len(w.path) for w in batch)
+        result.steps += hops
         for nxt, moved in onward.items():
             if nxt % shards == shard:
                 pending.setdefault(nxt, []).extend(moved)

@@ -6,10 +6,10 @@ ValueState, and call the core logic; nothing here decides anything the core does
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 from pyflink.common import Row, Types
 from pyflink.datastream import (
     KeyedProcessFunction,
@@ -205,7 +205,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.stream.item_cache_neighbours, lambda item: 1 + len(item[0])
         )
         task = _subtask_index(runtime_context)
-        self.rng = np.random.default_rng([self.seed, task])
+        self.rng = random.Random(f"walks:{self.seed}:{task}")
         metrics = runtime_context.get_metrics_group()
         self.transitions = metrics.counter("transitions")
         self.steps = metrics.counter("walk_steps")
@@ -269,7 +269,10 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         if stored is None:
             return ItemNeighbours(), WalkStarter()
         neighbours, credit, newest_event_time = stored
-        return ItemNeighbours.from_bytes(neighbours), WalkStarter(credit, newest_event_time)
+        # Kept for the next batch or walk that reaches it (a walk's step table with it).
+        decoded = ItemNeighbours.from_bytes(neighbours), WalkStarter(credit, newest_event_time)
+        self.decoded.put(item, decoded)
+        return decoded
 
     def _updated(self, item: int, neighbours: ItemNeighbours, starter: WalkStarter) -> _StoredItem:
         """Keep the changed item decoded; return it as it is stored."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
+import random
+
 import pytest
 
 from streaming.core.neighbours import ItemNeighbours
@@ -35,7 +36,7 @@ def test_walks_step_on_within_their_shard_and_leave_for_others() -> None:
              7: _neighbours({9: 1})}  # fmt: skip
     walks = {1: [Walk((1,), 4)] * 3, 5: [Walk((5,), 6)]}
     advanced = advance_walks(
-        walks, lambda item: graph.get(item, ItemNeighbours()), 2, 1, 5, np.random.default_rng(0)
+        walks, lambda item: graph.get(item, ItemNeighbours()), 2, 1, 5, random.Random(0)
     )
     assert advanced.outbound == {0: {2: [Walk((1, 3, 2), 4)] * 3}}
     assert advanced.done == [Walk((5, 7, 9), 6)]  # stopped where there is no next hop
@@ -44,17 +45,16 @@ def test_walks_step_on_within_their_shard_and_leave_for_others() -> None:
 
 def test_walks_finish_at_their_length_without_leaving_the_shard() -> None:
     graph = {1: _neighbours({3: 1}), 3: _neighbours({1: 1})}
-    advanced = advance_walks(
-        {1: [Walk((1,), 0)]}, graph.__getitem__, 2, 1, 4, np.random.default_rng(0)
-    )
+    advanced = advance_walks({1: [Walk((1,), 0)]}, graph.__getitem__, 2, 1, 4, random.Random(0))
     assert advanced.done == [Walk((1, 3, 1, 3), 0)]
     assert advanced.outbound == {}
 
 
 def test_step_moves_every_walk_one_hop_and_groups_by_next_item() -> None:
     walks = [Walk((9, 1), t) for t in range(1_000)]
-    done, onward = step_walks(1, walks, _neighbours({2: 1, 3: 3}), 5, np.random.default_rng(0))
+    done, onward, hops = step_walks(walks, _neighbours({2: 1, 3: 3}), 5, random.Random(0))
     assert done == []
+    assert hops == 1_000
     assert set(onward) == {2, 3}
     assert sorted(w.newest_event_time for batch in onward.values() for w in batch) == list(
         range(1_000)
@@ -64,18 +64,17 @@ def test_step_moves_every_walk_one_hop_and_groups_by_next_item() -> None:
 
 
 def test_step_finishes_walks_at_their_length_or_a_dead_end() -> None:
-    rng = np.random.default_rng(0)
-    done, onward = step_walks(1, [Walk((1,), 5), Walk((4, 1), 6)], _neighbours({2: 1}), 2, rng)
-    assert (done, onward) == ([Walk((4, 1), 6), Walk((1, 2), 5)], {})
-    done, onward = step_walks(1, [Walk((1,), 5)], ItemNeighbours(), 3, rng)
-    assert (done, onward) == ([Walk((1,), 5)], {})
+    rng = random.Random(0)
+    stepped = step_walks([Walk((1,), 5), Walk((4, 1), 6)], _neighbours({2: 1}), 2, rng)
+    assert stepped == ([Walk((4, 1), 6), Walk((1, 2), 5)], {}, 1)
+    assert step_walks([Walk((1,), 5)], ItemNeighbours(), 3, rng) == ([Walk((1,), 5)], {}, 0)
 
 
 def test_step_is_seeded() -> None:
     walks = [Walk((1,), 0)] * 50
     neighbours = _neighbours({2: 1, 3: 1, 4: 1})
-    first = step_walks(1, walks, neighbours, 3, np.random.default_rng(4))
-    assert step_walks(1, walks, neighbours, 3, np.random.default_rng(4)) == first
+    first = step_walks(walks, neighbours, 3, random.Random(4))
+    assert step_walks(walks, neighbours, 3, random.Random(4)) == first
 
 
 def test_starts_on_weight_gain_carry_fractions() -> None:
