@@ -255,6 +255,9 @@ class StreamSettings(_Section):
     batch_ms: int = Field(
         200, ge=10, le=60_000, description="transitions reach Python in batches this long"
     )
+    hop_batch_ms: int = Field(
+        50, ge=1, le=60_000, description="walks reaching a shard reach Python in batches this long"
+    )
 
     @field_validator("user_sequence_length")
     @classmethod

@@ -24,7 +24,7 @@ __all__ = [
     "WalkStarter",
     "add_transitions",
     "advance_walks",
-    "decode_batch",
+    "decode_batches",
     "encode_batch",
     "step_walks",
 ]
@@ -50,12 +50,15 @@ def encode_batch(shard: int, walks: Mapping[int, list[Walk]]) -> str:
     )
 
 
-def decode_batch(text: str) -> dict[int, list[Walk]]:
-    record = json.loads(text)
-    return {
-        int(item): [Walk(tuple(path), int(newest)) for path, newest in batch]
-        for item, batch in record["walks"].items()
-    }
+def decode_batches(text: str) -> dict[int, list[Walk]]:
+    """Walks of a JSON array of `encode_batch` messages (as the job joins a shard's), by
+    item."""
+    walks: dict[int, list[Walk]] = {}
+    for record in json.loads(text):
+        for item, batch in record["walks"].items():
+            arrived = [Walk(tuple(path), int(newest)) for path, newest in batch]
+            walks.setdefault(int(item), []).extend(arrived)
+    return walks
 
 
 def step_walks(

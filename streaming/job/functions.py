@@ -29,7 +29,7 @@ from streaming.core.walks import (
     WalkStarter,
     add_transitions,
     advance_walks,
-    decode_batch,
+    decode_batches,
     encode_batch,
 )
 from streaming.job import records
@@ -39,6 +39,7 @@ __all__ = [
     "DEAD_LETTER",
     "HOPS",
     "ITEM_INPUT_TYPE",
+    "JOINED",
     "LATE",
     "LATE_TYPE",
     "ORDERED_TYPE",
@@ -70,9 +71,12 @@ LATE_TYPE = Types.ROW(
 TRANSITION_TYPE = Types.ROW([Types.LONG(), Types.LONG(), Types.LONG()])
 """(previous item, item, event time) of a user's transition; keyed by user id."""
 ITEM_INPUT_TYPE = Types.ROW([Types.INT(), Types.STRING()])
-"""(kind, payload): a batch of transitions (`parse_transitions`) or of walks (JSON); keyed by
-the shard of their items."""
+"""(kind, payload): a batch of transitions (`parse_transitions`) or of walks
+(`decode_batches`); keyed by the shard of their items."""
 TRANSITIONS, WALKS = 0, 1
+JOINED = "\n"
+"""Joins the walk samples (and the hop messages) of one call in one side-output record; no
+JSON record holds a raw newline."""
 KEY_MISMATCH = "key_mismatch"
 
 _Item = tuple[ItemNeighbours, WalkStarter]
@@ -215,7 +219,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         kind, payload = value
         shard = int(ctx.get_current_key())
         if kind == WALKS:
-            yield from self._advance(shard, decode_batch(payload), {})
+            yield from self._advance(shard, decode_batches(payload), {})
             return
         items: dict[int, ItemNeighbours] = {}
         updated: dict[int, _StoredItem] = {}
@@ -299,10 +303,13 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         advanced = advance_walks(walks, neighbours_of, shards, shard, self.walk_length, self.rng)
         self.steps.inc(advanced.steps)
         self.finished.inc(len(advanced.done))
-        for walk in advanced.done:
-            yield SAMPLES, records.walk_sample(walk.path, walk.newest_event_time)
-        for other, batch in advanced.outbound.items():
-            yield HOPS, encode_batch(other, batch)
+        # One side-output record per call for each, split in the JVM (`JOINED`): a record
+        # per sample or hop message cost more than the steps.
+        if advanced.done:
+            samples = (records.walk_sample(w.path, w.newest_event_time) for w in advanced.done)
+            yield SAMPLES, JOINED.join(samples)
+        if advanced.outbound:
+            yield HOPS, JOINED.join(encode_batch(o, b) for o, b in advanced.outbound.items())
 
 
 def parse_transitions(batch: str) -> dict[int, list[tuple[int, int]]]:

@@ -6,7 +6,7 @@ ratings --(SQL) route: compact & on time --+--> order by (event time, item), pre
                        other --> RecordFunction --+ valid -----+              |
                                                   +--> dead letters, late     |
 transitions --batch per shard (SQL)--keyBy shard--+--> ItemFunction --> samples, counts  <--+
-walk.hops --keyBy shard---------------------------+        | hops to other shards --> walk.hops
+walk.hops ---batch per shard (SQL)--keyBy shard--+        | hops to other shards --> walk.hops
 transitions --first of each edge, both ways, while the item knows < N others (SQL)--> items
 transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
 ```
@@ -34,6 +34,7 @@ from streaming.job.functions import (
     DEAD_LETTER,
     HOPS,
     ITEM_INPUT_TYPE,
+    JOINED,
     LATE,
     LATE_TYPE,
     ORDERED_TYPE,
@@ -305,6 +306,9 @@ def _item_batches(t_env: StreamTableEnvironment, settings: Settings, bounded: bo
 
 
 def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
+    """The walks reaching each shard in batches of `stream.hop_batch_ms`, as a JSON array of
+    feedback messages: one Python call per batch, where one per message cost more than the
+    steps (with many shards, walks scatter and most messages carry one or two)."""
     kafka = settings.kafka
     options = {
         "connector": "kafka",
@@ -314,8 +318,19 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
         "scan.startup.mode": "latest-offset",  # on restore, the checkpointed offsets win
         "value.format": "raw",
     }
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE hops (v STRING) WITH ({_options(options)})")
-    table = t_env.sql_query(f"SELECT JSON_VALUE(v, '$.shard'), ROW({WALKS}, v) FROM hops")
+    t_env.execute_sql(
+        f"""CREATE TEMPORARY TABLE hops (
+            v STRING,
+            shard AS JSON_VALUE(v, '$.shard'),
+            seen AS PROCTIME()
+        ) WITH ({_options(options)})"""
+    )
+    table = t_env.sql_query(
+        f"""SELECT shard, ROW({WALKS}, '[' || LISTAGG(v, ',') || ']')
+        FROM TABLE(TUMBLE(TABLE hops, DESCRIPTOR(seen),
+            INTERVAL '{settings.stream.hop_batch_ms / 1000:.3f}' SECOND))
+        GROUP BY shard, window_start, window_end"""
+    )
     return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
 
 
@@ -382,6 +397,15 @@ def _sightings(t_env: StreamTableEnvironment, edges: DataStream, limit: int) -> 
     return _strings(t_env, t_env.sql_query(f"SELECT {_SIGHTING_JSON} FROM ({rows})"))
 
 
+def _split(t_env: StreamTableEnvironment, joined: DataStream, name: str) -> DataStream:
+    """The records of a stream of `JOINED` ones, split in the JVM."""
+    t_env.create_temporary_view(name, t_env.from_data_stream(joined))
+    table = t_env.sql_query(
+        f"SELECT r FROM {name} CROSS JOIN UNNEST(SPLIT(f0, CHR({ord(JOINED)}))) AS t (r)"
+    )
+    return _strings(t_env, table)
+
+
 def _strings(t_env: StreamTableEnvironment, table: Any) -> DataStream:
     """A one-column STRING table as a stream of Java strings, for a text sink. PyFlink 2.2's
     to_append_stream(table, Types.STRING()) generates a cast that does not compile."""
@@ -439,13 +463,17 @@ def build_job(
         )
         # Items live under their shard's key: a restore with another shard count must fail
         # (Flink cannot map this state to an operator), not look for them under wrong keys.
-        # So must one from before the items' encoding changed ("bytes", 2026-11-30).
-        .uid(f"items-bytes-{settings.stream.item_shards}-shards")
+        # So must one from before the items' encoding changed ("bytes", 2026-11-30), or
+        # from before the SQL operators that batch and split walks shifted the ids of those
+        # made after them ("v3", 2026-11-30): a restore fails, not misreads their state.
+        .uid(f"items-v3-bytes-{settings.stream.item_shards}-shards")
         .name("items")
     )
     if walks:
-        write(items.get_side_output(SAMPLES), "walk-samples-sink", topics.samples)
-        write(items.get_side_output(HOPS), "walk-hops-sink", topics.walk_hops)
+        samples = _split(t_env, items.get_side_output(SAMPLES), "walk_samples")
+        write(samples, "walk-samples-sink", topics.samples)
+        hops = _split(t_env, items.get_side_output(HOPS), "walk_hops")
+        write(hops, "walk-hops-sink", topics.walk_hops)
     if settings.stream.emit_counts:
         write(items.get_side_output(COUNTS), "counts-sink", topics.counts, True)
 

@@ -12,7 +12,7 @@ from streaming.core.walks import (
     WalkStarter,
     add_transitions,
     advance_walks,
-    decode_batch,
+    decode_batches,
     encode_batch,
     step_walks,
 )
@@ -25,9 +25,11 @@ def _neighbours(counts: dict[int, int]) -> ItemNeighbours:
     return neighbours
 
 
-def test_batch_round_trip() -> None:
+def test_batches_round_trip_and_merge_by_item() -> None:
     walks = {7: [Walk((1, 7), 10), Walk((7,), 0)], 15: [Walk((2, 15), 3)]}
-    assert decode_batch(encode_batch(3, walks)) == walks
+    more = {7: [Walk((4, 5, 7), 2)]}
+    joined = f"[{encode_batch(3, walks)},{encode_batch(3, more)}]"
+    assert decode_batches(joined) == {7: [*walks[7], *more[7]], 15: walks[15]}
 
 
 def test_walks_step_on_within_their_shard_and_leave_for_others() -> None:
