@@ -256,7 +256,10 @@ class StreamSettings(_Section):
         200, ge=10, le=60_000, description="transitions reach Python in batches this long"
     )
     hop_batch_ms: int = Field(
-        50, ge=1, le=60_000, description="walks reaching a shard reach Python in batches this long"
+        0,
+        ge=0,
+        le=60_000,
+        description="walks reaching a shard reach Python in batches this long (0: per message)",
     )
 
     @field_validator("user_sequence_length")
