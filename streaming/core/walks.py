@@ -3,10 +3,11 @@
 A walk is a path of item ids plus the newest event time that caused it. Walks travel in
 batches: every walk currently at one item is stepped with draws from that item's
 `ItemNeighbours` (its step table built once), then regrouped by the item each one moved to.
-Items are sharded (item id mod a shard count); walks keep stepping while they stay in their
-shard, and those bound for other shards travel as one message per shard on the feedback
-topic, keyed by that shard, so the task that owns it (and only it) holds the counts the next
-hops need.
+Items are sharded (item id mod a shard count) and a task owns many shards; walks keep
+stepping while the counts of the next item are at hand (its shard is the one being called,
+or the task holds it decoded), and the others travel as one message per shard on the
+feedback topic, keyed by that shard, so the task that owns it (and only it) holds the counts
+the next hops need.
 """
 
 from __future__ import annotations
@@ -97,27 +98,27 @@ class Advanced:
 
 def advance_walks(
     walks: Mapping[int, list[Walk]],
-    neighbours_of: Callable[[int], ItemNeighbours],
+    neighbours_here: Callable[[int], ItemNeighbours | None],
     shards: int,
-    shard: int,
     length: int,
     rng: random.Random,
 ) -> Advanced:
     """Step walks (by the item they stand on) until each is finished or stands on an item
-    of another shard (item id mod `shards`). A hop within `shard` needs no message: the
-    counts of all of its items are here."""
+    whose counts are not here (`neighbours_here` gives None): those leave for that item's
+    shard (item id mod `shards`). A hop to an item that is here needs no message."""
     result = Advanced()
     pending = {item: list(batch) for item, batch in walks.items()}
     while pending:
         item, batch = pending.popitem()
-        done, onward, hops = step_walks(batch, neighbours_of(item), length, rng)
+        neighbours = neighbours_here(item)
+        if neighbours is None:
+            result.outbound.setdefault(item % shards, {}).setdefault(item, []).extend(batch)
+            continue
+        done, onward, hops = step_walks(batch, neighbours, length, rng)
         result.done.extend(done)
         result.steps += hops
         for nxt, moved in onward.items():
-            if nxt % shards == shard:
-                pending.setdefault(nxt, []).extend(moved)
-            else:
-                result.outbound.setdefault(nxt % shards, {}).setdefault(nxt, []).extend(moved)
+            pending.setdefault(nxt, []).extend(moved)
     return result
 
 

@@ -187,8 +187,8 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     Called once per batch of a shard's transitions (the JVM batches them), not once per
     transition: the crossing into Python for each record cost more than the work. Walks are
-    stepped where their item's counts live; a refresh timer per shard starts background walks
-    from all of its items."""
+    stepped where their item's counts live (any shard of this task, once decoded); a refresh
+    timer per shard starts background walks from all of its items."""
 
     def __init__(self, stream: StreamSettings, walk_length: int, seed: int, walks: bool) -> None:
         self.stream = stream
@@ -291,16 +291,26 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
     def _advance(
         self, shard: int, walks: dict[int, list[Walk]], items: dict[int, ItemNeighbours]
     ) -> Iterator[Any]:
-        """Step walks as far as this shard's items take them; `items` caches the counts this
-        call has already read."""
-
-        def neighbours_of(item: int) -> ItemNeighbours:
-            if item not in items:
-                items[item] = self._item(item)[0]
-            return items[item]
-
+        """Step walks as far as the items at hand take them: this shard's, and those of the
+        task's other shards that it holds decoded (they are right: the task is their only
+        writer), so a walk crosses Kafka only to an item it would have to read from another
+        key's state. `items` caches the counts this call has already read."""
         shards = self.stream.item_shards
-        advanced = advance_walks(walks, neighbours_of, shards, shard, self.walk_length, self.rng)
+
+        def neighbours_here(item: int) -> ItemNeighbours | None:
+            neighbours = items.get(item)
+            if neighbours is None:
+                if item % shards == shard:
+                    neighbours = self._item(item)[0]
+                else:
+                    decoded = self.decoded.get(item)
+                    if decoded is None:
+                        return None
+                    neighbours = decoded[0]
+                items[item] = neighbours
+            return neighbours
+
+        advanced = advance_walks(walks, neighbours_here, shards, self.walk_length, self.rng)
         self.steps.inc(advanced.steps)
         self.finished.inc(len(advanced.done))
         # One side-output record per call for each, split in the JVM (`JOINED`): a record

@@ -32,22 +32,32 @@ def test_batches_round_trip_and_merge_by_item() -> None:
     assert decode_batches(joined) == {7: [*walks[7], *more[7]], 15: walks[15]}
 
 
-def test_walks_step_on_within_their_shard_and_leave_for_others() -> None:
-    # 2 shards: odd items here (shard 1). 1 -> 3 -> 2 (shard 0) -> ...; 5 -> 7 -> 9 (no out-edges)
+def test_walks_step_on_through_items_at_hand_and_leave_for_others() -> None:
+    # 1 -> 3 -> 2 -> ... (2 is not here: it leaves for shard 2 % 4); 5 -> 7 -> 9 (no out-edges)
     graph = {1: _neighbours({3: 1}), 3: _neighbours({2: 1}), 5: _neighbours({7: 1}),
-             7: _neighbours({9: 1})}  # fmt: skip
+             7: _neighbours({9: 1}), 9: ItemNeighbours()}  # fmt: skip
     walks = {1: [Walk((1,), 4)] * 3, 5: [Walk((5,), 6)]}
-    advanced = advance_walks(
-        walks, lambda item: graph.get(item, ItemNeighbours()), 2, 1, 5, random.Random(0)
-    )
-    assert advanced.outbound == {0: {2: [Walk((1, 3, 2), 4)] * 3}}
+    advanced = advance_walks(walks, graph.get, 4, 5, random.Random(0))
+    assert advanced.outbound == {2: {2: [Walk((1, 3, 2), 4)] * 3}}
     assert advanced.done == [Walk((5, 7, 9), 6)]  # stopped where there is no next hop
     assert advanced.steps == 3 * 2 + 2
 
 
-def test_walks_finish_at_their_length_without_leaving_the_shard() -> None:
+def test_walks_not_here_leave_grouped_by_shard_and_item() -> None:
+    graph = {1: _neighbours({2: 1, 6: 1, 3: 2})}  # 2 and 6: shard 2 of 4; 3: shard 3
+    advanced = advance_walks({1: [Walk((1,), 0)] * 400}, graph.get, 4, 5, random.Random(0))
+    assert set(advanced.outbound) == {2, 3}
+    assert set(advanced.outbound[2]) == {2, 6}
+    assert set(advanced.outbound[3]) == {3}
+    sent = [w for by_item in advanced.outbound.values() for b in by_item.values() for w in b]
+    assert len(sent) == advanced.steps == 400
+    assert all(w.path[-1] == item for by_item in advanced.outbound.values()
+               for item, batch in by_item.items() for w in batch)  # fmt: skip
+
+
+def test_walks_finish_at_their_length_without_leaving() -> None:
     graph = {1: _neighbours({3: 1}), 3: _neighbours({1: 1})}
-    advanced = advance_walks({1: [Walk((1,), 0)]}, graph.__getitem__, 2, 1, 4, random.Random(0))
+    advanced = advance_walks({1: [Walk((1,), 0)]}, graph.get, 2, 4, random.Random(0))
     assert advanced.done == [Walk((1, 3, 1, 3), 0)]
     assert advanced.outbound == {}
 

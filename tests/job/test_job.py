@@ -429,16 +429,18 @@ def test_background_refresh_starts_walks_in_proportion_to_weight(
     assert all(s["newest_event_time"] == newest[s["items"][0]] for s in samples)
 
 
-# 128 shards: each toy item is its own shard, every hop goes through the feedback topic;
-# 2 shards: most hops stay in their shard and are stepped on in the same call.
-@pytest.mark.parametrize("shards", [128, 2])
+# 128 shards, items kept decoded: each toy item is its own shard, and hops step on through
+# the items the task holds decoded; 2 shards, none kept (but the newest): hops within a shard
+# read its state in the same call, nearly all others go through the feedback topic.
+@pytest.mark.parametrize(("shards", "cache"), [(128, 2_000_000), (2, 0)])
 def test_streamed_walks_follow_the_transition_counts(
-    local_stack: Settings, unique: str, tmp_path: Path, shards: int
+    local_stack: Settings, unique: str, tmp_path: Path, shards: int, cache: int
 ) -> None:
     rate = 100
     world = job_world(local_stack, unique, tmp_path, **{"flink.parallelism": 1,
                       "stream.walks_per_weight": rate, "stream.emit_counts": "false",
-                      "stream.item_shards": shards})  # fmt: skip
+                      "stream.item_shards": shards,
+                      "stream.item_cache_neighbours": cache})  # fmt: skip
     events, _ = _toy_graph_events()  # phase 1: the toy graph
     phase_two = 1_000_000  # 50 users go 0 -> 1 once the graph is complete: 50 x rate walks
     events += [Event(u, 0, 5.0, phase_two) for u in range(10_001, 10_051)]
@@ -494,3 +496,16 @@ def test_streamed_walks_follow_the_transition_counts(
         dof += len(row) - 1
         table[item] = (observed, expected)
     assert chi2.sf(statistic, dof) > 0.01, table
+
+    # Phase two's hops that crossed Kafka: with items kept decoded, only those to item 5 (no
+    # counts, so never decoded); else those to the other shard (one item may stay decoded).
+    crossed: Counter[int] = Counter()
+    for *_, value in read_topic(world.settings, world.topic("walk_hops")):
+        for item, batch in json.loads(value)["walks"].items():
+            crossed[int(item)] += sum(newest == phase_two + 1 for _, newest in batch)
+    if cache:
+        assert {item for item, n in crossed.items() if n} == {5}, crossed
+    else:
+        across = Counter(b for p in late for a, b in pairwise(p) if a % shards != b % shards)
+        assert all(crossed[item] <= n for item, n in across.items()), (crossed, across)
+        assert crossed.total() > across.total() / 2, (crossed, across)
