@@ -64,20 +64,19 @@ class ItemNeighbours:
         for neighbour, count in other.counts.items():
             self.add(neighbour, count)
 
-    def step(self, rng: random.Random, n: int) -> list[int]:
-        """`n` next hops, each drawn with probability count / weight (O(log degree) each).
+    def step(self, rng: random.Random) -> int:
+        """The next hop, drawn with probability count / weight (O(log degree)).
 
         Draws an integer in [0, weight) and finds its bucket in the cumulative counts, so
         every neighbour gets exactly its share (the reference's `randomDouble >= prob` test
-        picked the wrong neighbour). Plain Python, not numpy: a walk batch mostly holds one
-        or two walks per item, where numpy's call overhead cost several times the draw.
+        picked the wrong neighbour). Plain Python, not numpy: walks step one at a time, where
+        numpy's call overhead cost several times the draw.
         """
         if self.weight == 0:
             raise ValueError("an item without out-neighbours has no next hop")
         if self._cumulative is None:
             self._cumulative = list(accumulate(self._counts))
-        cumulative, neighbours, weight = self._cumulative, self._neighbours, self.weight
-        return [neighbours[bisect_right(cumulative, rng.randrange(weight))] for _ in range(n)]
+        return self._neighbours[bisect_right(self._cumulative, rng.randrange(self.weight))]
 
     def to_bytes(self) -> bytes:
         return self._neighbours.tobytes() + self._counts.tobytes()

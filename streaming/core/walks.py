@@ -1,13 +1,12 @@
 """Walks that travel from item to item: the per-item step of the streaming job.
 
-A walk is a path of item ids plus the newest event time that caused it. Walks travel in
-batches: every walk currently at one item is stepped with draws from that item's
-`ItemNeighbours` (its step table built once), then regrouped by the item each one moved to.
-Items are sharded (item id mod a shard count) and a task owns many shards; walks keep
-stepping while the counts of the next item are at hand (its shard is the one being called,
-or the task holds it decoded), and the others travel as one message per shard on the
-feedback topic, keyed by that shard, so the task that owns it (and only it) holds the counts
-the next hops need.
+A walk is a path of item ids plus the newest event time that caused it; each hop is a
+draw from the current item's `ItemNeighbours` (its step table built once). Items are
+sharded (item id mod a shard count) and a task owns many shards; walks keep stepping while
+the counts of the next item are at hand (its shard is the one being called, or the task
+holds it decoded), and the others travel as one message per shard on the feedback topic,
+keyed by that shard, so the task that owns it (and only it) holds the counts the next hops
+need.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ __all__ = [
     "advance_walks",
     "decode_batches",
     "encode_batch",
-    "step_walks",
 ]
 
 
@@ -62,30 +60,6 @@ def decode_batches(text: str) -> dict[int, list[Walk]]:
     return walks
 
 
-def step_walks(
-    walks: list[Walk], neighbours: ItemNeighbours, length: int, rng: random.Random
-) -> tuple[list[Walk], dict[int, list[Walk]], int]:
-    """Advance every walk standing on the item of `neighbours` one hop: (finished walks,
-    walks to send on by next item, hops drawn).
-
-    A walk is finished when it has `length` items or stands on an item without out-edges.
-    """
-    moving = [walk for walk in walks if len(walk.path) < length]
-    done = [walk for walk in walks if len(walk.path) >= length] if len(moving) < len(walks) else []
-    if not moving or neighbours.weight == 0:
-        return done + moving, {}, 0
-    onward: dict[int, list[Walk]] = {}
-    for walk, nxt in zip(moving, neighbours.step(rng, len(moving)), strict=True):
-        moved = Walk((*walk.path, nxt), walk.newest_event_time)
-        if len(moved.path) >= length:
-            done.append(moved)
-        elif nxt in onward:
-            onward[nxt].append(moved)
-        else:
-            onward[nxt] = [moved]
-    return done, onward, len(moving)
-
-
 @dataclass
 class Advanced:
     """What `advance_walks` did: finished walks, walks to send on (by shard, then item), and
@@ -103,22 +77,32 @@ def advance_walks(
     length: int,
     rng: random.Random,
 ) -> Advanced:
-    """Step walks (by the item they stand on) until each is finished or stands on an item
-    whose counts are not here (`neighbours_here` gives None): those leave for that item's
-    shard (item id mod `shards`). A hop to an item that is here needs no message."""
+    """Step each walk (by the item it stands on) until it is finished, i.e. has `length`
+    items or stands on an item without out-edges, or stands on an item whose counts are not
+    here (`neighbours_here` gives None): it then leaves for that item's shard (item id mod
+    `shards`). A hop to an item that is here needs no message.
+
+    Walk by walk to the end: a hop is a draw and an append. (Stepping all walks at an item
+    together and regrouping them by their next item cost more than the draws.)"""
     result = Advanced()
-    pending = {item: list(batch) for item, batch in walks.items()}
-    while pending:
-        item, batch = pending.popitem()
-        neighbours = neighbours_here(item)
-        if neighbours is None:
-            result.outbound.setdefault(item % shards, {}).setdefault(item, []).extend(batch)
-            continue
-        done, onward, hops = step_walks(batch, neighbours, length, rng)
-        result.done.extend(done)
-        result.steps += hops
-        for nxt, moved in onward.items():
-            pending.setdefault(nxt, []).extend(moved)
+    steps = 0
+    for item, batch in walks.items():
+        for walk in batch:
+            path, here, away = list(walk.path), item, False
+            while len(path) < length:
+                neighbours = neighbours_here(here)
+                if neighbours is None or neighbours.weight == 0:
+                    away = neighbours is None
+                    break
+                here = neighbours.step(rng)
+                path.append(here)
+                steps += 1
+            moved = Walk(tuple(path), walk.newest_event_time)
+            if away:
+                result.outbound.setdefault(here % shards, {}).setdefault(here, []).append(moved)
+            else:
+                result.done.append(moved)
+    result.steps = steps
     return result
 
 

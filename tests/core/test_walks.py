@@ -14,7 +14,6 @@ from streaming.core.walks import (
     advance_walks,
     decode_batches,
     encode_batch,
-    step_walks,
 )
 
 
@@ -62,12 +61,16 @@ def test_walks_finish_at_their_length_without_leaving() -> None:
     assert advanced.outbound == {}
 
 
-def test_step_moves_every_walk_one_hop_and_groups_by_next_item() -> None:
-    walks = [Walk((9, 1), t) for t in range(1_000)]
-    done, onward, hops = step_walks(walks, _neighbours({2: 1, 3: 3}), 5, random.Random(0))
-    assert done == []
-    assert hops == 1_000
-    assert set(onward) == {2, 3}
+def test_each_walk_moves_by_the_counts_of_the_item_it_stands_on() -> None:
+    walks = {1: [Walk((9, 1), t) for t in range(1_000)]}
+    graph = {1: _neighbours({2: 1, 3: 3})}  # 2 and 3 not here: every walk leaves after a hop
+    advanced = advance_walks(walks, graph.get, 128, 5, random.Random(0))
+    assert advanced.done == []
+    assert advanced.steps == 1_000
+    assert set(advanced.outbound) == {2, 3}
+    onward = {
+        nxt: batch for by_item in advanced.outbound.values() for nxt, batch in by_item.items()
+    }
     assert sorted(w.newest_event_time for batch in onward.values() for w in batch) == list(
         range(1_000)
     )
@@ -75,18 +78,23 @@ def test_step_moves_every_walk_one_hop_and_groups_by_next_item() -> None:
     assert 650 < len(onward[3]) < 850  # 750 expected: 3 of every 4 hops
 
 
-def test_step_finishes_walks_at_their_length_or_a_dead_end() -> None:
-    rng = random.Random(0)
-    stepped = step_walks([Walk((1,), 5), Walk((4, 1), 6)], _neighbours({2: 1}), 2, rng)
-    assert stepped == ([Walk((4, 1), 6), Walk((1, 2), 5)], {}, 1)
-    assert step_walks([Walk((1,), 5)], ItemNeighbours(), 3, rng) == ([Walk((1,), 5)], {}, 0)
+def test_walks_finish_at_their_length_or_a_dead_end() -> None:
+    graph = {1: _neighbours({2: 1}), 2: ItemNeighbours()}
+    walks = {1: [Walk((1,), 5), Walk((4, 1), 6)]}
+    advanced = advance_walks(walks, graph.get, 128, 2, random.Random(0))
+    assert advanced.done == [Walk((1, 2), 5), Walk((4, 1), 6)]  # a hop; already long enough
+    assert advanced.steps == 1
+    advanced = advance_walks({1: [Walk((1,), 5)]}, graph.get, 128, 3, random.Random(0))
+    assert advanced.done == [Walk((1, 2), 5)]  # 2 has no out-edges
+    assert (advanced.outbound, advanced.steps) == ({}, 1)
 
 
-def test_step_is_seeded() -> None:
-    walks = [Walk((1,), 0)] * 50
-    neighbours = _neighbours({2: 1, 3: 1, 4: 1})
-    first = step_walks(walks, neighbours, 3, random.Random(4))
-    assert step_walks(walks, neighbours, 3, random.Random(4)) == first
+def test_walks_are_seeded() -> None:
+    graph = {i: _neighbours({2: 1, 3: 1, 4: 1}) for i in range(1, 5)}
+    walks = {1: [Walk((1,), 0)] * 50}
+    first = advance_walks(walks, graph.get, 128, 6, random.Random(4))
+    assert advance_walks(walks, graph.get, 128, 6, random.Random(4)) == first
+    assert len(set(first.done)) > 40
 
 
 def test_starts_on_weight_gain_carry_fractions() -> None:
