@@ -3,10 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from streaming.config import Settings
+from streaming.config import Settings, load_settings
 from streaming.core.events import Event, InvalidEventError, Reason, event_from_json
+from streaming.errors import ProducerError
 from streaming.producer import Pacer, RatingProducer, produce_file
 from tests.kafka_records import read_topic
+from tests.ports import free_port
 
 
 class FakeClock:
@@ -69,6 +71,15 @@ def test_file_is_sent_in_event_time_order_keyed_by_user(
     assert len(by_partition) > 1
     for times in by_partition.values():
         assert times == sorted(times)
+
+
+def test_undelivered_events_are_an_error_that_says_what_to_check() -> None:
+    nowhere = f"127.0.0.1:{free_port()}"  # nothing listens there
+    settings = load_settings(overrides={"kafka": {"bootstrap_servers": nowhere}})
+    producer = RatingProducer(settings, "nowhere")
+    producer.send(Event(1, 2, 4.5, 10))
+    with pytest.raises(ProducerError, match=r"1 events not yet acknowledged.*walkstream status"):
+        producer.flush(timeout_s=1)
 
 
 @pytest.mark.integration
