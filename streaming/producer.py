@@ -67,6 +67,9 @@ class RatingProducer:
                 "batch.size": 256 * 1024,
                 "partitioner": "murmur2_random",
                 "message.timeout.ms": 120_000,
+                # Errors only: a warning such as a retried request to a broker that is still
+                # starting is noise; an event that is not delivered raises in flush().
+                "log_level": 3,
             }
         )
 

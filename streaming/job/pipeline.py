@@ -6,7 +6,7 @@ ratings --(SQL) route: compact & on time --+--> order by (event time, item), pre
                        other --> RecordFunction --+ valid -----+              |
                                                   +--> dead letters, late     |
 transitions --batch per shard (SQL)--keyBy shard--+--> ItemFunction --> samples, counts  <--+
-walk.hops --(optional batch, SQL)--keyBy shard---+        | hops to other shards --> walk.hops
+walk.hops --(optional batch, SQL)--keyBy shard---+        | walks it cannot step --> walk.hops
 transitions --first of each edge, both ways, while the item knows < N others (SQL)--> items
 transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
 ```

@@ -65,7 +65,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10_000)
     parser.add_argument("--warmup", type=float, default=60, help="seconds of traffic first")
     parser.add_argument("--seconds", type=float, default=60, help="seconds measured")
-    parser.add_argument("--parallelism", type=int, default=2)
+    # 1: on two cores that also run the broker and the producer, a second slot's operators
+    # compete for the same cores (at 10k events/s and parallelism 2 the job took 1.4 cores
+    # and fell behind; see README, "Freshness").
+    parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "fresh.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_dir:
