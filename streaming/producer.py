@@ -106,8 +106,13 @@ class RatingProducer:
                 f"(first error: {failures[0]}); check that Kafka is up (walkstream status)"
             )
 
-    def close(self) -> None:
-        self.flush()
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush, then drop whatever could not be delivered: a closed producer stops retrying."""
+        try:
+            self.flush(timeout_s)
+        finally:
+            self._producer.purge()
+            self._producer.poll(0)  # the purged events' reports, which hold on to this object
 
     def __enter__(self) -> RatingProducer:
         return self

@@ -79,7 +79,7 @@ def test_undelivered_events_are_an_error_that_says_what_to_check() -> None:
     producer = RatingProducer(settings, "nowhere")
     producer.send(Event(1, 2, 4.5, 10))
     with pytest.raises(ProducerError, match=r"1 events not yet acknowledged.*walkstream status"):
-        producer.flush(timeout_s=1)
+        producer.close(timeout_s=1)
 
 
 @pytest.mark.integration
