@@ -307,11 +307,11 @@ def _item_batches(t_env: StreamTableEnvironment, settings: Settings, bounded: bo
 
 def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
     """The walks reaching each shard, as a JSON array of feedback messages: one message per
-    Python call, or with `stream.hop_batch_ms` all of a shard's in that time: with many
-    shards walks scatter and most messages carry one or two, and a call each cost more than
-    the steps (twice the walk steps/s), but each hop waits for its batch's window and one
-    more exchange (a walk of 10 items waits up to 9 times: seconds on the p99 of freshness).
-    """
+    Python call, or with `stream.hop_batch_ms` all of a shard's in that time. Most messages
+    carry one or two walks, and a call each costs more than their steps (batching doubled
+    the walk steps/s when nearly every hop was a message; it still does at parallelism 2),
+    but each hop through the topic waits for its batch's window and one more exchange
+    (seconds on the p99 of freshness)."""
     kafka = settings.kafka
     options = {
         "connector": "kafka",
