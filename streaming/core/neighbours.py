@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from itertools import accumulate
 
@@ -22,39 +22,52 @@ __all__ = ["ItemNeighbours", "neighbour_average"]
 class ItemNeighbours:
     """Per-item keyed state: transition counts to each next item, and their sum (the weight).
 
-    Kept as two int64 arrays (neighbours, counts) plus an index, so the state a task writes
-    back after every update is a copy of memory (`to_bytes`), not a walk over a dict: an
-    item's bytes grow with its degree, and popular items, the most updated, have the highest.
+    Kept as two int64 arrays (neighbours in ascending order, their counts) and nothing else,
+    so writing the state back after every update is a copy of memory (`to_bytes`) and so is
+    reading it (`from_bytes`): a task re-reads the items it no longer keeps decoded, and an
+    index built on each read (a dict of every neighbour) came to half of the item function's
+    time once the items of a long replay no longer fitted the cache. An item's bytes grow with
+    its degree, and popular items, the most updated, have the highest.
     """
 
     def __init__(self) -> None:
-        self._index: dict[int, int] = {}
         self._neighbours = array("q")
         self._counts = array("q")
-        self.weight = 0
+        self._weight: int | None = 0
         self._cumulative: list[int] | None = None
 
     def add(self, neighbour: int, count: int = 1) -> bool:
         """Count `count` transitions to `neighbour`; True when it is a new neighbour."""
         if count <= 0:
             raise ValueError(f"count must be positive, got {count}")
-        position = self._index.get(neighbour)
-        if position is None:
-            self._index[neighbour] = len(self._neighbours)
-            self._neighbours.append(neighbour)
-            self._counts.append(count)
+        neighbours = self._neighbours
+        position = bisect_left(neighbours, neighbour)
+        new = position == len(neighbours) or neighbours[position] != neighbour
+        if new:
+            neighbours.insert(position, neighbour)
+            self._counts.insert(position, count)
         else:
             self._counts[position] += count
-        self.weight += count
+        if self._weight is not None:
+            self._weight += count
         self._cumulative = None
-        return position is None
+        return new
+
+    @property
+    def weight(self) -> int:
+        """Summed when first asked after a read: a replay, which starts no walks, never asks."""
+        if self._weight is None:
+            self._weight = sum(self._counts)
+        return self._weight
 
     def __len__(self) -> int:
         return len(self._neighbours)
 
     def count(self, neighbour: int) -> int:
-        position = self._index.get(neighbour)
-        return 0 if position is None else self._counts[position]
+        position = bisect_left(self._neighbours, neighbour)
+        if position < len(self._neighbours) and self._neighbours[position] == neighbour:
+            return self._counts[position]
+        return 0
 
     @property
     def counts(self) -> dict[int, int]:
@@ -87,8 +100,7 @@ class ItemNeighbours:
         half = len(data) // 2
         state._neighbours.frombytes(data[:half])
         state._counts.frombytes(data[half:])
-        state._index = {neighbour: i for i, neighbour in enumerate(state._neighbours)}
-        state.weight = sum(state._counts)
+        state._weight = None
         return state
 
     def __eq__(self, other: object) -> bool:

@@ -473,10 +473,11 @@ def build_job(
         )
         # Items live under their shard's key: a restore with another shard count must fail
         # (Flink cannot map this state to an operator), not look for them under wrong keys.
-        # So must one from before the items' encoding changed ("bytes", 2026-11-30), or
-        # from before the SQL operators that batch and split walks shifted the ids of those
-        # made after them ("v3", 2026-11-30): a restore fails, not misreads their state.
-        .uid(f"items-v3-bytes-{settings.stream.item_shards}-shards")
+        # So must one from before the items' encoding changed ("bytes", then "sorted":
+        # neighbours in ascending order, both 2026-11-30), or from before the SQL operators
+        # that batch and split walks shifted the ids of those made after them ("v3",
+        # 2026-11-30): a restore fails, not misreads their state.
+        .uid(f"items-v3-sorted-{settings.stream.item_shards}-shards")
         .name("items")
     )
     if walks:

@@ -118,3 +118,24 @@ def test_bytes_round_trip_keeps_counts_weight_and_draws() -> None:
     assert restored.add(99) is True
     draws = _draws(ItemNeighbours.from_bytes(state.to_bytes()), random.Random(4), 50)
     assert draws == _draws(state, random.Random(4), 50)
+
+
+def test_counts_match_a_counter_through_any_order_of_adds_and_round_trips() -> None:
+    rng = random.Random(5)
+    expected: dict[int, int] = {}
+    state = ItemNeighbours()
+    for round_trip in range(20):
+        for add in range(200):
+            if add == 100:  # known from here on: each add updates it
+                assert state.weight == sum(expected.values())
+            neighbour, count = (
+                rng.randrange(-50, 2**40 if round_trip % 2 else 60),
+                1 + rng.randrange(3),
+            )
+            assert state.add(neighbour, count) is (neighbour not in expected)
+            expected[neighbour] = expected.get(neighbour, 0) + count
+        state = ItemNeighbours.from_bytes(state.to_bytes())
+        assert state.counts == expected
+        assert state.weight == sum(expected.values())
+        assert all(state.count(n) == c for n, c in expected.items())
+    assert state.count(-51) == 0
