@@ -248,9 +248,9 @@ class StreamSettings(_Section):
         description="per-item state is keyed by item id mod this (changing it needs a replay)",
     )
     item_cache_neighbours: int = Field(
-        2_000_000,
+        8_000_000,
         ge=0,
-        description="per task: neighbour counts kept decoded between batches (~100 bytes each)",
+        description="per task: neighbour counts kept decoded between batches (~30 bytes each)",
     )
     batch_ms: int = Field(
         200, ge=10, le=60_000, description="transitions reach Python in batches this long"

@@ -34,7 +34,7 @@ class ItemNeighbours:
         self._neighbours = array("q")
         self._counts = array("q")
         self._weight: int | None = 0
-        self._cumulative: list[int] | None = None
+        self._cumulative: array[int] | None = None
 
     def add(self, neighbour: int, count: int = 1) -> bool:
         """Count `count` transitions to `neighbour`; True when it is a new neighbour."""
@@ -88,7 +88,7 @@ class ItemNeighbours:
         if self.weight == 0:
             raise ValueError("an item without out-neighbours has no next hop")
         if self._cumulative is None:
-            self._cumulative = list(accumulate(self._counts))
+            self._cumulative = array("q", accumulate(self._counts))
         return self._neighbours[bisect_right(self._cumulative, rng.randrange(self.weight))]
 
     def to_bytes(self) -> bytes:

@@ -432,7 +432,7 @@ def test_background_refresh_starts_walks_in_proportion_to_weight(
 # 128 shards, items kept decoded: each toy item is its own shard, and hops step on through
 # the items the task holds decoded; 2 shards, none kept (but the newest): hops within a shard
 # read its state in the same call, nearly all others go through the feedback topic.
-@pytest.mark.parametrize(("shards", "cache"), [(128, 2_000_000), (2, 0)])
+@pytest.mark.parametrize(("shards", "cache"), [(128, 8_000_000), (2, 0)])
 def test_streamed_walks_follow_the_transition_counts(
     local_stack: Settings, unique: str, tmp_path: Path, shards: int, cache: int
 ) -> None:
