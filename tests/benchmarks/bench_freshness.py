@@ -38,16 +38,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def _summary(latency: np.ndarray, times: np.ndarray) -> dict[str, Any]:
     """p50 and p99 (upper bounds) and p99 per 5 s of event time: does latency grow (the job
     falls behind), spike (a pause) or stay flat?"""
-    slices = [
-        float(np.percentile(latency[(times >= start) & (times < start + 5)], 99))
-        for start in range(int(times.min()), int(times.max()) + 1, 5)
-        if ((times >= start) & (times < start + 5)).any()
-    ]
+    in_slice = (
+        (times >= s) & (times < s + 5) for s in range(int(times.min()), int(times.max()) + 1, 5)
+    )
+    slices = [float(np.percentile(latency[mask], 99)) for mask in in_slice if mask.any()]
+    p99 = float(np.percentile(latency, 99))
     return {
         "samples": len(latency),
         "p50_upper_s": float(np.percentile(latency, 50)),
-        "p99_upper_s": float(np.percentile(latency, 99)),
-        "p99_lower_s": float(np.percentile(latency, 99)) - 1.0,
+        "p99_upper_s": p99,
+        "p99_lower_s": p99 - 1.0,
         "p99_upper_by_5s": slices,
     }
 
@@ -110,10 +110,8 @@ def main() -> int:
             job.wait()
         samples = read_topic(settings, settings.kafka.topics.samples)
         stack.down()
-    latency = np.array(
-        [stamp / 1000 - json.loads(value)["newest_event_time"] for _, _, stamp, _, value in samples]
-    )
     times = np.array([json.loads(value)["newest_event_time"] for *_, value in samples])
+    latency = np.array([stamp for _, _, stamp, *_ in samples]) / 1000 - times
     measured = times >= measured_from
     result = {
         "date": time.strftime("%Y-%m-%d"),
