@@ -159,8 +159,9 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
     if until is not None and (args.from_checkpoint or args.from_savepoint):
         raise ConfigError(
             "--until cannot be combined with a restore: the pinned Flink Kafka connector never "
-            "ends a restored bounded source (FLINK-31006). Restore without --until; the job "
-            "resumes exactly where the checkpoint left off and keeps running"
+            "ends a restored bounded source (FLINK-31006), and a bounded replay's checkpoint "
+            "does not restore into a live job. Run the replay again from earliest with a new "
+            "flink.checkpoint_dir; a live job's checkpoints restore without --until"
         )
     restore = args.from_savepoint
     if args.from_checkpoint == "latest":

@@ -143,13 +143,16 @@ def add_transitions(
     neighbours: ItemNeighbours,
     starter: WalkStarter,
     walks_per_weight: float,
-) -> list[Walk]:
+) -> tuple[list[Walk], list[int]]:
     """Count transitions (next item, event time) out of `item`; return the walks they start,
-    each carrying the event time of the transition that started it."""
+    each carrying the event time of the transition that started it, and the neighbours
+    counted for the first time (in order)."""
     started: list[Walk] = []
+    new: list[int] = []
     for nxt, event_time in transitions:
-        neighbours.add(nxt)
+        if neighbours.add(nxt):
+            new.append(nxt)
         starts = starter.on_weight_gain(1, walks_per_weight, event_time)
         if starts:  # none in a replay, and none at all for most transitions at low rates
             started.extend([Walk((item,), event_time)] * starts)
-    return started
+    return started, new

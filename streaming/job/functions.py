@@ -24,6 +24,7 @@ from streaming.core.events import Event, InvalidEventError, Reason, event_from_j
 from streaming.core.item_cache import ItemCache
 from streaming.core.neighbours import ItemNeighbours
 from streaming.core.sequences import RecentItems, Transition
+from streaming.core.sightings import SightingFilter
 from streaming.core.walks import (
     Walk,
     WalkStarter,
@@ -45,6 +46,7 @@ __all__ = [
     "ORDERED_TYPE",
     "RECORD_TYPE",
     "SAMPLES",
+    "SIGHTINGS",
     "TRANSITIONS",
     "TRANSITION_TYPE",
     "WALKS",
@@ -75,8 +77,8 @@ ITEM_INPUT_TYPE = Types.ROW([Types.INT(), Types.STRING()])
 (`decode_batches`); keyed by the shard of their items."""
 TRANSITIONS, WALKS = 0, 1
 JOINED = "\n"
-"""Joins the walk samples (and the hop messages) of one call in one side-output record; no
-JSON record holds a raw newline."""
+"""Joins the walk samples (the hop messages, the sightings) of one call in one side-output
+record; no JSON record holds a raw newline."""
 KEY_MISMATCH = "key_mismatch"
 
 _Item = tuple[ItemNeighbours, WalkStarter]
@@ -89,8 +91,12 @@ LATE = OutputTag("late", Types.STRING())
 SAMPLES = OutputTag("samples", Types.STRING())
 HOPS = OutputTag("hops", Types.STRING())
 COUNTS = OutputTag("counts", Types.STRING())
+SIGHTINGS = OutputTag("sightings", Types.STRING())
+"""Sightings of new edges, "ITEM SEEN_ITEM" joined by `JOINED`: the items topic's input."""
 
 _MS = 1000
+_SIGHTING_FILTER_ITEMS = 1_000_000
+"""Items a task tracks to skip sightings the items topic would drop (~100 bytes each)."""
 
 
 def _subtask_index(runtime_context: RuntimeContext) -> int:
@@ -208,6 +214,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.decoded: ItemCache[_Item] = ItemCache(
             self.stream.item_cache_neighbours, lambda item: 1 + len(item[0])
         )
+        self.sightings = SightingFilter(2 * self.stream.item_neighbours, _SIGHTING_FILTER_ITEMS)
         task = _subtask_index(runtime_context)
         self.rng = random.Random(f"walks:{self.seed}:{task}")
         metrics = runtime_context.get_metrics_group()
@@ -224,10 +231,15 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         items: dict[int, ItemNeighbours] = {}
         updated: dict[int, _StoredItem] = {}
         started: dict[int, list[Walk]] = {}
+        sightings: list[str] = []
         counted = 0
         for src, transitions in parse_transitions(payload).items():
             neighbours, starter = self._item(src)
-            walks = add_transitions(src, transitions, neighbours, starter, self.walks_per_weight)
+            walks, new = add_transitions(
+                src, transitions, neighbours, starter, self.walks_per_weight
+            )
+            if new:
+                sightings += [f"{i} {seen}" for i, seen in self.sightings.new_edges(src, new)]
             updated[src] = self._updated(src, neighbours, starter)
             items[src] = neighbours
             counted += len(transitions)
@@ -238,6 +250,8 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
                 started[src] = walks
         self.items.put_all(updated)  # one call into the JVM per batch, not one per item
         self.transitions.inc(counted)
+        if sightings:
+            yield SIGHTINGS, JOINED.join(sightings)
         if started:
             yield from self._advance(shard, started, items)
         if self.refresh_per_hour > 0 and self.refresh_due.value() is None:

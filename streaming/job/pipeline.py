@@ -6,8 +6,8 @@ ratings --(SQL) route: compact & on time --+--> order by (event time, item), pre
                        other --> RecordFunction --+ valid -----+              |
                                                   +--> dead letters, late     |
 transitions --batch per shard (SQL)--keyBy shard--+--> ItemFunction --> samples, counts  <--+
-walk.hops --(optional batch, SQL)--keyBy shard---+        | walks it cannot step --> walk.hops
-transitions --first of each edge, both ways, while the item knows < N others (SQL)--> items
+walk.hops --(optional batch, SQL)--keyBy shard---+      | | walks it cannot step --> walk.hops
+                 new edges' sightings, while the item knows < N others (SQL) +--> items
 transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
 ```
 
@@ -40,6 +40,7 @@ from streaming.job.functions import (
     ORDERED_TYPE,
     RECORD_TYPE,
     SAMPLES,
+    SIGHTINGS,
     TRANSITION_TYPE,
     TRANSITIONS,
     WALKS,
@@ -340,21 +341,6 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
     return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
 
 
-def _new_edges(t_env: StreamTableEnvironment) -> DataStream:
-    """Each edge's first transition, as a sighting of each of its items by the other, found
-    in the JVM: in a replay most transitions are new edges."""
-    t_env.execute_sql(
-        """CREATE TEMPORARY VIEW first_transitions AS SELECT src, dst FROM (
-            SELECT src, dst, ROW_NUMBER() OVER (PARTITION BY src, dst ORDER BY seen) AS n
-            FROM transition_rows
-        ) WHERE n = 1"""
-    )
-    table = t_env.sql_query(
-        "SELECT src, dst FROM first_transitions UNION ALL SELECT dst, src FROM first_transitions"
-    )
-    return t_env.to_append_stream(table, Types.ROW([Types.LONG(), Types.LONG()]))
-
-
 _SIGHTING_JSON = (
     """'{"first":' || CASE WHEN n = 1 THEN 'true' ELSE 'false' END || ',"item_id":' || """
     """CAST(item_id AS STRING) || ',"neighbours":{"' || CAST(neighbour AS STRING) || '":' || """
@@ -362,23 +348,30 @@ _SIGHTING_JSON = (
 )
 
 
-def _sightings(t_env: StreamTableEnvironment, edges: DataStream, limit: int) -> DataStream:
+def _sightings(t_env: StreamTableEnvironment, joined: DataStream, limit: int) -> DataStream:
     """The items topic, written by the JVM: one record per sighting of a neighbour by an
     item, with how often the item has seen it so far (once per direction of their edge, so
     1 or 2), while the item knows fewer than `limit` other items. Merged per item (later
     counts win), an item's records hold its first `limit` neighbours; no Python call, where
-    one per sighting used to cost about as much as the transitions themselves.
+    one per sighting used to cost about as much as the transitions themselves. The sightings
+    come from the item function (`SIGHTINGS`), which finds each new edge in the counts it
+    holds, and sends only those that can still count (`SightingFilter`).
 
     Running counts over processing time, not ROW_NUMBER's Top-N: the planner takes any Top-N
     for an updating result, which to_append_stream refuses; an OVER count is insert-only."""
     schema = (
         Schema.new_builder()
-        .column("f0", "BIGINT")
-        .column("f1", "BIGINT")
+        .column("f0", "STRING")
         .column_by_expression("seen", "PROCTIME()")
         .build()
     )
-    t_env.create_temporary_view("sightings", t_env.from_data_stream(edges, schema))
+    t_env.create_temporary_view("sighting_batches", t_env.from_data_stream(joined, schema))
+    t_env.execute_sql(
+        f"""CREATE TEMPORARY VIEW sightings AS SELECT
+            CAST(SPLIT_INDEX(s, ' ', 0) AS BIGINT) AS item_id,
+            CAST(SPLIT_INDEX(s, ' ', 1) AS BIGINT) AS neighbour, seen
+        FROM sighting_batches CROSS JOIN UNNEST(SPLIT(f0, CHR({ord(JOINED)}))) AS t (s)"""
+    )
     # An item sees each neighbour at most twice, so once it has had 2 * limit sightings it
     # knows `limit` others, and it announces none of its later ones: dropped first, by a
     # count per item, they never reach the count per (item, neighbour), whose state would
@@ -392,8 +385,8 @@ def _sightings(t_env: StreamTableEnvironment, edges: DataStream, limit: int) -> 
                 PARTITION BY item_id, neighbour ORDER BY seen
                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
             ) AS times FROM (
-                SELECT f0 AS item_id, f1 AS neighbour, seen, COUNT(*) OVER (
-                    PARTITION BY f0 ORDER BY seen
+                SELECT item_id, neighbour, seen, COUNT(*) OVER (
+                    PARTITION BY item_id ORDER BY seen
                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
                 ) AS sighting FROM sightings
             ) WHERE sighting <= {2 * limit})
@@ -419,6 +412,23 @@ def _strings(t_env: StreamTableEnvironment, table: Any) -> DataStream:
     return DataStream(t_env._j_tenv.toDataStream(table._j_table, string_class))
 
 
+_EXEC_NODE_CONTEXT = "org.apache.flink.table.planner.plan.nodes.exec.ExecNodeContext"
+
+
+def _part(t_env: StreamTableEnvironment, name: str) -> None:
+    """Give the SQL operators made from here on uids "NAME-N_...", N counted from 1.
+
+    Flink numbers them with one counter for all the job's queries, so each operator's uid
+    (and the state a checkpoint keeps under it) would depend on every query made before it:
+    a part that only some jobs have (the walk feedback, absent from a bounded replay) or that
+    changes with a setting (`stream.hop_batch_ms`) would move the uids of all later parts,
+    and their state would no longer restore. A part's uids depend on that part alone. The
+    counter sits in the planner's own class loader, and has no public setter."""
+    loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()
+    loader.loadClass(_EXEC_NODE_CONTEXT).getMethod("resetIdCounter", None).invoke(None, None)
+    t_env.get_config().set("table.exec.uid.format", f"{name}-<id>_<transformation>")
+
+
 def build_job(
     env: StreamExecutionEnvironment,
     settings: Settings,
@@ -433,14 +443,15 @@ def build_job(
     table_config = t_env.get_config()
     table_config.set("table.exec.source.idle-timeout", f"{settings.stream.idle_timeout_s} s")
     # Stable ids for the operators SQL makes (the Kafka sources' offsets live there), as the
-    # .uid() calls below give ours: a checkpoint then restores into a graph that gained an
-    # output, as after an upgrade or a settings change.
+    # .uid() calls below give ours, and per part (`_part`): a checkpoint then restores into a
+    # graph that gained an output, as after an upgrade or a settings change.
     table_config.set("table.exec.uid.generation", "ALWAYS")
 
     def write(stream: DataStream, uid: str, topic: str, exactly_once: bool = False) -> None:
         stream.sink_to(text_sink(settings, topic, exactly_once)).uid(uid).name(uid)
 
     topics = settings.kafka.topics
+    _part(t_env, "ratings")
     _ratings(t_env, settings, start, until)
     others = t_env.to_append_stream(
         t_env.sql_query(
@@ -454,17 +465,16 @@ def build_job(
         .name("records")
     )
     write(checked.get_side_output(DEAD_LETTER), "dead-letter-sink", topics.dead_letter, True)
+    _part(t_env, "order")
     late, transitions = _transitions(t_env, checked)
-    _transition_rows(t_env, transitions, bounded=not walks)
-    new_edges = _new_edges(t_env)
     late_records = late.process(LateFunction(), output_type=Types.STRING()).uid("late").name("late")
     write(late_records.union(checked.get_side_output(LATE)), "late-sink", topics.late, True)
-    sightings = _sightings(t_env, new_edges, settings.stream.item_neighbours)
-    write(sightings, "items-sink", topics.items, True)
-    # After every other stateful SQL operator: whether walks are batched (a window) or not
-    # shifts the ids of the operators made after this point, which then hold no state.
-    batches = _item_batches(t_env, settings, bounded=not walks)
-    item_inputs = batches.union(_hops(t_env, settings)) if walks else batches
+    _part(t_env, "batches")
+    _transition_rows(t_env, transitions, bounded=not walks)
+    item_inputs = _item_batches(t_env, settings, bounded=not walks)
+    if walks:
+        _part(t_env, "hops")
+        item_inputs = item_inputs.union(_hops(t_env, settings))
     items = (
         _key_by_first_field(item_inputs, ITEM_INPUT_TYPE)
         .process(
@@ -480,18 +490,19 @@ def build_job(
         .uid(f"items-v3-sorted-{settings.stream.item_shards}-shards")
         .name("items")
     )
+    _part(t_env, "sightings")
+    sightings = _sightings(t_env, items.get_side_output(SIGHTINGS), settings.stream.item_neighbours)
+    write(sightings, "items-sink", topics.items, True)
     if walks:
+        _part(t_env, "walks")
         samples = _split(t_env, items.get_side_output(SAMPLES), "walk_samples")
         write(samples, "walk-samples-sink", topics.samples)
         hops = _split(t_env, items.get_side_output(HOPS), "walk_hops")
         write(hops, "walk-hops-sink", topics.walk_hops)
     if settings.stream.emit_counts:
         write(items.get_side_output(COUNTS), "counts-sink", topics.counts, True)
-
-    # Last: a conversion adds its operators to the job even when nothing reads it, and the
-    # ids of the operators SQL makes follow the order they are made in, so one added here
-    # leaves every other id (and the state behind it) as it was.
     if settings.stream.user_sequence_length:
+        _part(t_env, "sequences")
         samples = (
             _key_by_first_field(_user_transitions(t_env), TRANSITION_TYPE)
             .process(

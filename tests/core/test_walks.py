@@ -109,13 +109,14 @@ def test_starts_on_weight_gain_carry_fractions() -> None:
 def test_a_batch_of_transitions_counts_and_starts_walks_as_one_at_a_time_does() -> None:
     neighbours, starter = ItemNeighbours(), WalkStarter()
     batch = [(2, 10), (3, 11), (2, 12), (4, 9)]
-    started = add_transitions(1, batch, neighbours, starter, 0.5)
+    started, new = add_transitions(1, batch, neighbours, starter, 0.5)
     assert neighbours.counts == {2: 2, 3: 1, 4: 1}
     assert neighbours.weight == 4
     # 0.5 walks per transition: the second and fourth transitions each start one
     assert started == [Walk((1,), 11), Walk((1,), 9)]
+    assert new == [2, 3, 4]
     assert starter.newest_event_time == 12
-    assert add_transitions(1, [(5, 13)], neighbours, starter, 0.0) == []
+    assert add_transitions(1, [(4, 13), (5, 13), (4, 14)], neighbours, starter, 0.0) == ([], [5])
 
 
 def test_refresh_starts_follow_weight_and_time() -> None:

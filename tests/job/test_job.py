@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import replace
@@ -176,6 +177,39 @@ def test_a_restore_with_another_shard_count_is_refused(
     resharded = replace(world, flags=[*world.flags, "--set", "stream.item_shards=7"])
     with pytest.raises(AssertionError, match="Cannot map checkpoint/savepoint state"):
         resharded.run("--from-checkpoint", "latest", timeout_s=120)
+
+
+def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    """A checkpoint's state is found by operator id: the ids of the parts made after the
+    walk feedback must not move when a setting changes it, or when a job has none."""
+    world = job_world(local_stack, unique, tmp_path)
+    assignments = world.flags[1::2]
+    variants = {
+        "live": assignments,
+        "batched": [*assignments, "stream.hop_batch_ms=200"],
+        "sequences": [*assignments, "stream.user_sequence_length=4"],
+        "bounded": [*assignments, "--until"],
+    }
+    printed = subprocess.run(
+        [sys.executable, "-m", "tests.job.graph_uids", json.dumps(variants)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    uids = {name: set(found) for name, found in json.loads(printed.splitlines()[-1]).items()}
+    live = uids["live"]
+    # Gained operators only, all of the part that changed: every live state still restores.
+    assert live < uids["batched"]
+    assert all(u.startswith("hops-") for u in uids["batched"] - live)
+    assert live < uids["sequences"]
+    assert all("sequence" in u for u in uids["sequences"] - live)
+    stateful = ("ratings-", "order-", "sightings-")
+    assert {u for u in uids["bounded"] if u.startswith(stateful)} == {
+        u for u in live if u.startswith(stateful)
+    }
+    assert {u.split("-")[0] for u in live if u.startswith(stateful)} == {
+        "ratings", "order", "sightings"
+    }  # fmt: skip
 
 
 def test_replay_from_offsets_and_from_a_timestamp(

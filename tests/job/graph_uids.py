@@ -1,0 +1,30 @@
+"""Print the uids of the job's graphs, as JSON: `python -m tests.job.graph_uids VARIANTS`,
+VARIANTS a JSON object of name -> list of KEY=VALUE settings (with "--until" for a bounded
+replay); prints name -> sorted uids.
+
+Run in a process of its own: building a graph starts a PyFlink gateway, which would stay in
+the test process."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from streaming.config import load_settings, parse_assignments
+from streaming.job.environment import execution_environment
+from streaming.job.pipeline import build_job
+from streaming.job.positions import parse_start, parse_until
+
+
+def graph_uids(args: list[str]) -> list[str]:
+    until = parse_until("latest") if "--until" in args else None
+    settings = load_settings(overrides=parse_assignments([a for a in args if a != "--until"]))
+    env = execution_environment(settings)
+    build_job(env, settings, parse_start("earliest"), until)
+    nodes = env._j_stream_execution_environment.getStreamGraph(False).getStreamNodes()
+    return sorted(str(node.getTransformationUID()) for node in nodes.toArray())
+
+
+if __name__ == "__main__":
+    variants = json.loads(sys.argv[1])
+    print(json.dumps({name: graph_uids(args) for name, args in variants.items()}))
