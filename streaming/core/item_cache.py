@@ -35,12 +35,15 @@ class ItemCache(Generic[V]):
 
     def put(self, item: int, value: V) -> None:
         """Keep `value` for `item`; put it again after changing it, to count its new size."""
-        old = self._entries.pop(item, None)
-        if old is not None:
-            self._total -= old[1]
+        entries = self._entries
+        old = entries.get(item)
         size = self._size(value)
-        self._entries[item] = (value, size)
-        self._total += size
+        entries[item] = (value, size)
+        if old is None:
+            self._total += size
+        else:  # replaced in place: moved to the end only if not there already
+            self._total += size - old[1]
+            entries.move_to_end(item)
         while self._total > self._budget and len(self._entries) > 1:
             _, (_, evicted) = self._entries.popitem(last=False)
             self._total -= evicted

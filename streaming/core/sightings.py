@@ -31,14 +31,17 @@ class SightingFilter:
 
     def new_edges(self, src: int, dsts: list[int]) -> list[tuple[int, int]]:
         """The sightings (item, seen item) still worth sending for new edges src -> dst."""
-        sent = self._sent
+        sent, per_item = self._sent, self._per_item
         wanted: list[tuple[int, int]] = []
         for dst in dsts:
-            for item, seen in ((src, dst), (dst, src)):
-                count = sent.get(item, 0)
-                if count < self._per_item:
-                    sent[item] = count + 1
-                    wanted.append((item, seen))
+            count = sent.get(src, 0)
+            if count < per_item:
+                sent[src] = count + 1
+                wanted.append((src, dst))
+            count = sent.get(dst, 0)
+            if count < per_item:
+                sent[dst] = count + 1
+                wanted.append((dst, src))
         if len(sent) > self._max_items:
             sent.clear()
         return wanted

@@ -29,3 +29,12 @@ def test_the_newest_item_stays_even_when_alone_over_budget() -> None:
     assert cache.get(1) is None
     assert cache.get(2) == "too big"
     assert len(cache) == 1
+
+
+def test_an_item_put_again_becomes_the_newest() -> None:
+    cache: ItemCache[str] = ItemCache(budget=3, size=len)
+    cache.put(1, "a")
+    cache.put(2, "b")
+    cache.put(1, "a2")  # 3 in all, and item 2 is now the oldest
+    cache.put(3, "c")
+    assert [cache.get(item) for item in (1, 2, 3)] == ["a2", None, "c"]
