@@ -4,7 +4,7 @@ Each new edge is a sighting of each of its items by the other. The JVM counts an
 sightings and keeps only its first `2 * limit` (by then the item knows `limit` others), so
 a task that has itself sent that many for an item would send only ones the JVM drops. In a
 replay most transitions are new edges, and sending every one both ways through the JVM's
-keyed counts took about a quarter of the job's time; a count per item here skips them.
+keyed counts took about a third of a replay's time; a count per item here skips them.
 
 A hint, not state: a restarted task counts from zero again and resends some, which the
 JVM's restored counts drop as they would have, so the items topic is the same; nothing here
