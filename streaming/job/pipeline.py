@@ -431,7 +431,8 @@ def _part(t_env: StreamTableEnvironment, name: str) -> None:
     a part that only some jobs have (the walk feedback, absent from a bounded replay) or that
     changes with a setting (`stream.hop_batch_ms`) would move the uids of all later parts,
     and their state would no longer restore. A part's uids depend on that part alone. The
-    counter sits in the planner's own class loader, and has no public setter."""
+    counter sits in the planner's own class loader, and its reset is marked for tests: a
+    Flink that drops it fails the job's build (and the uid test), not its restores."""
     loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()
     loader.loadClass(_EXEC_NODE_CONTEXT).getMethod("resetIdCounter", None).invoke(None, None)
     t_env.get_config().set("table.exec.uid.format", f"{name}-<id>_<transformation>")
