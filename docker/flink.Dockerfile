@@ -4,6 +4,19 @@
 # The official image is Ubuntu 24.04 (eclipse-temurin:17-jre-noble), whose Python is 3.12
 # (walkstream needs >= 3.11; apache-flink 2.2.1 and pemja publish cp312 wheels). PyFlink's
 # thread mode embeds CPython in the TaskManager's JVM, so libpython must be installed too.
+
+# The job's Java function (streaming/runtime/java), compiled against the Flink of the image
+# it runs in; `make setup` builds the same source with Maven (streaming/runtime/pom.xml). The
+# image has a JRE only: the compiler stays in this stage.
+FROM flink:2.2.1-scala_2.12-java17 AS functions
+COPY streaming/runtime/java /build/java
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends openjdk-17-jdk-headless; \
+    find /build/java -name '*.java' > /build/sources; \
+    javac --release 17 -cp '/opt/flink/lib/*' -d /build/classes @/build/sources; \
+    jar cf /build/walkstream-functions.jar -C /build/classes .
+
 FROM flink:2.2.1-scala_2.12-java17
 
 ARG PYTHON_VERSION=3.12
@@ -22,7 +35,8 @@ RUN set -eux; \
     rm -rf /var/lib/apt/lists/*; \
     "python${PYTHON_VERSION}" -m venv /opt/walkstream/venv
 
-# The connector jar where walkstream's settings look for it: <runtime.jars_dir>/flink/*.jar.
+# The connector jar and the function where walkstream's settings look for them:
+# <runtime.jars_dir>/flink/*.jar.
 RUN set -eux; \
     jar="flink-sql-connector-kafka-${KAFKA_CONNECTOR_VERSION}.jar"; \
     mkdir -p /opt/walkstream/jars/flink; \
@@ -30,6 +44,7 @@ RUN set -eux; \
         "https://repo1.maven.org/maven2/org/apache/flink/flink-sql-connector-kafka/${KAFKA_CONNECTOR_VERSION}/${jar}"; \
     echo "${KAFKA_CONNECTOR_SHA1}  /opt/walkstream/jars/flink/${jar}" | sha1sum -c -; \
     echo "${KAFKA_CONNECTOR_SHA256}  /opt/walkstream/jars/flink/${jar}" | sha256sum -c -
+COPY --from=functions /build/walkstream-functions.jar /opt/walkstream/jars/flink/
 
 # walkstream and its dependencies (apache-flink == the image's Flink version: the test checks).
 COPY pyproject.toml README.md /tmp/walkstream/

@@ -13,16 +13,22 @@ from pyflink.datastream import StreamExecutionEnvironment
 from streaming.config import Settings
 from streaming.errors import SetupError
 
-__all__ = ["connector_jars", "execution_environment", "flink_log_dir"]
+__all__ = ["execution_environment", "flink_log_dir", "job_jars"]
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def connector_jars(settings: Settings) -> list[Path]:
+_FUNCTIONS_JAR = "walkstream-functions.jar"
+
+
+def job_jars(settings: Settings) -> list[Path]:
+    """The Kafka connector and the job's Java function, as `make setup` installs them."""
     directory = settings.runtime.jars_dir / "flink"
     jars = sorted(directory.glob("*.jar"))
-    if not jars:
-        raise SetupError(f"no Flink connector jars in {directory}: run `make setup` first")
+    if directory / _FUNCTIONS_JAR not in jars or len(jars) < 2:
+        raise SetupError(
+            f"{directory} lacks the Flink Kafka connector or {_FUNCTIONS_JAR}: run `make setup`"
+        )
     return jars
 
 
@@ -67,6 +73,6 @@ def execution_environment(
     env = StreamExecutionEnvironment.get_execution_environment(config)
     # Added, not set as pipeline.jars: under `flink run` that option already holds the
     # flink-python jar, which a cluster's TaskManagers need too and do not have in lib/.
-    env.add_jars(*(jar.as_uri() for jar in connector_jars(settings)))
+    env.add_jars(*(jar.as_uri() for jar in job_jars(settings)))
     env.set_parallelism(settings.flink.parallelism)
     return env

@@ -76,17 +76,10 @@ def _options(options: dict[str, str]) -> str:
     return ",\n".join(f"'{key}' = '{value}'" for key, value in options.items())
 
 
-# The producer's compact form of an event (`event_to_json`): ids of at most 18 digits (below
-# 2^63), a JSON number, an event time of at most 12 digits. A record in this form is valid
-# JSON of the right types, so the JVM accepts it after its range checks; any other record is
-# judged by the Python validator, which alone names reasons. Groups that capture nothing and
-# quantifiers that never give back (no part can match what follows it): the same records,
-# and its share of the source thread's profile fell from 22% to 5%.
-_COMPACT = (
-    r'^\{"user_id":(?:0|[1-9][0-9]{0,17}+),"item_id":(?:0|[1-9][0-9]{0,17}+),'
-    r'"rating":-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+,'
-    r'"event_time":(?:0|[1-9][0-9]{0,11}+)\}$'
-)
+_COMPACT_EVENT = "walkstream_compact_event"
+"""The Java function (streaming/runtime/java, built by `make setup`) that reads a record in
+the producer's compact form: its fields as a ROW, or NULL for any other record, which the
+Python validator then judges (it alone names reasons)."""
 
 
 _ON_TIME, _LATE, _LOW, _OTHER = range(4)
@@ -96,20 +89,15 @@ _PARSED_TYPE = Types.ROW_NAMED(
      Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.LONG(), Types.LONG(), Types.DOUBLE(),
      Types.LONG()],
 )  # fmt: skip
-"""A ratings record read once: whether it is in the compact form, and the fields split from
-it. It stays in the JVM (no Python function reads it). A compact record's event time gives
-its row time (`ts` below); the route reads that only of compact records."""
+"""A ratings record read once: whether it is in the compact form, and its fields if so. It
+stays in the JVM (no Python function reads it). A compact record's event time gives its row
+time (`ts` below); the route reads that only of compact records."""
 
 
 def _double(value: float) -> str:
     """A DOUBLE literal: a plain 3.5 is a DECIMAL, and comparing a DOUBLE column with it
     converts the column for each row (a profile found 11% of the source's thread there)."""
     return f"CAST({value!r} AS DOUBLE)"
-
-
-def _field(index: int, end: str) -> str:
-    """Field `index` of a compact record: the text after its colon, up to `end`."""
-    return f"SPLIT_INDEX(SPLIT_INDEX(CAST(v AS STRING), ':', {index}), '{end}', 0)"
 
 
 def _ratings(
@@ -132,22 +120,17 @@ def _ratings(
         **start.startup_options(),
         **(until.bounded_options() if until is not None else {}),
     }
-    compact = f"REGEXP(CAST(v AS STRING), '{_COMPACT}')"
-    # Event time for watermarks, only: the number after the first "event_time": (a compact
-    # record's exact time), else one JVM read of the JSON field. No regex: the watermark
-    # generator evaluates it for every record, each use again. A time split from the wrong
-    # place needs a record crafted for it, and moves the watermark no further than a valid
-    # event could. A record without a valid event time gets time 0: it neither holds the
-    # watermark back nor pushes it into the future (a millisecond time would). CASE, not
-    # COALESCE, which reads every argument (the JSON parse of every record was 43% of the
-    # source's time).
-    after_key = "SPLIT_INDEX(CAST(v AS STRING), '\"event_time\":', 1)"
-    split = f"TRY_CAST(SPLIT_INDEX({after_key}, '}}', 0) AS BIGINT)"
+    event = f"{_COMPACT_EVENT}(v, {rules.max_record_bytes})"
+    # Event time for watermarks, only: a compact record's, else one JVM read of the JSON
+    # field (other records are few: the validator's). A record without a valid event time
+    # gets time 0: it neither holds the watermark back nor pushes it into the future (a
+    # millisecond time would). CASE, not COALESCE, which reads every argument (the JSON parse
+    # of every record was 43% of the source's time).
     json = "TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT)"
-    in_range = f"BETWEEN 0 AND {rules.max_event_time}"
     seconds = (
-        f"CASE WHEN {split} {in_range} THEN {split} "
-        f"WHEN {split} IS NULL AND {json} {in_range} THEN {json} ELSE 0 END"
+        f"CASE WHEN {event}.event_time <= {rules.max_event_time} THEN {event}.event_time "
+        f"WHEN {event} IS NULL AND {json} BETWEEN 0 AND {rules.max_event_time} THEN {json} "
+        "ELSE 0 END"
     )
     t_env.execute_sql(
         f"""CREATE TEMPORARY TABLE ratings (
@@ -161,15 +144,12 @@ def _ratings(
         ) WITH ({_options(options)})"""
     )
     # Materialized by the conversion to a stream: Flink inlines a column wherever a query
-    # uses it, so the route below, on these columns, would otherwise run the regex and the
-    # splits again for each use (a profile found the source's thread busy with them).
+    # uses it, so the route below, on these columns, would otherwise read the record again
+    # for each use.
     parsed = t_env.sql_query(
-        f"""SELECT
-            CHAR_LENGTH(CAST(v AS STRING)) <= {rules.max_record_bytes} AND {compact},
-            COALESCE(k, ''), `partition`, `offset`, v,
-            TRY_CAST({_field(1, ",")} AS BIGINT), TRY_CAST({_field(2, ",")} AS BIGINT),
-            TRY_CAST({_field(3, ",")} AS DOUBLE), TRY_CAST({_field(4, "}")} AS BIGINT)
-        FROM ratings"""
+        f"""SELECT e IS NOT NULL, k, `partition`, `offset`, v,
+            e.user_id, e.item_id, e.rating, e.event_time
+        FROM (SELECT COALESCE(k, '') AS k, `partition`, `offset`, v, {event} AS e FROM ratings)"""
     )
     schema = (
         Schema.new_builder()
@@ -449,6 +429,7 @@ def build_job(
     are written in both."""
     walks = until is None
     t_env = StreamTableEnvironment.create(env)
+    t_env.create_java_temporary_system_function(_COMPACT_EVENT, "io.walkstream.CompactEvent")
     table_config = t_env.get_config()
     table_config.set("table.exec.source.idle-timeout", f"{settings.stream.idle_timeout_s} s")
     # Stable ids for the operators SQL makes (the Kafka sources' offsets live there), as the

@@ -1,7 +1,8 @@
 """`walkstream setup`: install the non-Python parts of the runtime, and skip what is current.
 
 - JVM jars (Kafka broker + slf4j binding, Flink Kafka connector) resolved by Maven from the
-  pinned ``pom.xml`` next to this module into ``runtime.jars_dir``.
+  pinned ``pom.xml`` next to this module into ``runtime.jars_dir``, and the job's Java
+  function (``java/`` next to it) compiled by the same build.
 - Redis 8 (vector sets) built from Debian's pristine source tarball (Debian's own package on
   this OS is 7.0, and no well-kept PyPI wheel ships a Redis 8 server), checked by SHA-256.
 - Debian packages these need (Maven, a JDK, a C toolchain) when they are missing.
@@ -33,7 +34,13 @@ _REDIS_SOURCE = (
     "caf3c0069f06fc84c5153bd2a348b204c578de80490c73857bee01d9b5d7401f",
 )
 # command -> Debian package that provides it
-_TOOLS = {"mvn": "maven", "java": "openjdk-17-jdk-headless", "make": "make", "cc": "gcc"}
+_TOOLS = {
+    "mvn": "maven",
+    "java": "openjdk-17-jdk-headless",
+    "javac": "openjdk-17-jdk-headless",
+    "make": "make",
+    "cc": "gcc",
+}
 
 
 def _ensure_tools(commands: list[str], report: Report) -> None:
@@ -59,32 +66,53 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _build_inputs() -> dict[str, bytes]:
+    """The pom and the Java sources, by their path relative to this package."""
+    package = resources.files("streaming.runtime")
+    inputs = {"pom.xml": (package / "pom.xml").read_bytes()}
+    pending = [("java", package / "java")]
+    while pending:
+        path, node = pending.pop()
+        for child in node.iterdir():
+            if child.is_dir():
+                pending.append((f"{path}/{child.name}", child))
+            elif child.name.endswith(".java"):
+                inputs[f"{path}/{child.name}"] = child.read_bytes()
+    return inputs
+
+
 def install_jars(settings: Settings, report: Report) -> None:
     jars = settings.runtime.jars_dir
-    pom = resources.files("streaming.runtime") / "pom.xml"
-    pom_hash = _sha256(pom.read_bytes())
-    stamp = jars / ".pom.sha256"
-    if stamp.is_file() and stamp.read_text().strip() == pom_hash:
+    inputs = _build_inputs()
+    build_hash = _sha256(
+        b"".join(name.encode() + b"\0" + data for name, data in sorted(inputs.items()))
+    )
+    stamp = jars / ".build.sha256"
+    if stamp.is_file() and stamp.read_text().strip() == build_hash:
         report(f"setup: jars are current in {jars}")
         return
-    _ensure_tools(["mvn", "java"], report)
-    report(f"setup: resolving Kafka and the Flink Kafka connector with Maven into {jars}")
+    _ensure_tools(["mvn", "java", "javac"], report)
+    report(
+        f"setup: resolving Kafka and the Flink Kafka connector, and compiling the job's Java "
+        f"function, with Maven into {jars}"
+    )
     for stale in ("kafka", "flink"):
         shutil.rmtree(jars / stale, ignore_errors=True)
     with tempfile.TemporaryDirectory() as build:
         # Maven writes target/ next to the pom: build from a copy outside the source tree.
-        build_pom = Path(build) / "pom.xml"
-        build_pom.write_bytes(pom.read_bytes())
+        for name, data in inputs.items():
+            (Path(build) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(build) / name).write_bytes(data)
         result = subprocess.run(
-            ["mvn", "-B", "-q", "-f", str(build_pom), f"-Djars.dir={jars}", "package"],
-            capture_output=True, text=True,
+            ["mvn", "-B", "-q", f"-Djars.dir={jars}", "package"],
+            cwd=build, capture_output=True, text=True,
         )  # fmt: skip
     if result.returncode != 0:
         raise SetupError(
-            "Maven could not resolve the runtime jars (is Maven Central reachable?):\n"
+            "Maven could not build the runtime jars (is Maven Central reachable?):\n"
             + (result.stdout + result.stderr)[-3000:]
         )
-    stamp.write_text(pom_hash + "\n")
+    stamp.write_text(build_hash + "\n")
 
 
 def _redis_version(binary: Path) -> str | None:

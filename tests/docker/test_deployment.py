@@ -610,7 +610,7 @@ def test_dockerfile_copies_exist_in_the_build_context(path: Path) -> None:
 
 def test_flink_image_matches_the_pinned_flink_and_connector(compose: Compose) -> None:
     image = dockerfile_of(compose.services["jobmanager"])
-    (base,) = image.bases()
+    *_, base = image.bases()  # the last stage's; the first compiles the Java function
     repository, tag = split_image(base)
     assert repository == "flink"
     assert re.fullmatch(rf"{re.escape(pinned('apache-flink'))}-scala_2\.12-java17", tag), tag
@@ -618,7 +618,10 @@ def test_flink_image_matches_the_pinned_flink_and_connector(compose: Compose) ->
     assert arguments["KAFKA_CONNECTOR_VERSION"] == pom_property("flink.kafka.connector.version")
     jars_dir = image.walkstream_env()["WALKSTREAM_RUNTIME__JARS_DIR"]
     (download,) = [run for run in image.args_of("RUN") if "flink-sql-connector-kafka" in run]
-    assert f"{jars_dir}/flink/" in download  # where connector_jars() looks
+    assert f"{jars_dir}/flink/" in download  # where job_jars() looks
+    assert any(
+        f"/walkstream-functions.jar {jars_dir}/flink/" in copy for copy in image.args_of("COPY")
+    )
     assert "sha1sum -c" in download
     assert "sha256sum -c" in download
     # a second Python job on a TaskManager fails unless flink-python is in lib/ (pemja)
