@@ -46,7 +46,8 @@ public final class CompactEvent extends ScalarFunction {
         }
         int userStart = USER.length;
         int itemStart = userEnd + ITEM.length;
-        String rating = new String(record, ratingStart, ratingEnd - ratingStart, StandardCharsets.US_ASCII);
+        String rating =
+                new String(record, ratingStart, ratingEnd - ratingStart, StandardCharsets.US_ASCII);
         return Row.of(
                 value(record, userStart, userEnd),
                 value(record, itemStart, itemEnd),
