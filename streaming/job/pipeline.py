@@ -82,6 +82,10 @@ the producer's compact form: its fields as a ROW, or NULL for any other record, 
 Python validator then judges (it alone names reasons)."""
 
 
+def _register_functions(t_env: StreamTableEnvironment) -> None:
+    t_env.create_java_temporary_system_function(_COMPACT_EVENT, "io.walkstream.CompactEvent")
+
+
 _ON_TIME, _LATE, _LOW, _OTHER = range(4)
 _PARSED_TYPE = Types.ROW_NAMED(
     ["compact", "k", "partition", "offset", "v", "user_id", "item_id", "rating", "event_time"],
@@ -431,7 +435,7 @@ def build_job(
     are written in both."""
     walks = until is None
     t_env = StreamTableEnvironment.create(env)
-    t_env.create_java_temporary_system_function(_COMPACT_EVENT, "io.walkstream.CompactEvent")
+    _register_functions(t_env)
     table_config = t_env.get_config()
     table_config.set("table.exec.source.idle-timeout", f"{settings.stream.idle_timeout_s} s")
     # Stable ids for the operators SQL makes (the Kafka sources' offsets live there), as the

@@ -13,7 +13,7 @@ from pyflink.table import DataTypes, StreamTableEnvironment
 from streaming.config import EventSettings, Settings
 from streaming.core.events import Event, event_from_json, event_to_json
 from streaming.job.environment import execution_environment
-from streaming.job.pipeline import _COMPACT_EVENT
+from streaming.job.pipeline import _COMPACT_EVENT, _register_functions
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ MAX_BYTES = 200
 def compact_event(installed: Settings) -> Callable[[list[str]], list[Row | None]]:
     """Read records with the job's Java function, in one Flink job per call."""
     t_env = StreamTableEnvironment.create(execution_environment(installed))
-    t_env.create_java_temporary_system_function(_COMPACT_EVENT, "io.walkstream.CompactEvent")
+    _register_functions(t_env)
 
     def read(records: list[str]) -> list[Row | None]:
         table = t_env.from_elements(
