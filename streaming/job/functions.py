@@ -38,11 +38,10 @@ from streaming.job import records
 __all__ = [
     "COUNTS",
     "DEAD_LETTER",
+    "HIGH_RATING_TYPE",
     "HOPS",
     "ITEM_INPUT_TYPE",
     "JOINED",
-    "LATE",
-    "LATE_TYPE",
     "ORDERED_TYPE",
     "RECORD_TYPE",
     "SAMPLES",
@@ -61,14 +60,15 @@ RECORD_TYPE = Types.ROW(
     [Types.STRING(), Types.ROW([Types.INT(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())])]
 )
 """(Kafka key, (partition, offset, raw value)) of a ratings record."""
+HIGH_RATING_TYPE = Types.ROW_NAMED(
+    ["user_id", "item_id", "rating", "event_time", "partition", "offset"],
+    [Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.LONG(), Types.INT(), Types.LONG()],
+)
+"""A valid high rating and where it was read, on its way to be judged on time or late."""
 ORDERED_TYPE = Types.ROW_NAMED(
     ["user_id", "item_id", "event_time"], [Types.LONG(), Types.LONG(), Types.LONG()]
 )
-"""(user, item, event time) of a valid high rating, on its way to be ordered."""
-LATE_TYPE = Types.ROW(
-    [Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.LONG(), Types.INT(), Types.LONG()]
-)
-"""(user, item, rating, event time, partition, offset) of a late compact record."""
+"""(user, item, event time) of an on-time high rating, in (event time, item) order."""
 # Keyed inputs are Row(key, payload): Flink keys them in the JVM on field 0.
 TRANSITION_TYPE = Types.ROW([Types.LONG(), Types.LONG(), Types.LONG()])
 """(previous item, item, event time) of a user's transition; keyed by user id."""
@@ -87,7 +87,6 @@ _StoredItem = tuple[bytes, float, int]
 several times faster than the objects did (most of the item function's time went there)."""
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
-LATE = OutputTag("late", Types.STRING())
 SAMPLES = OutputTag("samples", Types.STRING())
 HOPS = OutputTag("hops", Types.STRING())
 COUNTS = OutputTag("counts", Types.STRING())
@@ -111,8 +110,8 @@ def _subtask_index(runtime_context: RuntimeContext) -> int:
 class RecordFunction(ProcessFunction):  # type: ignore[misc]
     """The ratings records the JVM did not accept at a glance (not in the producer's compact
     form, or out of range): the one validator decides. Invalid ones become dead letters with
-    their reason; valid high ratings go back to be ordered, or to the late topic when the
-    watermark has passed them."""
+    their reason; valid high ratings go back to the JVM, to be judged on time or late with
+    the compact ones."""
 
     def __init__(self, rules: EventSettings) -> None:
         self.rules = rules
@@ -123,7 +122,6 @@ class RecordFunction(ProcessFunction):  # type: ignore[misc]
             reason: metrics.counter(f"dead_letter_{reason}")
             for reason in [*(r.value for r in Reason), KEY_MISMATCH]
         }
-        self.late = metrics.counter("late_events")
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
         key, (partition, offset, raw) = value
@@ -144,18 +142,15 @@ class RecordFunction(ProcessFunction):  # type: ignore[misc]
                 records.dead_letter(KEY_MISMATCH, detail, key, partition, offset, raw),
             )
             return
-        if event.rating < self.rules.high_rating:
-            return
-        watermark = ctx.timer_service().current_watermark()
-        if event.event_time * _MS <= watermark:  # the JVM path's test, on the same watermark
-            self.late.inc()
-            yield LATE, records.late_event(event, partition, offset, watermark // _MS)
-            return
-        yield Row(event.user_id, event.item_id, event.event_time)
+        if event.rating >= self.rules.high_rating:
+            yield Row(
+                event.user_id, event.item_id, event.rating, event.event_time, partition, offset
+            )
 
 
 class LateFunction(ProcessFunction):  # type: ignore[misc]
-    """Counts and describes the valid high ratings the JVM found behind the watermark."""
+    """Counts and describes the valid high ratings found behind the watermark, with the
+    watermark as it sees it (at or past the one they were judged on)."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.late = runtime_context.get_metrics_group().counter("late_events")

@@ -1,11 +1,11 @@
 """The streaming job's graph: Kafka ratings -> ordered transitions -> per-item counts and walks.
 
 ```
-ratings --(SQL) route: compact & on time --+--> order by (event time, item), previous item
-                       late --> LateFunction --> late          |         per user (SQL)
-                       other --> RecordFunction --+ valid -----+              |
-                                                  +--> dead letters, late     |
-transitions --batch per shard (SQL)--keyBy shard--+--> ItemFunction --> samples, counts  <--+
+ratings --(SQL) route: compact & high --------------+--> one task, on the sort's watermark:
+                       other --> RecordFunction ----+    on time --> order by (event time,
+                                 | (valid & high)        item), previous item per user (SQL)
+                                 +--> dead letters       late --> LateFunction --> late
+transitions --batch per shard (SQL)--keyBy shard--+--> ItemFunction --> samples, counts
 walk.hops --(optional batch, SQL)--keyBy shard---+      | | walks it cannot step --> walk.hops
                  new edges' sightings, while the item knows < N others (SQL) +--> items
 transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
@@ -32,11 +32,10 @@ from streaming.config import Settings
 from streaming.job.functions import (
     COUNTS,
     DEAD_LETTER,
+    HIGH_RATING_TYPE,
     HOPS,
     ITEM_INPUT_TYPE,
     JOINED,
-    LATE,
-    LATE_TYPE,
     ORDERED_TYPE,
     RECORD_TYPE,
     SAMPLES,
@@ -86,7 +85,7 @@ def _register_functions(t_env: StreamTableEnvironment) -> None:
     t_env.create_java_temporary_system_function(_COMPACT_EVENT, "io.walkstream.CompactEvent")
 
 
-_ON_TIME, _LATE, _LOW, _OTHER = range(4)
+_HIGH, _LOW, _OTHER = range(3)
 _PARSED_TYPE = Types.ROW_NAMED(
     ["compact", "k", "partition", "offset", "v", "user_id", "item_id", "rating", "event_time"],
     [Types.BOOLEAN(), Types.STRING(), Types.INT(), Types.LONG(),
@@ -94,8 +93,7 @@ _PARSED_TYPE = Types.ROW_NAMED(
      Types.LONG()],
 )  # fmt: skip
 """A ratings record read once: whether it is in the compact form, and its fields if so. It
-stays in the JVM (no Python function reads it). A compact record's event time gives its row
-time (`ts` below); the route reads that only of compact records."""
+stays in the JVM (no Python function reads it)."""
 
 
 def _double(value: float) -> str:
@@ -123,6 +121,11 @@ def _ratings(
         "value.fields-include": "EXCEPT_KEY",
         **start.startup_options(),
         **(until.bounded_options() if until is not None else {}),
+        # Idleness is judged by wall-clock time: in a replay, a partition whose records came
+        # a few seconds late (a slow fetch, a busy machine) would be passed by the others'
+        # watermark and its events found late. A bounded replay needs none: a partition that
+        # ends stops holding back the watermark.
+        **({"scan.watermark.idle-timeout": "0 ms"} if until is not None else {}),
     }
     event = f"{_COMPACT_EVENT}(v, {rules.max_record_bytes})"
     # Event time for watermarks, only: a compact record's, else one JVM read of the JSON
@@ -155,6 +158,7 @@ def _ratings(
             e.user_id, e.item_id, e.rating, e.event_time
         FROM (SELECT COALESCE(k, '') AS k, `partition`, `offset`, v, {event} AS e FROM ratings)"""
     )
+    # A table from a stream passes its watermarks on only when its schema asks for them.
     schema = (
         Schema.new_builder()
         .column_by_expression("ts", "TO_TIMESTAMP_LTZ(event_time, 0)")
@@ -163,17 +167,14 @@ def _ratings(
     )
     stream = t_env.to_append_stream(parsed, _PARSED_TYPE)
     t_env.create_temporary_view("parsed", t_env.from_data_stream(stream, schema))
-    # Every query that reads `routed` reads the one stream above, with its watermarks, so
-    # each record gets the same route (and the same late test) in all of them.
     t_env.execute_sql(
         f"""CREATE TEMPORARY VIEW routed AS SELECT CASE
                 WHEN (compact AND k = CAST(user_id AS STRING)
                     AND rating BETWEEN {_double(rules.min_rating)} AND {_double(rules.max_rating)}
                     AND event_time <= {rules.max_event_time}) IS NOT TRUE THEN {_OTHER}
                 WHEN rating < {_double(rules.high_rating)} THEN {_LOW}
-                WHEN ts <= CURRENT_WATERMARK(ts) THEN {_LATE}
-                ELSE {_ON_TIME} END AS route,
-            k, `partition`, `offset`, v, user_id, item_id, rating, event_time, ts
+                ELSE {_HIGH} END AS route,
+            k, `partition`, `offset`, v, user_id, item_id, rating, event_time
         FROM parsed"""
     )
 
@@ -181,32 +182,41 @@ def _ratings(
 def _transitions(
     t_env: StreamTableEnvironment, checked: DataStream
 ) -> tuple[DataStream, DataStream]:
-    """Each user's transitions, ordered by (event time, item) in the JVM, and the compact
-    records that arrived behind the watermark.
+    """Each user's transitions, ordered by (event time, item) in the JVM, and the valid high
+    ratings that arrived behind the watermark.
 
-    Both tests of lateness sit right after where their records enter (the source, the
-    validator), so each sees the watermark its records travelled with: a record is late iff
-    its event time is at or behind it, and the sort, whose watermark is never ahead of those,
-    drops nothing that was judged on time. Exact duplicates sort next to each other and, like
-    any repeat of an item, make no transition."""
+    One task judges every high rating, compact or validated: late iff its event time is at
+    or behind that task's watermark, which is the sort's, so the sort, which drops whatever
+    is behind its watermark, drops nothing judged on time. A test on each source task saw
+    only that task's watermark, which lags the sort's once the task was idle: a replay lost
+    such events without a trace. Exact duplicates sort next to each other and, like any
+    repeat of an item, make no transition."""
+    compact = t_env.to_append_stream(
+        t_env.sql_query(
+            "SELECT user_id, item_id, rating, event_time, `partition`, `offset` FROM routed "
+            f"WHERE route = {_HIGH}"
+        ),
+        HIGH_RATING_TYPE,
+    )
+    # All to the first task of the judge; the sort after it is one task too, so their
+    # watermarks are the same (a second judge task, if there is one, gets watermarks only).
+    high = DataStream(getattr(compact.union(checked)._j_data_stream, "global")())
     schema = (
         Schema.new_builder()
         .column("user_id", "BIGINT")
         .column("item_id", "BIGINT")
+        .column("rating", "DOUBLE")
         .column("event_time", "BIGINT")
+        .column("partition", "INT")
+        .column("offset", "BIGINT")
         .column_by_expression("ts", "TO_TIMESTAMP_LTZ(event_time, 0)")
         .watermark("ts", "SOURCE_WATERMARK()")
         .build()
     )
-    t_env.create_temporary_view("validated", t_env.from_data_stream(checked, schema))
+    t_env.create_temporary_view("high_ratings", t_env.from_data_stream(high, schema))
     late = t_env.sql_query(
-        "SELECT user_id, item_id, rating, event_time, `partition`, `offset` FROM routed "
-        f"WHERE route = {_LATE}"
-    )
-    t_env.execute_sql(
-        f"""CREATE TEMPORARY VIEW on_time AS
-        SELECT user_id, item_id, event_time, ts FROM routed WHERE route = {_ON_TIME}
-        UNION ALL SELECT user_id, item_id, event_time, ts FROM validated"""
+        "SELECT user_id, item_id, rating, event_time, `partition`, `offset` FROM high_ratings "
+        "WHERE ts <= CURRENT_WATERMARK(ts)"
     )
     # A query of its own: an ORDER BY in a subquery means nothing in SQL, and the planner
     # dropped it (a test that sends ties in reverse saw them paired in arrival order). Rows
@@ -216,7 +226,10 @@ def _transitions(
     # takes them in the order they arrive (processing time): an OVER on event time would
     # buffer and sort them again until the next watermark, and cost more than the sort.
     ordered = t_env.to_append_stream(
-        t_env.sql_query("SELECT user_id, item_id, event_time FROM on_time ORDER BY ts, item_id"),
+        t_env.sql_query(
+            "SELECT user_id, item_id, event_time FROM high_ratings "
+            "WHERE (ts <= CURRENT_WATERMARK(ts)) IS NOT TRUE ORDER BY ts, item_id"
+        ),
         ORDERED_TYPE,
     )
     sorted_schema = (
@@ -238,7 +251,7 @@ def _transitions(
         ) WHERE previous IS NOT NULL AND previous <> item_id"""
     )
     return (
-        t_env.to_append_stream(late, LATE_TYPE),
+        t_env.to_append_stream(late, HIGH_RATING_TYPE),
         t_env.to_append_stream(
             t_env.sql_query("SELECT user_id, previous, item_id, event_time FROM transitions"),
             Types.ROW_NAMED(["user_id", "src", "dst", "event_time"], [Types.LONG()] * 4),
@@ -456,7 +469,7 @@ def build_job(
         RECORD_TYPE,
     )
     checked = (
-        others.process(RecordFunction(settings.events), output_type=ORDERED_TYPE)
+        others.process(RecordFunction(settings.events), output_type=HIGH_RATING_TYPE)
         .uid("records")
         .name("records")
     )
@@ -464,7 +477,7 @@ def build_job(
     _part(t_env, "order")
     late, transitions = _transitions(t_env, checked)
     late_records = late.process(LateFunction(), output_type=Types.STRING()).uid("late").name("late")
-    write(late_records.union(checked.get_side_output(LATE)), "late-sink", topics.late, True)
+    write(late_records, "late-sink", topics.late, True)
     _part(t_env, "batches")
     _transition_rows(t_env, transitions, bounded=not walks)
     item_inputs = _item_batches(t_env, settings, bounded=not walks)
