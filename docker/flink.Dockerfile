@@ -5,7 +5,7 @@
 # (walkstream needs >= 3.11; apache-flink 2.2.1 and pemja publish cp312 wheels). PyFlink's
 # thread mode embeds CPython in the TaskManager's JVM, so libpython must be installed too.
 
-# The job's Java function (streaming/runtime/java), compiled against the Flink of the image
+# The job's Java functions (streaming/runtime/java), compiled against the Flink of the image
 # it runs in; `make setup` builds the same source with Maven (streaming/runtime/pom.xml). The
 # image has a JRE only: the compiler stays in this stage.
 FROM flink:2.2.1-scala_2.12-java17 AS functions

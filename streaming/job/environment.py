@@ -22,7 +22,7 @@ _FUNCTIONS_JAR = "walkstream-functions.jar"
 
 
 def job_jars(settings: Settings) -> list[Path]:
-    """The Kafka connector and the job's Java function, as `make setup` installs them."""
+    """The Kafka connector and the job's Java functions, as `make setup` installs them."""
     directory = settings.runtime.jars_dir / "flink"
     jars = sorted(directory.glob("*.jar"))
     if directory / _FUNCTIONS_JAR not in jars or len(jars) < 2:

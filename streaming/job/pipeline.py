@@ -96,6 +96,9 @@ _PARSED_TYPE = Types.ROW_NAMED(
 stays in the JVM (no Python function reads it)."""
 
 
+_EVENT_TIME_FIELD = HIGH_RATING_TYPE.get_field_names().index("event_time")
+
+
 def _double(value: float) -> str:
     """A DOUBLE literal: a plain 3.5 is a DECIMAL, and comparing a DOUBLE column with it
     converts the column for each row (a profile found 11% of the source's thread there)."""
@@ -185,12 +188,13 @@ def _transitions(
     """Each user's transitions, ordered by (event time, item) in the JVM, and the valid high
     ratings that arrived behind the watermark.
 
-    One task judges every high rating, compact or validated: late iff its event time is at
-    or behind that task's watermark, which is the sort's, so the sort, which drops whatever
-    is behind its watermark, drops nothing judged on time. A test on each source task saw
-    only that task's watermark, which lags the sort's once the task was idle: a replay lost
-    such events without a trace. Exact duplicates sort next to each other and, like any
-    repeat of an item, make no transition."""
+    One task judges every high rating, compact or validated (`LateSplit`, Java): late iff
+    its event time is at or behind that task's watermark, which is the sort's, so the sort,
+    which drops whatever is behind its watermark, drops nothing judged on time. A test on
+    each source task saw only that task's watermark, which lags the sort's once the task was
+    idle: a replay lost such events without a trace. In Java, not SQL: a SQL test would run
+    before the sort's exchange, on the wrong side of it. Exact duplicates sort next to each
+    other and, like any repeat of an item, make no transition."""
     compact = t_env.to_append_stream(
         t_env.sql_query(
             "SELECT user_id, item_id, rating, event_time, `partition`, `offset` FROM routed "
@@ -198,9 +202,15 @@ def _transitions(
         ),
         HIGH_RATING_TYPE,
     )
-    # All to the first task of the judge; the sort after it is one task too, so their
-    # watermarks are the same (a second judge task, if there is one, gets watermarks only).
-    high = DataStream(getattr(compact.union(checked)._j_data_stream, "global")())
+    row_type = HIGH_RATING_TYPE.get_java_type_info()
+    split = get_gateway().jvm.io.walkstream.LateSplit(_EVENT_TIME_FIELD, row_type)
+    j_on_time = (
+        getattr(compact.union(checked)._j_data_stream, "global")()
+        .process(split, row_type)
+        .setParallelism(1)
+        .uid("late-split")
+        .name("late-split")
+    )
     schema = (
         Schema.new_builder()
         .column("user_id", "BIGINT")
@@ -213,11 +223,8 @@ def _transitions(
         .watermark("ts", "SOURCE_WATERMARK()")
         .build()
     )
-    t_env.create_temporary_view("high_ratings", t_env.from_data_stream(high, schema))
-    late = t_env.sql_query(
-        "SELECT user_id, item_id, rating, event_time, `partition`, `offset` FROM high_ratings "
-        "WHERE ts <= CURRENT_WATERMARK(ts)"
-    )
+    on_time = DataStream(j_on_time)
+    t_env.create_temporary_view("on_time", t_env.from_data_stream(on_time, schema))
     # A query of its own: an ORDER BY in a subquery means nothing in SQL, and the planner
     # dropped it (a test that sends ties in reverse saw them paired in arrival order). Rows
     # leave the one sort task in (event time, item) order; the conversion back to a table
@@ -226,10 +233,7 @@ def _transitions(
     # takes them in the order they arrive (processing time): an OVER on event time would
     # buffer and sort them again until the next watermark, and cost more than the sort.
     ordered = t_env.to_append_stream(
-        t_env.sql_query(
-            "SELECT user_id, item_id, event_time FROM high_ratings "
-            "WHERE (ts <= CURRENT_WATERMARK(ts)) IS NOT TRUE ORDER BY ts, item_id"
-        ),
+        t_env.sql_query("SELECT user_id, item_id, event_time FROM on_time ORDER BY ts, item_id"),
         ORDERED_TYPE,
     )
     sorted_schema = (
@@ -251,7 +255,7 @@ def _transitions(
         ) WHERE previous IS NOT NULL AND previous <> item_id"""
     )
     return (
-        t_env.to_append_stream(late, HIGH_RATING_TYPE),
+        DataStream(j_on_time.getSideOutput(split.lateTag())),
         t_env.to_append_stream(
             t_env.sql_query("SELECT user_id, previous, item_id, event_time FROM transitions"),
             Types.ROW_NAMED(["user_id", "src", "dst", "event_time"], [Types.LONG()] * 4),

@@ -94,7 +94,7 @@ def install_jars(settings: Settings, report: Report) -> None:
     _ensure_tools(["mvn", "java", "javac"], report)
     report(
         f"setup: resolving Kafka and the Flink Kafka connector, and compiling the job's Java "
-        f"function, with Maven into {jars}"
+        f"functions, with Maven into {jars}"
     )
     for stale in ("kafka", "flink"):
         shutil.rmtree(jars / stale, ignore_errors=True)

@@ -610,7 +610,7 @@ def test_dockerfile_copies_exist_in_the_build_context(path: Path) -> None:
 
 def test_flink_image_matches_the_pinned_flink_and_connector(compose: Compose) -> None:
     image = dockerfile_of(compose.services["jobmanager"])
-    *_, base = image.bases()  # the last stage's; the first compiles the Java function
+    *_, base = image.bases()  # the last stage's; the first compiles the Java functions
     repository, tag = split_image(base)
     assert repository == "flink"
     assert re.fullmatch(rf"{re.escape(pinned('apache-flink'))}-scala_2\.12-java17", tag), tag
