@@ -42,7 +42,6 @@ __all__ = [
     "HOPS",
     "ITEM_INPUT_TYPE",
     "JOINED",
-    "ORDERED_TYPE",
     "RECORD_TYPE",
     "SAMPLES",
     "SIGHTINGS",
@@ -65,10 +64,6 @@ HIGH_RATING_TYPE = Types.ROW_NAMED(
     [Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.LONG(), Types.INT(), Types.LONG()],
 )
 """A valid high rating and where it was read, on its way to be judged on time or late."""
-ORDERED_TYPE = Types.ROW_NAMED(
-    ["user_id", "item_id", "event_time"], [Types.LONG(), Types.LONG(), Types.LONG()]
-)
-"""(user, item, event time) of an on-time high rating, in (event time, item) order."""
 # Keyed inputs are Row(key, payload): Flink keys them in the JVM on field 0.
 TRANSITION_TYPE = Types.ROW([Types.LONG(), Types.LONG(), Types.LONG()])
 """(previous item, item, event time) of a user's transition; keyed by user id."""

@@ -1,9 +1,9 @@
 """The streaming job's graph: Kafka ratings -> ordered transitions -> per-item counts and walks.
 
 ```
-ratings --(SQL) route: compact & high --------------+--> one task, on the sort's watermark:
-                       other --> RecordFunction ----+    on time --> order by (event time,
-                                 | (valid & high)        item), previous item per user (SQL)
+ratings --(SQL) route: compact & high ----+--keyBy user--> UserTransitions (Java): on time:
+                       other --> RecordFunction --+      order by (event time, item), pair with
+                                 | (valid & high)        the previous item --> transitions
                                  +--> dead letters       late --> LateFunction --> late
 transitions --batch per shard (SQL)--keyBy shard--+--> ItemFunction --> samples, counts
 walk.hops --(optional batch, SQL)--keyBy shard---+      | | walks it cannot step --> walk.hops
@@ -11,8 +11,9 @@ walk.hops --(optional batch, SQL)--keyBy shard---+      | | walks it cannot step
 transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
 ```
 
-Per-event work runs in the JVM: a record in the producer's compact form is checked, ordered
-and paired with its user's previous item by Flink SQL, without a Python call (one Python
+Per-event work runs in the JVM: a record in the producer's compact form is checked by Flink
+SQL, ordered and paired with its user's previous item by a Java function, without a Python
+call (one Python
 call per event capped the job at a fraction of a pure-SQL job; see README, "Where the time
 goes"). Every other record goes to the one Python validator. Keying happens in the JVM too
 (Flink's key selector on field 0 of a Row(key, payload)), not in a Python key selector.
@@ -36,7 +37,6 @@ from streaming.job.functions import (
     HOPS,
     ITEM_INPUT_TYPE,
     JOINED,
-    ORDERED_TYPE,
     RECORD_TYPE,
     SAMPLES,
     SIGHTINGS,
@@ -96,7 +96,9 @@ _PARSED_TYPE = Types.ROW_NAMED(
 stays in the JVM (no Python function reads it)."""
 
 
-_EVENT_TIME_FIELD = HIGH_RATING_TYPE.get_field_names().index("event_time")
+_TRANSITION_ROW_TYPE = Types.ROW_NAMED(["user_id", "src", "dst", "event_time"], [Types.LONG()] * 4)
+"""(user, previous item, item, event time) of a user's transition, as `UserTransitions` emits
+it."""
 
 
 def _double(value: float) -> str:
@@ -185,16 +187,14 @@ def _ratings(
 def _transitions(
     t_env: StreamTableEnvironment, checked: DataStream
 ) -> tuple[DataStream, DataStream]:
-    """Each user's transitions, ordered by (event time, item) in the JVM, and the valid high
-    ratings that arrived behind the watermark.
+    """Each user's transitions, in (event time, item) order, and the valid high ratings that
+    arrived behind the watermark: one Java function keyed by user (`UserTransitions`) for
+    both, on the watermark its timers fire on, so every rating is paired or reported.
 
-    One task judges every high rating, compact or validated (`LateSplit`, Java): late iff
-    its event time is at or behind that task's watermark, which is the sort's, so the sort,
-    which drops whatever is behind its watermark, drops nothing judged on time. A test on
-    each source task saw only that task's watermark, which lags the sort's once the task was
-    idle: a replay lost such events without a trace. In Java, not SQL: a SQL test would run
-    before the sort's exchange, on the wrong side of it. Exact duplicates sort next to each
-    other and, like any repeat of an item, make no transition."""
+    It replaced a SQL sort by (event time, item), which is one task for all users, and a
+    `LAG` per user over its output; and the lateness test each source task made on its own
+    watermark, which lags the job's once the task was idle: the sort then dropped events
+    judged on time without a trace."""
     compact = t_env.to_append_stream(
         t_env.sql_query(
             "SELECT user_id, item_id, rating, event_time, `partition`, `offset` FROM routed "
@@ -202,65 +202,23 @@ def _transitions(
         ),
         HIGH_RATING_TYPE,
     )
-    row_type = HIGH_RATING_TYPE.get_java_type_info()
-    split = get_gateway().jvm.io.walkstream.LateSplit(_EVENT_TIME_FIELD, row_type)
-    j_on_time = (
-        getattr(compact.union(checked)._j_data_stream, "global")()
-        .process(split, row_type)
-        .setParallelism(1)
-        .uid("late-split")
-        .name("late-split")
+    fields = HIGH_RATING_TYPE.get_field_names()
+    functions = get_gateway().jvm.io.walkstream
+    pairing = functions.UserTransitions(
+        fields.index("item_id"), fields.index("event_time"), HIGH_RATING_TYPE.get_java_type_info()
     )
-    schema = (
-        Schema.new_builder()
-        .column("user_id", "BIGINT")
-        .column("item_id", "BIGINT")
-        .column("rating", "DOUBLE")
-        .column("event_time", "BIGINT")
-        .column("partition", "INT")
-        .column("offset", "BIGINT")
-        .column_by_expression("ts", "TO_TIMESTAMP_LTZ(event_time, 0)")
-        .watermark("ts", "SOURCE_WATERMARK()")
-        .build()
+    j_transitions = (
+        compact.union(checked)
+        ._j_data_stream.keyBy(
+            functions.UserTransitions.byUser(fields.index("user_id")),
+            Types.LONG().get_java_type_info(),
+        )
+        .process(pairing, _TRANSITION_ROW_TYPE.get_java_type_info())
+        .uid("user-transitions")
+        .name("user-transitions")
     )
-    on_time = DataStream(j_on_time)
-    t_env.create_temporary_view("on_time", t_env.from_data_stream(on_time, schema))
-    # A query of its own: an ORDER BY in a subquery means nothing in SQL, and the planner
-    # dropped it (a test that sends ties in reverse saw them paired in arrival order). Rows
-    # leave the one sort task in (event time, item) order; the conversion back to a table
-    # stays on that task (forward: its default parallelism would deal rows round-robin to
-    # several), and the hash by user keeps each user's rows in that order. So the pairing
-    # takes them in the order they arrive (processing time): an OVER on event time would
-    # buffer and sort them again until the next watermark, and cost more than the sort.
-    ordered = t_env.to_append_stream(
-        t_env.sql_query("SELECT user_id, item_id, event_time FROM on_time ORDER BY ts, item_id"),
-        ORDERED_TYPE,
-    )
-    sorted_schema = (
-        Schema.new_builder()
-        .column("user_id", "BIGINT")
-        .column("item_id", "BIGINT")
-        .column("event_time", "BIGINT")
-        .column_by_expression("arrived", "PROCTIME()")
-        .build()
-    )
-    in_order = DataStream(ordered._j_data_stream.forward())
-    t_env.create_temporary_view("ordered", t_env.from_data_stream(in_order, sorted_schema))
-    t_env.execute_sql(
-        """CREATE TEMPORARY VIEW transitions AS SELECT user_id, previous, item_id, event_time
-        FROM (
-            SELECT user_id, item_id, event_time,
-                LAG(item_id) OVER (PARTITION BY user_id ORDER BY arrived) AS previous
-            FROM ordered
-        ) WHERE previous IS NOT NULL AND previous <> item_id"""
-    )
-    return (
-        DataStream(j_on_time.getSideOutput(split.lateTag())),
-        t_env.to_append_stream(
-            t_env.sql_query("SELECT user_id, previous, item_id, event_time FROM transitions"),
-            Types.ROW_NAMED(["user_id", "src", "dst", "event_time"], [Types.LONG()] * 4),
-        ),
-    )
+    late = DataStream(j_transitions.getSideOutput(pairing.lateTag()))
+    return late, DataStream(j_transitions)
 
 
 def _user_transitions(t_env: StreamTableEnvironment) -> DataStream:
