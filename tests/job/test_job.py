@@ -367,6 +367,13 @@ def _oracle_in_arrival_order(events: list[Event]) -> dict[tuple[int, int], int]:
     return dict(counts)
 
 
+def _a_user_per_partition(partitions: int, users: range) -> dict[int, int]:
+    """partition -> one of `users` whose events the producer (murmur2 of the key) sends there."""
+    chosen = {(murmur2(str(u).encode()) & 0x7FFFFFFF) % partitions: u for u in users}
+    assert len(chosen) == partitions
+    return chosen
+
+
 def test_events_behind_the_watermark_go_to_the_late_topic(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
@@ -375,8 +382,7 @@ def test_events_behind_the_watermark_go_to_the_late_topic(
     ignored like any low rating."""
     world = job_world(local_stack, unique, tmp_path, **{"stream.walks_per_weight": 0})
     partitions = world.settings.kafka.partitions
-    later = {(murmur2(str(u).encode()) & 0x7FFFFFFF) % partitions: u for u in range(100, 200)}
-    assert len(later) == partitions
+    later = _a_user_per_partition(partitions, range(100, 200))
     on_time = [Event(1, 10, 5.0, 1_000), Event(1, 11, 5.0, 1_001)]
     # a later event in every partition moves the watermark past the first two
     send_events(world.settings, world.topic("ratings"), [
@@ -417,8 +423,7 @@ def test_events_of_a_source_task_that_was_idle_are_late_not_lost(
     )  # fmt: skip
     partitions = world.settings.kafka.partitions
     assert (partitions, world.settings.flink.parallelism) == (4, 2)
-    user_in = {(murmur2(str(u).encode()) & 0x7FFFFFFF) % partitions: u for u in range(100, 200)}
-    assert len(user_in) == partitions
+    user_in = _a_user_per_partition(partitions, range(100, 200))
     even = [Event(user_in[0], 10, 5.0, 1_000), Event(user_in[0], 11, 5.0, 1_001)]
     send_events(world.settings, world.topic("ratings"), [
         *even, *(Event(user_in[p], 1, 5.0, 10**6) for p in (0, 2))])  # fmt: skip
@@ -480,10 +485,7 @@ def test_background_refresh_starts_walks_in_proportion_to_weight(
     # A later event in every ratings partition releases every transition at once, so the
     # graph is complete well before the first refresh (an interval after an item's first).
     partitions = world.settings.kafka.partitions
-    later = {
-        (murmur2(str(u).encode()) & 0x7FFFFFFF) % partitions: u for u in range(10**6, 10**6 + 100)
-    }
-    assert len(later) == partitions
+    later = _a_user_per_partition(partitions, range(10**6, 10**6 + 100))
     events += [Event(u, 1, 5.0, 10**7) for u in later.values()]
     send_events(world.settings, world.topic("ratings"), events)
 
