@@ -26,7 +26,7 @@ from batch.loaders import FORMATS, load_events
 from batch.pipeline import EmbedResult, embed_sequences
 from batch.synthetic import SyntheticSpec, generate, load_communities
 from streaming.config import Settings, TrainingSettings, WalkSettings
-from streaming.errors import ConfigError
+from streaming.errors import ConfigError, DataError
 
 __all__ = [
     "add_batch_arguments",
@@ -65,13 +65,28 @@ def _load_sequences(settings: Settings, args: argparse.Namespace, report: Report
     )
     report(f"  {'load':<10} {time.perf_counter() - began:7.2f}s")
     report(load_report.summary())
-    return user_sequences(
+    sequences = user_sequences(
         columns.user_id,
         columns.item_id,
         columns.rating,
         columns.event_time,
         settings.events.high_rating,
     )
+    if _transitions(sequences) == 0:
+        raise DataError(
+            f"ratings file {args.ratings}: no user rated two different items in a row at "
+            f"events.high_rating={settings.events.high_rating} or more, so there is no "
+            "transition to learn from: use a file with more ratings per user, or lower "
+            "events.high_rating"
+        )
+    return sequences
+
+
+def _transitions(sequences: Sequences) -> int:
+    """Consecutive ratings of one user on different items: the edges the graph is built from."""
+    step = sequences.items[1:] != sequences.items[:-1]
+    step[sequences.indptr[1:-1] - 1] = False
+    return int(step.sum())
 
 
 # ---------------------------------------------------------------- batch
@@ -96,9 +111,19 @@ def _labels_file(path: Path) -> Path | None:
     return None
 
 
-def _movies(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+def _movies(path: Path) -> list[tuple[int, str, str]]:
+    """(movieId, title, first genre) of each row of a MovieLens movies.csv."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return [
+                (int(row["movieId"]), row["title"], row["genres"].split("|")[0])
+                for row in csv.DictReader(handle)
+            ]
+    except (KeyError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(
+            f"{path} is not a MovieLens movies.csv ({exc!r}): give one with the columns "
+            "movieId,title,genres, or leave out --labels"
+        ) from None
 
 
 def item_labels(path: Path) -> dict[int, str]:
@@ -107,7 +132,7 @@ def item_labels(path: Path) -> dict[int, str]:
     if found is None:
         return {}
     if found.name == "movies.csv":
-        return {int(row["movieId"]): row["title"] for row in _movies(found)}
+        return {movie: title for movie, title, _ in _movies(found)}
     return {item: f"community {c}" for item, c in load_communities(found).items()}
 
 
@@ -117,7 +142,7 @@ def item_groups(path: Path) -> dict[int, str]:
     if found is None:
         return {}
     if found.name == "movies.csv":
-        return {int(row["movieId"]): row["genres"].split("|")[0] for row in _movies(found)}
+        return {movie: genre for movie, _, genre in _movies(found)}
     return {item: f"community {c}" for item, c in load_communities(found).items()}
 
 
@@ -134,7 +159,7 @@ def neighbour_table(
             continue
         scores = vectors @ vectors[row_of[item]]
         scores[row_of[item]] = -np.inf
-        top = np.argsort(-scores)[:k]
+        top = np.argsort(-scores)[: min(k, len(scores) - 1)]  # not the item itself
         lines.append(f"{item:>8}  {labels.get(item, '')[:60]}")
         for row in top:
             other = int(embeddings.item_ids[row])
@@ -315,6 +340,12 @@ def run_eval(settings: Settings, args: argparse.Namespace, report: Report = prin
     report(f"eval: {args.ratings} ({args.format}), per-user temporal hold-out of the last 20%")
     sequences = _load_sequences(settings, args, report)
     holdout = temporal_holdout(sequences)
+    if len(holdout.queries) == 0:
+        raise DataError(
+            f"ratings file {args.ratings}: no user has 3 or more ratings of at least "
+            f"events.high_rating={settings.events.high_rating}, so the hold-out has no next-item "
+            "case to score: use a file with more ratings per user, or lower events.high_rating"
+        )
     report(f"  {len(holdout.queries):,} next-item cases from {len(sequences):,} users")
     communities_path = args.communities or (
         args.ratings.with_name("items.csv")

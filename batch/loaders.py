@@ -2,7 +2,8 @@
 
 Every row goes through `streaming.core.events`, so a file is validated exactly like the stream.
 A bad row is data, not a crash: it is counted under its `Reason` with its 1-based line number,
-and every valid row around it is kept.
+and every valid row around it is kept. A file with no valid row at all is the wrong file or the
+wrong format, so `load_events` raises `DataError` for it, saying why its rows were rejected.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ FORMATS: tuple[Format, ...] = get_args(Format)
 _SEPARATORS: dict[str, str] = {"csv": ",", "udata": "\t", "dat": "::"}
 _TEXT_LIMIT = 200
 _MAX_EXAMPLES = 10
+_DETAIL_LIMIT = 100
 _PROGRESS_EVERY = 1_000_000
 _BOM = "\ufeff"
 
@@ -108,6 +110,20 @@ class LoadReport:
                 for r in self.examples
             )
         return "\n".join(lines)
+
+    def nothing_accepted(self) -> str:
+        """One line on why a load accepted no event: the counts by reason and the first row."""
+        if self.rows == 0:
+            what = "has only a header line" if self.header is not None else "is empty"
+            return f"ratings file {self.path} {what}: give a file with ratings in it"
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in self.rejected.most_common())
+        first = self.examples[0]
+        detail = " ".join(first.detail.split())[:_DETAIL_LIMIT]
+        return (
+            f"ratings file {self.path}: all {self.rows:,} rows rejected as {self.format} "
+            f"({reasons}; line {first.line_no}: {detail}): check --format "
+            f"({', '.join(FORMATS)}) and that it is a ratings file"
+        )
 
 
 def _check(path: str | os.PathLike[str], fmt: str) -> Path:
@@ -261,6 +277,7 @@ def load_events(
     Values go straight into typed `array.array`s (8 bytes a value, no Python objects kept), so a
     file of tens of millions of rows costs 32 bytes a row; numpy then wraps them without a copy.
     `progress` gets the number of rows read every million rows and once at the end.
+    A file without one valid event raises `DataError`: nothing downstream can use it.
     """
     reader = _Reader(_check(path, fmt), fmt, rules)
     report = LoadReport(path=reader.path, format=fmt)
@@ -293,6 +310,8 @@ def load_events(
     report.rows = rows
     report.accepted = len(users)
     report.header = reader.header
+    if report.accepted == 0:
+        raise DataError(report.nothing_accepted())
     columns = EventColumns(
         np.frombuffer(users, dtype=np.int64),
         np.frombuffer(items, dtype=np.int64),

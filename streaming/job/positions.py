@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +15,10 @@ from streaming.errors import ConfigError
 __all__ = ["Position", "parse_start", "parse_until"]
 
 Kind = Literal["earliest", "latest", "committed", "timestamp", "offsets"]
+
+_DIGITS = re.compile(r"[0-9]{1,19}")  # 19 digits: up to 2**63 - 1
+_MAX_LONG = 2**63 - 1  # timestamps and offsets are Java longs
+_MAX_PARTITION = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,20 @@ class Position:
         return ";".join(f"partition:{p},offset:{o}" for p, o in self.offsets)
 
 
+def _is_number(text: str, limit: int = _MAX_LONG) -> bool:
+    """ASCII digits of a value Kafka and Flink can hold: `str.isdigit` also accepts '²'."""
+    return _DIGITS.fullmatch(text) is not None and int(text) <= limit
+
+
 def _parse_offsets(flag: str, text: str) -> tuple[tuple[int, int], ...]:
     pairs = []
     for part in filter(None, text.split(",")):
         partition, sep, offset = part.partition(":")
-        if not sep or not partition.isdigit() or not offset.isdigit():
-            raise ConfigError(f"{flag}: expected PARTITION:OFFSET, got {part!r}")
+        if not sep or not _is_number(partition, _MAX_PARTITION) or not _is_number(offset):
+            raise ConfigError(
+                f"{flag}: expected PARTITION:OFFSET (partition 0..{_MAX_PARTITION}, offset "
+                f"0..{_MAX_LONG}), got {part!r}"
+            )
         pairs.append((int(partition), int(offset)))
     if not pairs:
         raise ConfigError(f"{flag}: offsets: needs at least one PARTITION:OFFSET")
@@ -74,7 +87,7 @@ def parse_start(text: str) -> Position:
     kind, _, rest = text.partition(":")
     if kind in ("earliest", "latest", "committed") and not rest:
         return Position(kind)  # type: ignore[arg-type]
-    if kind == "timestamp" and rest.isdigit():
+    if kind == "timestamp" and _is_number(rest):
         return Position("timestamp", timestamp_ms=int(rest))
     if kind == "offsets":
         return Position("offsets", offsets=_parse_offsets("--from", rest))

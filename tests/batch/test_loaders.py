@@ -247,12 +247,19 @@ def test_a_trailing_blank_line_is_counted_not_dropped(tmp_path: Path) -> None:
     assert rejected_lines(report) == [(4, Reason.BAD_ROW)]
 
 
-def test_empty_file_gives_empty_typed_columns(tmp_path: Path) -> None:
-    path = tmp_path / "empty.csv"
-    path.write_bytes(b"")
-    columns, report = load_events(path, "csv", RULES)
-    assert_columns(columns, [])
-    assert (report.rows, report.accepted, report.rejected) == (0, 0, {})
+def test_a_file_without_a_valid_row_raises_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"empty\.csv is empty"):
+        load_events(write(tmp_path / "empty.csv", [], end=""), "csv", RULES)
+    header = write(tmp_path / "header.csv", ["userId,movieId,rating,timestamp"])
+    with pytest.raises(DataError, match="has only a header line"):
+        load_events(header, "csv", RULES)
+    lines = ["1,10,9,5", "1::2::4::5", "\xff"]
+    with pytest.raises(DataError) as raised:
+        load_events(write(tmp_path / "r.csv", lines), "csv", RULES)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "all 3 rows rejected as csv (bad_row 2, rating_out_of_range 1; line 1: rating" in message
+    assert "check --format (csv, udata, dat, jsonl)" in message
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
@@ -329,14 +336,14 @@ def test_many_kinds_of_bad_rows_in_one_file(tmp_path: Path) -> None:
 
 def test_only_the_first_ten_rejections_are_kept_as_examples(tmp_path: Path) -> None:
     lines = [f"{n},10,9,5" for n in range(25)]
-    _, report = load_events(write(tmp_path / "r.csv", lines), "csv", RULES)
+    _, report = load_events(write(tmp_path / "r.csv", [*lines, "1,10,4,5"]), "csv", RULES)
     assert report.rejected == {"rating_out_of_range": 25}
     assert [r.line_no for r in report.examples] == list(range(1, 11))
 
 
 def test_rejected_text_is_truncated_to_200_characters(tmp_path: Path) -> None:
     line = "1,2,3," + "4" * 500
-    _, report = load_events(write(tmp_path / "r.csv", [line]), "csv", RULES)
+    _, report = load_events(write(tmp_path / "r.csv", [line, "1,10,4,5"]), "csv", RULES)
     assert report.examples == [
         Rejected(1, Reason.BAD_EVENT_TIME, report.examples[0].detail, line[:200])
     ]
