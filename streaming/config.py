@@ -430,7 +430,7 @@ def load_settings(
         try:
             with config_file.open("rb") as handle:
                 tomllib.load(handle)
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # TOML is UTF-8 text
             raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
 
     class _FromFile(Settings):
