@@ -165,6 +165,11 @@ class EventSettings(_Section):
         10**11, gt=0, description="latest valid event time in seconds (rejects milliseconds)"
     )
     max_record_bytes: int = Field(1024, ge=64, description="larger records are rejected")
+    max_ahead_s: int = Field(
+        86_400,
+        ge=0,
+        description="events timed more than this after the broker received them are rejected",
+    )
 
     @_model_validator(mode="after")
     def _ordered(self) -> EventSettings:

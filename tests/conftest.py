@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from streaming.config import ENV_PREFIX, Settings, load_settings
 from streaming.runtime import LocalStack, install_runtime
@@ -20,6 +22,14 @@ T = TypeVar("T")
 # Tests build their settings explicitly: a developer's own WALKSTREAM_* must not leak in.
 for _name in [name for name in os.environ if name.startswith(ENV_PREFIX)]:
     del os.environ[_name]
+
+
+# Property tests draw the same examples on every run (a failure is reproducible from the log),
+# and a busy shared machine neither fails them on time nor on slow generation.
+hypothesis_settings.register_profile(
+    "walkstream", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("walkstream")
 
 
 def poll(check: Callable[[], T | None], timeout_s: float, what: str) -> T:

@@ -5,7 +5,12 @@ On the wire an event is a JSON object
 integer seconds since the epoch); other fields are ignored, so producers can add their own.
 A record that is not a valid event raises `InvalidEventError` with a machine-readable
 `Reason`: callers count it and route it (dead-letter topic, load report); it is data, never
-a crash.
+a crash, whatever its bytes.
+
+Where the time a record was received is known (the Kafka record's timestamp, or the clock of
+a producer about to send it), an event timed more than `EventSettings.max_ahead_s` after it is
+rejected: one producer's clock far ahead would otherwise move event time for every user. The
+job's Java functions (`streaming/runtime/java`) apply the same rules to the records they read.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class Event(NamedTuple):
 
 
 class Reason(StrEnum):
+    NULL_VALUE = "null_value"
     OVERSIZED = "oversized"
     BAD_ENCODING = "bad_encoding"
     BAD_JSON = "bad_json"
@@ -51,6 +57,7 @@ class Reason(StrEnum):
     RATING_NOT_FINITE = "rating_not_finite"
     RATING_OUT_OF_RANGE = "rating_out_of_range"
     BAD_EVENT_TIME = "bad_event_time"
+    EVENT_TIME_AHEAD = "event_time_ahead"
 
 
 class InvalidEventError(ValueError):
@@ -60,12 +67,32 @@ class InvalidEventError(ValueError):
         self.detail = detail
 
 
+_DETAIL_VALUE_CHARS = 80
+"""How much of an offending value a reason's detail quotes."""
+
+
+def _shown(value: object) -> str:
+    """A value for a reason's detail, shortened; never fails (repr of a huge int can)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of {value.bit_length()} bits" if isinstance(value, int) else "?"
+    if len(text) <= _DETAIL_VALUE_CHARS:
+        return text
+    return f"{text[:_DETAIL_VALUE_CHARS]}... ({len(text)} characters)"
+
+
 def _validate(
-    user_id: int, item_id: int, rating: float, event_time: int, rules: EventSettings
+    user_id: int,
+    item_id: int,
+    rating: float,
+    event_time: int,
+    rules: EventSettings,
+    received_s: int | None,
 ) -> Event:
     for name, value in (("user_id", user_id), ("item_id", item_id)):
         if not 0 <= value <= _MAX_ID:
-            raise InvalidEventError(Reason.BAD_ID, f"{name} {value} is outside 0..2^63-1")
+            raise InvalidEventError(Reason.BAD_ID, f"{name} {_shown(value)} is outside 0..2^63-1")
     if not math.isfinite(rating):
         raise InvalidEventError(Reason.RATING_NOT_FINITE, f"rating is {rating}")
     if not rules.min_rating <= rating <= rules.max_rating:
@@ -79,7 +106,13 @@ def _validate(
         )
         raise InvalidEventError(
             Reason.BAD_EVENT_TIME,
-            f"event_time {event_time} is outside 0..{rules.max_event_time}{hint}",
+            f"event_time {_shown(event_time)} is outside 0..{rules.max_event_time}{hint}",
+        )
+    if received_s is not None and event_time > max(received_s, 0) + rules.max_ahead_s:
+        raise InvalidEventError(
+            Reason.EVENT_TIME_AHEAD,
+            f"event_time {event_time} is more than {rules.max_ahead_s}s after the record was "
+            f"received ({received_s}): is the producer's clock right?",
         )
     return Event(user_id, item_id, float(rating), event_time)
 
@@ -87,12 +120,19 @@ def _validate(
 def _json_int(record: dict[str, Any], name: str) -> int:
     value = record[name]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEventError(Reason.WRONG_TYPE, f"{name} must be an integer, got {value!r}")
+        raise InvalidEventError(
+            Reason.WRONG_TYPE, f"{name} must be an integer, got {_shown(value)}"
+        )
     return value
 
 
-def event_from_json(raw: bytes | str, rules: EventSettings) -> Event:
-    size = len(raw.encode() if isinstance(raw, str) else raw)
+def event_from_json(
+    raw: bytes | str | None, rules: EventSettings, received_s: int | None = None
+) -> Event:
+    """An event from a record's value (None: a Kafka tombstone), received at `received_s`."""
+    if raw is None:
+        raise InvalidEventError(Reason.NULL_VALUE, "the record has no value (a tombstone)")
+    size = len(raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw)
     if size > rules.max_record_bytes:
         raise InvalidEventError(
             Reason.OVERSIZED, f"record has {size} bytes, more than {rules.max_record_bytes}"
@@ -106,10 +146,12 @@ def event_from_json(raw: bytes | str, rules: EventSettings) -> Event:
         raise InvalidEventError(Reason.BAD_JSON, str(exc)) from None
     except RecursionError:
         raise InvalidEventError(Reason.BAD_JSON, "nested too deeply") from None
-    return event_from_mapping(record, rules)
+    return event_from_mapping(record, rules, received_s)
 
 
-def event_from_mapping(record: object, rules: EventSettings) -> Event:
+def event_from_mapping(
+    record: object, rules: EventSettings, received_s: int | None = None
+) -> Event:
     """An event from a decoded JSON object (or an application's dict), with JSON's types."""
     if not isinstance(record, dict):
         raise InvalidEventError(
@@ -120,18 +162,34 @@ def event_from_mapping(record: object, rules: EventSettings) -> Event:
         raise InvalidEventError(Reason.MISSING_FIELD, f"missing {', '.join(missing)}")
     rating = record["rating"]
     if isinstance(rating, bool) or not isinstance(rating, int | float):
-        raise InvalidEventError(Reason.WRONG_TYPE, f"rating must be a number, got {rating!r}")
+        raise InvalidEventError(Reason.WRONG_TYPE, f"rating must be a number, got {_shown(rating)}")
     return _validate(
         _json_int(record, "user_id"),
         _json_int(record, "item_id"),
-        float(rating),
+        _float(rating),
         _json_int(record, "event_time"),
         rules,
+        received_s,
     )
 
 
+def _float(rating: int | float) -> float:
+    """A rating as a float; an integer too large for one is out of any rating range."""
+    try:
+        return float(rating)
+    except OverflowError:
+        raise InvalidEventError(
+            Reason.RATING_OUT_OF_RANGE, f"rating {_shown(rating)} is too large for a number"
+        ) from None
+
+
 def event_from_fields(
-    user_id: str, item_id: str, rating: str, event_time: str, rules: EventSettings
+    user_id: str,
+    item_id: str,
+    rating: str,
+    event_time: str,
+    rules: EventSettings,
+    received_s: int | None = None,
 ) -> Event:
     """An event from the text columns of a ratings file (MovieLens csv, u.data, .dat)."""
     values: list[int | float] = []
@@ -146,10 +204,10 @@ def event_from_fields(
         except ValueError:
             expected = "an integer" if kind is int else "a number"
             raise InvalidEventError(
-                Reason.WRONG_TYPE, f"{name} must be {expected}, got {text!r}"
+                Reason.WRONG_TYPE, f"{name} must be {expected}, got {_shown(text)}"
             ) from None
     user, item, score, when = values
-    return _validate(int(user), int(item), float(score), int(when), rules)
+    return _validate(int(user), int(item), float(score), int(when), rules, received_s)
 
 
 def event_to_json(event: Event) -> bytes:

@@ -56,9 +56,13 @@ __all__ = [
 ]
 
 RECORD_TYPE = Types.ROW(
-    [Types.STRING(), Types.ROW([Types.INT(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())])]
+    [
+        Types.STRING(),
+        Types.ROW([Types.INT(), Types.LONG(), Types.LONG(), Types.PRIMITIVE_ARRAY(Types.BYTE())]),
+    ]
 )
-"""(Kafka key, (partition, offset, raw value)) of a ratings record."""
+"""(Kafka key, (partition, offset, received, raw value)) of a ratings record: received is the
+record's Kafka timestamp in whole seconds."""
 HIGH_RATING_TYPE = Types.ROW_NAMED(
     ["user_id", "item_id", "rating", "event_time", "partition", "offset"],
     [Types.LONG(), Types.LONG(), Types.DOUBLE(), Types.LONG(), Types.INT(), Types.LONG()],
@@ -89,6 +93,8 @@ SIGHTINGS = OutputTag("sightings", Types.STRING())
 """Sightings of new edges, "ITEM SEEN_ITEM" joined by `JOINED`: the items topic's input."""
 
 _MS = 1000
+_KEY_SHOWN = 40
+"""How much of a mismatched key a dead letter's detail quotes (the record has it whole)."""
 _SIGHTING_FILTER_ITEMS = 1_000_000
 """Items a task tracks to skip sightings the items topic would drop (~100 bytes each)."""
 
@@ -119,9 +125,9 @@ class RecordFunction(ProcessFunction):  # type: ignore[misc]
         }
 
     def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        key, (partition, offset, raw) = value
+        key, (partition, offset, received, raw) = value
         try:
-            event = event_from_json(raw, self.rules)
+            event = event_from_json(raw, self.rules, received)
         except InvalidEventError as error:
             self.rejected[error.reason.value].inc()
             yield (
@@ -131,7 +137,8 @@ class RecordFunction(ProcessFunction):  # type: ignore[misc]
             return
         if key != str(event.user_id):
             self.rejected[KEY_MISMATCH].inc()
-            detail = f"record key {key!r} is not its user_id {event.user_id}"
+            shown = key if len(key) <= _KEY_SHOWN else f"{key[:_KEY_SHOWN]}..."
+            detail = f"record key {shown!r} is not its user_id {event.user_id}"
             yield (
                 DEAD_LETTER,
                 records.dead_letter(KEY_MISMATCH, detail, key, partition, offset, raw),

@@ -29,7 +29,7 @@ from pyflink.datastream.data_stream import KeyedStream
 from pyflink.java_gateway import get_gateway
 from pyflink.table import Schema, StreamTableEnvironment
 
-from streaming.config import Settings
+from streaming.config import EventSettings, Settings
 from streaming.job.functions import (
     COUNTS,
     DEAD_LETTER,
@@ -50,6 +50,7 @@ from streaming.job.functions import (
 )
 from streaming.job.kafka_io import text_sink
 from streaming.job.positions import Position
+from streaming.kafka_clients import flink_table_options
 
 __all__ = ["build_job"]
 
@@ -71,29 +72,53 @@ def _day_to_second(seconds: int) -> str:
     return f"{days} {hour:02}:{minute:02}:{second:02}"
 
 
+def _literal(value: str) -> str:
+    """A SQL string literal: a quote inside (as in a password) doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _options(options: dict[str, str]) -> str:
-    return ",\n".join(f"'{key}' = '{value}'" for key, value in options.items())
+    return ",\n".join(f"{_literal(key)} = {_literal(value)}" for key, value in options.items())
 
 
 _COMPACT_EVENT = "walkstream_compact_event"
-"""The Java function (streaming/runtime/java, built by `make setup`) that reads a record in
-the producer's compact form: its fields as a ROW, or NULL for any other record, which the
+"""The Java function (streaming/runtime/java, built by `make setup`) that reads a valid record
+in the producer's compact form: its fields as a ROW, or NULL for any other record, which the
 Python validator then judges (it alone names reasons)."""
+_ACCEPTED_EVENT_TIME = "walkstream_accepted_event_time"
+"""The Java function giving the event time of a record the job accepts, or NULL: the only
+time the ratings source's watermark follows, so a rejected record never moves it."""
+_RECEIVED_SECONDS = "walkstream_received_seconds"
+"""A Kafka record's timestamp in whole seconds, as the Java functions read it."""
 
 
-def _register_functions(t_env: StreamTableEnvironment) -> None:
-    t_env.create_java_temporary_system_function(_COMPACT_EVENT, "io.walkstream.CompactEvent")
+def _register_functions(t_env: StreamTableEnvironment, rules: EventSettings) -> None:
+    functions = get_gateway().jvm.io.walkstream
+    java_rules = functions.EventRules(
+        float(rules.min_rating),
+        float(rules.max_rating),
+        rules.max_event_time,
+        rules.max_record_bytes,
+        rules.max_ahead_s,
+    )
+    for name, function in (
+        (_COMPACT_EVENT, functions.CompactEvent(java_rules)),
+        (_ACCEPTED_EVENT_TIME, functions.AcceptedEventTime(java_rules)),
+        (_RECEIVED_SECONDS, functions.ReceivedSeconds()),
+    ):
+        t_env._j_tenv.createTemporarySystemFunction(name, function)
 
 
 _HIGH, _LOW, _OTHER = range(3)
 _PARSED_TYPE = Types.ROW_NAMED(
-    ["compact", "k", "partition", "offset", "v", "user_id", "item_id", "rating", "event_time"],
-    [Types.BOOLEAN(), Types.STRING(), Types.INT(), Types.LONG(),
+    ["compact", "k", "partition", "offset", "received", "v", "user_id", "item_id", "rating",
+     "event_time"],
+    [Types.BOOLEAN(), Types.STRING(), Types.INT(), Types.LONG(), Types.LONG(),
      Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.LONG(), Types.LONG(), Types.DOUBLE(),
      Types.LONG()],
 )  # fmt: skip
-"""A ratings record read once: whether it is in the compact form, and its fields if so. It
-stays in the JVM (no Python function reads it)."""
+"""A ratings record read once: whether it is a valid one in the compact form, and its fields
+if so. It stays in the JVM (no Python function reads it)."""
 
 
 _TRANSITION_ROW_TYPE = Types.ROW_NAMED(["user_id", "src", "dst", "event_time"], [Types.LONG()] * 4)
@@ -118,7 +143,7 @@ def _ratings(
     options = {
         "connector": "kafka",
         "topic": kafka.topics.ratings,
-        "properties.bootstrap.servers": kafka.bootstrap_servers,
+        **flink_table_options(kafka),
         "properties.group.id": stream.group_id,
         "key.format": "raw",
         "key.fields": "k",
@@ -132,24 +157,17 @@ def _ratings(
         # ends stops holding back the watermark.
         **({"scan.watermark.idle-timeout": "0 ms"} if until is not None else {}),
     }
-    event = f"{_COMPACT_EVENT}(v, {rules.max_record_bytes})"
-    # Event time for watermarks, only: a compact record's, else one JVM read of the JSON
-    # field (other records are few: the validator's). A record without a valid event time
-    # gets time 0: it neither holds the watermark back nor pushes it into the future (a
-    # millisecond time would). CASE, not COALESCE, which reads every argument (the JSON parse
-    # of every record was 43% of the source's time).
-    json = "TRY_CAST(JSON_VALUE(CAST(v AS STRING), '$.event_time') AS BIGINT)"
-    seconds = (
-        f"CASE WHEN {event}.event_time <= {rules.max_event_time} THEN {event}.event_time "
-        f"WHEN {event} IS NULL AND {json} BETWEEN 0 AND {rules.max_event_time} THEN {json} "
-        "ELSE 0 END"
-    )
+    # Event time for watermarks only: an accepted record's. Any other record (the validator
+    # rejects it, or judges it valid in a JSON form the JVM does not read) gets time 0, which
+    # neither holds the watermark back nor moves it.
+    seconds = f"COALESCE({_ACCEPTED_EVENT_TIME}(k, v, received), 0)"
     t_env.execute_sql(
         f"""CREATE TEMPORARY TABLE ratings (
             k STRING,
             v BYTES,
             `partition` INT METADATA VIRTUAL,
             `offset` BIGINT METADATA VIRTUAL,
+            received TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
             ts AS TO_TIMESTAMP_LTZ({seconds}, 0),
             WATERMARK FOR ts AS ts - INTERVAL '{_day_to_second(stream.out_of_orderness_s)}'
                 DAY TO SECOND
@@ -159,9 +177,10 @@ def _ratings(
     # uses it, so the route below, on these columns, would otherwise read the record again
     # for each use.
     parsed = t_env.sql_query(
-        f"""SELECT e IS NOT NULL, k, `partition`, `offset`, v,
+        f"""SELECT e IS NOT NULL, k, `partition`, `offset`, {_RECEIVED_SECONDS}(received), v,
             e.user_id, e.item_id, e.rating, e.event_time
-        FROM (SELECT COALESCE(k, '') AS k, `partition`, `offset`, v, {event} AS e FROM ratings)"""
+        FROM (SELECT COALESCE(k, '') AS k, `partition`, `offset`, received, v,
+            {_COMPACT_EVENT}(k, v, received) AS e FROM ratings)"""
     )
     # A table from a stream passes its watermarks on only when its schema asks for them.
     schema = (
@@ -174,12 +193,10 @@ def _ratings(
     t_env.create_temporary_view("parsed", t_env.from_data_stream(stream, schema))
     t_env.execute_sql(
         f"""CREATE TEMPORARY VIEW routed AS SELECT CASE
-                WHEN (compact AND k = CAST(user_id AS STRING)
-                    AND rating BETWEEN {_double(rules.min_rating)} AND {_double(rules.max_rating)}
-                    AND event_time <= {rules.max_event_time}) IS NOT TRUE THEN {_OTHER}
+                WHEN NOT compact THEN {_OTHER}
                 WHEN rating < {_double(rules.high_rating)} THEN {_LOW}
                 ELSE {_HIGH} END AS route,
-            k, `partition`, `offset`, v, user_id, item_id, rating, event_time
+            k, `partition`, `offset`, received, v, user_id, item_id, rating, event_time
         FROM parsed"""
     )
 
@@ -286,7 +303,7 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
     options = {
         "connector": "kafka",
         "topic": kafka.topics.walk_hops,
-        "properties.bootstrap.servers": kafka.bootstrap_servers,
+        **flink_table_options(kafka),
         "properties.group.id": f"{settings.stream.group_id}-hops",
         "scan.startup.mode": "latest-offset",  # on restore, the checkpointed offsets win
         "value.format": "raw",
@@ -410,7 +427,7 @@ def build_job(
     are written in both."""
     walks = until is None
     t_env = StreamTableEnvironment.create(env)
-    _register_functions(t_env)
+    _register_functions(t_env, settings.events)
     table_config = t_env.get_config()
     table_config.set("table.exec.source.idle-timeout", f"{settings.stream.idle_timeout_s} s")
     # Stable ids for the operators SQL makes (the Kafka sources' offsets live there), as the
@@ -426,7 +443,7 @@ def build_job(
     _ratings(t_env, settings, start, until)
     others = t_env.to_append_stream(
         t_env.sql_query(
-            f"SELECT k, ROW(`partition`, `offset`, v) FROM routed WHERE route = {_OTHER}"
+            f"SELECT k, ROW(`partition`, `offset`, received, v) FROM routed WHERE route = {_OTHER}"
         ),
         RECORD_TYPE,
     )

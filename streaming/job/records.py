@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from streaming.core.events import Event
 
 __all__ = [
+    "DEAD_LETTER_VALUE_BYTES",
     "count_update",
     "dead_letter",
     "late_event",
@@ -22,20 +23,33 @@ def _dumps(record: Mapping[str, object]) -> str:
     return json.dumps(record, separators=(",", ":"), sort_keys=True)
 
 
+DEAD_LETTER_VALUE_BYTES = 16_384
+"""A dead letter carries at most this much of the rejected value (and of its key), so it stays
+far below any broker's record limit however large the record was."""
+
+
 def dead_letter(
-    reason: str, detail: str, key: str | None, partition: int, offset: int, raw: bytes
+    reason: str, detail: str, key: str | None, partition: int, offset: int, raw: bytes | None
 ) -> str:
-    """A rejected ratings record, with where it came from, so it can be found and replayed."""
+    """A rejected ratings record, with where it came from, so it can be found and replayed.
+
+    The value is kept whole up to `DEAD_LETTER_VALUE_BYTES`, else cut there and marked
+    `"truncated": true`, with `value_bytes` its full size; `value` repeats it as text when it
+    is UTF-8. A tombstone (no value) has `value_base64` null."""
+    kept = None if raw is None else raw[:DEAD_LETTER_VALUE_BYTES]
     record: dict[str, object] = {
         "reason": reason,
         "detail": detail,
-        "key": key,
+        "key": None if key is None else key[:DEAD_LETTER_VALUE_BYTES],
         "partition": partition,
         "offset": offset,
-        "value_base64": base64.b64encode(raw).decode(),
+        "value_base64": None if kept is None else base64.b64encode(kept).decode(),
+        "value_bytes": None if raw is None else len(raw),
+        "truncated": raw is not None and len(raw) > DEAD_LETTER_VALUE_BYTES,
     }
-    with contextlib.suppress(UnicodeDecodeError):  # not text: value_base64 carries it
-        record["value"] = raw.decode("utf-8")
+    if kept is not None:
+        with contextlib.suppress(UnicodeDecodeError):  # not text: value_base64 carries it
+            record["value"] = kept.decode("utf-8")
     return _dumps(record)
 
 

@@ -1,22 +1,21 @@
 package io.walkstream;
 
 import java.nio.charset.StandardCharsets;
+import java.time.Instant;
 
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.functions.ScalarFunction;
 import org.apache.flink.types.Row;
 
 /**
- * The fields of a ratings record in the producer's compact form, or NULL for any other record.
+ * The fields of a valid ratings record in the producer's compact form, or NULL for any other.
  *
  * <p>The compact form is what {@code event_to_json} writes: exactly
  * {@code {"user_id":U,"item_id":I,"rating":R,"event_time":T}} with ids of at most 18 digits
  * (below 2^63), a JSON number, and an event time of at most 12 digits, no leading zeros, no
- * spaces. A record in it is valid JSON of the right types, so the job's SQL accepts it after
- * its range checks; any other record goes to the Python validator, which alone names reasons.
- *
- * <p>One pass over the bytes, in place of a regular expression and eight string splits in SQL:
- * those were half of the source's thread (README, "Measured", 2026-12-01).
+ * spaces. A record in it is valid JSON of the right types; it is returned when its key and
+ * values pass the {@link EventRules} too. Any other record goes to the Python validator, which
+ * alone names reasons. One pass over the bytes, without a regular expression or string splits.
  */
 public final class CompactEvent extends ScalarFunction {
     private static final byte[] USER = ascii("{\"user_id\":");
@@ -25,9 +24,35 @@ public final class CompactEvent extends ScalarFunction {
     private static final byte[] TIME = ascii(",\"event_time\":");
     private static final int ID_DIGITS = 18;
     private static final int TIME_DIGITS = 12;
+    private static final long serialVersionUID = 1L;
 
+    private final EventRules rules;
+
+    public CompactEvent(EventRules rules) {
+        this.rules = rules;
+    }
+
+    /** The fields of {@code record}, with Kafka key {@code key}, received at {@code received}. */
     @DataTypeHint("ROW<user_id BIGINT, item_id BIGINT, rating DOUBLE, event_time BIGINT>")
-    public Row eval(byte[] record, int maxBytes) {
+    public Row eval(
+            String key,
+            byte[] record,
+            @DataTypeHint("TIMESTAMP_LTZ(3)") Instant received) {
+        Row event = read(record, rules.maxRecordBytes());
+        if (event == null
+                || !rules.accepts(
+                        key,
+                        event.<Long>getFieldAs(0),
+                        event.<Double>getFieldAs(2),
+                        event.<Long>getFieldAs(3),
+                        received)) {
+            return null;
+        }
+        return event;
+    }
+
+    /** The fields of a record in the compact form of at most {@code maxBytes}, or null. */
+    static Row read(byte[] record, int maxBytes) {
         if (record == null || record.length > maxBytes) {
             return null;
         }
