@@ -590,3 +590,70 @@ def test_streamed_walks_follow_the_transition_counts(
         across = Counter(b for p in late for a, b in pairwise(p) if a % shards != b % shards)
         assert all(crossed[item] <= n for item, n in across.items()), (crossed, across)
         assert crossed.total() > across.total() / 2, (crossed, across)
+
+
+def _nastiest(users: range) -> list[tuple[str, bytes | None, bytes | None]]:
+    """(expected reason, key, value) of records that once stopped the job or silenced it."""
+    poison = [  # one per user, so every partition gets some: clocks far in the future
+        ("rating_out_of_range", b'{"user_id":%d,"item_id":1,"rating":99,"event_time":99999999999}')
+        for _ in users
+    ] + [
+        ("event_time_ahead", b'{"user_id":%d,"item_id":1,"rating":4.0,"event_time":99999999999}')
+        for _ in users
+    ]
+    records: list[tuple[str, bytes | None, bytes | None]] = [
+        (reason, str(user).encode(), value % user)
+        for (reason, value), user in zip(poison, [*users, *users], strict=True)
+    ]
+    huge = b"1" + b"0" * 400
+    event = b'{"user_id":%s,"item_id":7,"rating":%s,"event_time":%s}'
+    records += [
+        ("null_value", b"5", None),
+        ("rating_out_of_range", b"5", event % (b"5", huge, b"1")),
+        ("bad_id", b"5", event % (huge, b"4", b"1")),
+        ("bad_event_time", b"5", event % (b"5", b"4", b"-" + huge)),
+        ("rating_not_finite", b"5", event % (b"5", b"1e400", b"1")),
+        ("bad_json", b"5", b"[" * 1_000),
+        ("oversized", b"5", b'{"user_id":5,"pad":"' + b"x" * 1_000_000 + b'"}'),
+        ("key_mismatch", b"\xff\xfe\x00", event % (b"5", b"4", b"1")),
+        ("key_mismatch", None, event % (b"5", b"4", b"1")),
+    ]  # fmt: skip
+    return records
+
+
+def test_no_record_stops_a_live_job_or_moves_its_event_time(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    """Records that once failed the job (a tombstone, huge numbers, 1 MB) or silenced it (event
+    times far in the future, rejected or not) are dead letters with their reasons, and the
+    valid events around them all count, none late."""
+    world = job_world(local_stack, unique, tmp_path, **{"stream.walks_per_weight": 0})
+    rng = np.random.default_rng(12)
+    n = 3_000
+    users, items = rng.integers(1, 61, n), rng.integers(1, 80, n)
+    times = np.sort(rng.integers(1_000, 500_000, n))
+    valid = [
+        Event(int(u), int(i), 4.5, int(t)) for u, i, t in zip(users, items, times, strict=True)
+    ]
+    nasty = _nastiest(range(1, 61))
+    half = n // 2
+    job = world.start("--from", "earliest")
+    try:
+        send_events(world.settings, world.topic("ratings"), valid[:half])
+        send_raw(world.settings, world.topic("ratings"), [(k, v) for _, k, v in nasty])
+        # the rest, then an event in every partition that moves the watermark past them all
+        later = _a_user_per_partition(world.settings.kafka.partitions, range(100, 200))
+        send_events(world.settings, world.topic("ratings"), [
+            *valid[half:], *(Event(u, 1, 5.0, 10**6) for u in later.values())])  # fmt: skip
+        expected = _oracle(valid)
+        poll(lambda: final_counts(world.settings) == expected, 180, "the valid events' counts")
+        assert job.poll() is None, world.log.read_text()[-3000:]
+        dead = [json.loads(v) for *_, v in read_topic(world.settings, world.topic("dead_letter"))]
+    finally:
+        JobWorld.kill(job)
+    assert read_topic(world.settings, world.topic("late")) == []
+    assert Counter(record["reason"] for record in dead) == Counter(r for r, *_ in nasty)
+    large = [record for record in dead if record["reason"] == "oversized"]
+    assert large[0]["truncated"]
+    assert large[0]["value_bytes"] > 1_000_000
+    assert len(json.dumps(large[0])) < 100_000
