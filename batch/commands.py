@@ -103,6 +103,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _labels_file(path: Path) -> Path | None:
     """A MovieLens `movies.csv` or a synthetic `items.csv`: `path` itself or next to it."""
+    if not path.exists():
+        raise DataError(f"{path} does not exist: check the path of the labels or ratings file")
     names = {"movies.csv", "items.csv"}
     candidates = [path] if path.name in names else [path.with_name(name) for name in names]
     for candidate in sorted(candidates, key=lambda c: c.name != "movies.csv"):

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import select
+import socket
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from streaming.config import ENV_PREFIX, Settings, load_settings, parse_assignments
-from streaming.errors import ConfigError, WalkstreamError
+from streaming.config import (
+    ENV_PREFIX,
+    Settings,
+    load_settings,
+    parse_assignments,
+    split_host_port,
+)
+from streaming.errors import ConfigError, RuntimeServiceError, StoreError, WalkstreamError
 from streaming.runtime import LocalStack, install_runtime
 
 __all__ = ["main"]
@@ -21,6 +30,27 @@ settings: defaults < TOML file (--config or {ENV_PREFIX}CONFIG) < environment
 ({ENV_PREFIX}SECTION__FIELD, e.g. {ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS) < --set SECTION.FIELD=VALUE.
 `walkstream config` prints the effective settings.
 """
+
+_PROBE_TIMEOUT_S = 3.0
+_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
+_READER_GONE = 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
+
+
+def _require_kafka(settings: Settings) -> None:
+    """Fail now if no bootstrap server takes a connection: the Kafka clients would retry for
+    30 s first, and `produce` would load its whole file before that."""
+    reasons = []
+    for server in settings.kafka.bootstrap_servers.split(","):
+        try:
+            socket.create_connection(split_host_port(server), timeout=_PROBE_TIMEOUT_S).close()
+        except OSError as exc:
+            reasons.append(f"{server}: {exc.strerror or exc}")
+        else:
+            return
+    raise RuntimeServiceError(
+        f"cannot reach Kafka ({'; '.join(reasons)}): start it with `walkstream up`, or point "
+        "kafka.bootstrap_servers at a running broker"
+    )
 
 
 def _setup(settings: Settings, _: argparse.Namespace) -> int:
@@ -112,8 +142,9 @@ def _produce(settings: Settings, args: argparse.Namespace) -> int:
     try:
         pacer = Pacer(rate=args.rate, speedup=args.speedup)
     except ValueError as exc:
-        raise ConfigError(f"produce: {exc}") from None
+        raise ConfigError(f"--rate/--speedup: {exc}") from None
     topic = args.topic or settings.kafka.topics.ratings
+    _require_kafka(settings)
     print(f"produce: {args.path} ({args.format}) -> {topic} at {settings.kafka.bootstrap_servers}")
     result = produce_file(settings, args.path, args.format, topic, pacer)
     print(result.summary)
@@ -150,12 +181,13 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _job(settings: Settings, args: argparse.Namespace) -> int:
-    from streaming.job.environment import flink_log_dir
     from streaming.job.positions import parse_start, parse_until
-    from streaming.job.run import latest_checkpoint, run_job
 
     start = parse_start(args.start)
     until = parse_until(args.until) if args.until else None
+    from streaming.job.environment import flink_log_dir  # PyFlink: after the cheap checks
+    from streaming.job.run import latest_checkpoint, run_job
+
     if until is not None and (args.from_checkpoint or args.from_savepoint):
         raise ConfigError(
             "--until cannot be combined with a restore: the pinned Flink Kafka connector never "
@@ -168,6 +200,9 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
         restore = latest_checkpoint(settings.checkpoint_dir)
     elif args.from_checkpoint:
         restore = Path(args.from_checkpoint)
+    if restore is not None:
+        _require_restorable(restore)
+    _require_kafka(settings)
     print(
         f"job: {settings.kafka.topics.ratings} at {settings.kafka.bootstrap_servers} from "
         f"{args.start}{f' until {args.until}' if until else ''}, parallelism "
@@ -184,6 +219,17 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_restorable(path: Path) -> None:
+    """Flink restores from a checkpoint or savepoint directory (or its _metadata file); without
+    one it fails only after starting, with a long Java trace."""
+    metadata = path if path.name == "_metadata" else path / "_metadata"
+    if not metadata.is_file():
+        raise ConfigError(
+            f"{path} is no checkpoint or savepoint ({metadata} does not exist): give a chk-N or "
+            "savepoint directory, or --from-checkpoint latest"
+        )
+
+
 def _trainer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cycles", type=int, help="stop after this many published versions (default: run on)"
@@ -193,6 +239,7 @@ def _trainer_arguments(parser: argparse.ArgumentParser) -> None:
 def _trainer(settings: Settings, args: argparse.Namespace) -> int:
     from streaming.trainer import Trainer
 
+    _require_kafka(settings)
     Trainer(settings, report=lambda line: print(line, flush=True)).run(cycles=args.cycles)
     return 0
 
@@ -211,19 +258,23 @@ def _similar(settings: Settings, args: argparse.Namespace) -> int:
     from batch.commands import item_labels
     from streaming.store import EmbeddingClient
 
+    if args.k < 1:
+        raise ConfigError(f"-k {args.k}: ask for at least 1 neighbour")
+    labels = item_labels(args.labels) if args.labels else {}
     client = EmbeddingClient.from_settings(settings.redis)
     view = client.current()
     meta = view.meta()
     found = view.similar(args.item, args.k)
-    labels = item_labels(args.labels) if args.labels else {}
+    if not found:
+        raise StoreError(
+            f"item {args.item} has no vector in version {view.version} ({meta['count']:,} "
+            "items): give an item id that occurs in the ratings, or wait for a newer version"
+        )
     print(
         f"version {view.version}: {meta['count']:,} items (dim {meta['dim']}, "
         f"{meta['cold_count']:,} cold), published "
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta['created_at']))}"
     )
-    if not found:
-        print(f"item {args.item} has no vector in version {view.version}")
-        return 1
     cold = view.cold([args.item, *(item for item, _ in found)])
     mark = " (cold)" if args.item in cold else ""
     print(f"nearest to {args.item}{mark}  {labels.get(args.item, '')}")
@@ -379,16 +430,85 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _service_errors() -> tuple[type[Exception], ...]:
+    """Library errors that mean Kafka or Redis cannot be used as configured (down, wrong
+    address, refused credentials), not a bug here. Imported only when an error is handled."""
+    import redis
+    from confluent_kafka import KafkaException
+    from kafka.errors import (
+        AuthorizationError,
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        SaslAuthenticationFailedError,
+    )
+
+    return (
+        redis.ConnectionError,  # also a refused password (AuthenticationError)
+        redis.TimeoutError,
+        KafkaException,
+        KafkaConnectionError,
+        KafkaTimeoutError,  # kafka-python's "Unable to bootstrap from ..."
+        AuthorizationError,
+        SaslAuthenticationFailedError,
+    )
+
+
+def _service_problem(exc: Exception) -> str:
+    import redis
+
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, redis.RedisError):
+        return (
+            f"cannot use Redis ({detail}): check that it runs (walkstream status) and the "
+            "redis.* settings (url, password)"
+        )
+    return (
+        f"cannot use Kafka ({detail}): check that it runs (walkstream status) and the kafka.* "
+        "settings (bootstrap_servers, security)"
+    )
+
+
+def _stdout_closed() -> bool:
+    """True when the reader of our standard output has gone, as `head` does after its lines."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (OSError, ValueError):  # not a real file descriptor (captured, or closed)
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user's mistake or an unreachable service ends in one line on stderr
+    naming what to fix (exit 2); anything else is a bug and keeps its traceback."""
     args = _parser().parse_args(argv)
+    command = args.command
+
+    def fail(message: str) -> int:
+        print(f"walkstream {command}: error: {message}", file=sys.stderr)
+        return 2
+
     try:
         settings = load_settings(args.config, parse_assignments(args.assignments))
-        return _COMMANDS[args.command].run(settings, args)
+        code = _COMMANDS[command].run(settings, args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
     except WalkstreamError as exc:
-        print(f"walkstream {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     except KeyboardInterrupt:
-        return 130
+        print(f"walkstream {command}: interrupted", file=sys.stderr)
+        return _INTERRUPTED
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # a socket's, not our output's
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _READER_GONE
+    except _service_errors() as exc:
+        return fail(_service_problem(exc))
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        return fail(f"{exc.filename}: {exc.strerror}: check the path")
 
 
 if __name__ == "__main__":

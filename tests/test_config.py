@@ -120,7 +120,7 @@ def test_secrets_are_never_printed(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_reports_bad_settings_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--set", "flink.parallelism=0", "status"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("walkstream status: invalid settings:")
+    assert err.startswith("walkstream status: error: invalid settings:")
     assert "flink.parallelism" in err
     assert "Traceback" not in err
 
