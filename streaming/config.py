@@ -63,6 +63,13 @@ def split_host_port(address: str) -> tuple[str, int]:
     return match.group(1).strip("[]"), port
 
 
+def _read_pem(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -92,12 +99,37 @@ class TopicSettings(_Section):
 
 
 class KafkaSettings(_Section):
+    """Where the Kafka cluster is and how every walkstream client connects to it: the job's
+    sources and sinks, the producer, the trainer's consumers and the admin that creates topics
+    all take these (streaming.kafka_clients translates them for each client library)."""
+
     bootstrap_servers: str = Field(
         "127.0.0.1:29092", description="comma-separated HOST:PORT list of Kafka brokers"
     )
     topics: TopicSettings = Field(default_factory=TopicSettings)
     partitions: int = Field(4, ge=1, description="partitions of the topics walkstream creates")
     replication_factor: int = Field(1, ge=1, description="replicas of the topics it creates")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how clients talk to the brokers: TLS (SSL), SASL, both, neither"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (SASL_* protocols only)"
+    )
+    sasl_username: str | None = Field(
+        None, min_length=1, description="SASL user (SASL_* protocols only)"
+    )
+    sasl_password: SecretStr | None = Field(
+        None, description="password of the SASL user (never printed)"
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="PEM CA certificates that sign the brokers' (default: the system's)"
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate (chain), when brokers require client TLS auth"
+    )
+    ssl_keyfile: Path | None = Field(
+        None, description="unencrypted PKCS#8 PEM private key of the client certificate"
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -108,6 +140,61 @@ class KafkaSettings(_Section):
         for server in servers:
             split_host_port(server)
         return ",".join(s.strip() for s in servers)
+
+    @field_validator("ssl_cafile", "ssl_certfile")
+    @classmethod
+    def _pem_certificates(cls, value: Path | None) -> Path | None:
+        if value is not None and "-----BEGIN CERTIFICATE-----" not in _read_pem(value):
+            raise ValueError(f"{value} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        return value
+
+    @field_validator("ssl_keyfile")
+    @classmethod
+    def _pkcs8_key(cls, value: Path | None) -> Path | None:
+        # The Java client (the Flink job's) reads only PKCS#8; requiring it of every client
+        # keeps one key file working for all of them.
+        if value is None:
+            return value
+        text = _read_pem(value)
+        if "-----BEGIN ENCRYPTED PRIVATE KEY-----" in text:
+            raise ValueError(
+                f"{value} is encrypted: walkstream reads unencrypted keys only; decrypt it with "
+                "`openssl pkcs8 -in KEY -out KEY.pk8` and protect the file by its permissions"
+            )
+        if "-----BEGIN PRIVATE KEY-----" not in text:
+            raise ValueError(
+                f"{value} holds no PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----); convert it "
+                "with `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.pk8`"
+            )
+        return value
+
+    @_model_validator(mode="after")
+    def _consistent_security(self) -> KafkaSettings:
+        """Each setting is used by the protocol chosen, or refused: a setting every client
+        would silently ignore (a password sent nowhere, a CA no TLS checks) hides a mistake."""
+        protocol = self.security_protocol
+        sasl = {"sasl_mechanism": self.sasl_mechanism, "sasl_username": self.sasl_username,
+                "sasl_password": self.sasl_password}  # fmt: skip
+        tls = {"ssl_cafile": self.ssl_cafile, "ssl_certfile": self.ssl_certfile,
+               "ssl_keyfile": self.ssl_keyfile}  # fmt: skip
+        if protocol.startswith("SASL_"):
+            missing = [f"kafka.{name}" for name, value in sasl.items() if value is None]
+            if missing:
+                raise ValueError(f"security_protocol {protocol} needs {', '.join(missing)}")
+        elif unused := [f"kafka.{name}" for name, value in sasl.items() if value is not None]:
+            raise ValueError(
+                f"{', '.join(unused)} set, but security_protocol {protocol} does not use SASL: "
+                "set security_protocol to SASL_SSL or SASL_PLAINTEXT, or remove them"
+            )
+        unused = [f"kafka.{name}" for name, value in tls.items() if value is not None]
+        if unused and not protocol.endswith("SSL"):
+            raise ValueError(
+                f"{', '.join(unused)} set, but security_protocol {protocol} does not use TLS: "
+                "set security_protocol to SSL or SASL_SSL, or remove them"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("a client certificate needs both kafka.ssl_certfile and ssl_keyfile")
+        return self
 
     @property
     def first_server(self) -> tuple[str, int]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaConsumer
 
 from batch.commands import item_groups, item_labels, neighbour_table
 from batch.embed import Embeddings
@@ -39,6 +39,7 @@ from streaming.config import Settings, TopicSettings, load_settings, parse_assig
 from streaming.core.events import Event
 from streaming.core.sequences import UserSequence
 from streaming.errors import RuntimeServiceError, StoreError
+from streaming.kafka_clients import kafka_admin, kafka_python_config
 from streaming.plot import TimelinePoint, draw, version_embeddings
 from streaming.producer import Pacer, ordered_events, produce_events
 from streaming.runtime import LocalStack
@@ -226,7 +227,7 @@ def _reset(settings: Settings, report: Report) -> None:
     """Forget earlier demo runs: their Redis keys and their topics."""
     prefix = settings.redis.key_prefix
     dropped = drop_all(connect(settings.redis), prefix)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = kafka_admin(settings.kafka)
     try:
         ours = set(TopicSettings.model_fields)
         current = {str(getattr(settings.kafka.topics, name)) for name in ours}
@@ -322,9 +323,9 @@ class _Observer:
         self.settings = settings
         self._children = children
         self._client = EmbeddingClient.from_settings(settings.redis)
-        self._admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+        self._admin = kafka_admin(kafka)
         self._ratings = topic_partitions(kafka, [kafka.topics.ratings])
-        self._ends = KafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
+        self._ends = KafkaConsumer(**kafka_python_config(kafka))
         self._sequences: dict[int, UserSequence] = {}
         self.lock = threading.Lock()
         self.began = time.monotonic()

@@ -22,6 +22,7 @@ from batch.loaders import EventColumns, Format, load_events
 from streaming.config import Settings
 from streaming.core.events import Event, event_from_mapping
 from streaming.errors import ProducerError
+from streaming.kafka_clients import librdkafka_config
 from streaming.topics import ensure_topics
 
 __all__ = [
@@ -60,7 +61,7 @@ class RatingProducer:
         self._failures: list[str] = []
         self._producer = Producer(
             {
-                "bootstrap.servers": settings.kafka.bootstrap_servers,
+                **librdkafka_config(settings.kafka),
                 "acks": "all",
                 "enable.idempotence": True,  # keeps a user's events in order on retry
                 "linger.ms": 20,

@@ -10,6 +10,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from streaming.config import KafkaSettings
 from streaming.errors import RuntimeServiceError
+from streaming.kafka_clients import kafka_admin
 
 __all__ = ["ensure_topics", "topic_partitions"]
 
@@ -30,7 +31,7 @@ def _written_by_job(settings: KafkaSettings) -> set[str]:
 def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
     """Create the topics that do not exist yet; return the names it created. Existing topics
     the job writes are switched to append time if they were created without it."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_admin(settings)
     job_outputs = _written_by_job(settings)
     try:
         existing = set(admin.list_topics())
@@ -87,7 +88,7 @@ def topic_partitions(settings: KafkaSettings, names: Iterable[str]) -> list[Topi
     failed refresh; a reader that assigned from it would silently skip partitions.
     """
     wanted = list(names)
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = kafka_admin(settings)
     try:
         described = admin.describe_topics(wanted)
     finally:

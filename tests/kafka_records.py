@@ -10,6 +10,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from streaming.config import Settings
 from streaming.core.events import Event
+from streaming.kafka_clients import kafka_python_config
 from streaming.topics import topic_partitions
 
 Record = tuple[int, int, int, bytes | None, bytes]
@@ -18,7 +19,7 @@ Record = tuple[int, int, int, bytes | None, bytes]
 
 def send_raw(settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> None:
     producer = KafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **kafka_python_config(settings.kafka),
         acks="all",
         max_in_flight_requests_per_connection=1,
         linger_ms=20,
@@ -46,7 +47,7 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 60) -> list[Re
     retried, and a topic that cannot be read to its end within `timeout_s` is an error.
     """
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **kafka_python_config(settings.kafka),
         isolation_level="read_committed",
         enable_auto_commit=False,
         max_poll_records=50_000,

@@ -1,4 +1,5 @@
-"""Kafka sources and sinks of the job, built from settings (no addresses in job code)."""
+"""Kafka sources and sinks of the job, built from settings (no addresses or credentials in
+job code)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pyflink.datastream.connectors.kafka import (
 )
 
 from streaming.config import Settings
+from streaming.kafka_clients import java_client_properties
 
 __all__ = ["text_sink", "text_source"]
 
@@ -24,10 +26,11 @@ def text_source(
     until: KafkaOffsetsInitializer | None,
 ) -> KafkaSource:
     """UTF-8 record values of `topic` from `start`; bounded when `until` is given."""
+    builder = KafkaSource.builder()
+    for key, value in java_client_properties(settings.kafka).items():
+        builder = builder.set_property(key, value)
     builder = (
-        KafkaSource.builder()
-        .set_bootstrap_servers(settings.kafka.bootstrap_servers)
-        .set_topics(topic)
+        builder.set_topics(topic)
         .set_group_id(group_id)
         .set_starting_offsets(start)
         .set_value_only_deserializer(SimpleStringSchema())
@@ -48,15 +51,14 @@ def text_sink(settings: Settings, topic: str, exactly_once: bool = False) -> Kaf
     that covers them completes. Otherwise at least once: visible at once, and a restart may
     repeat records written since the last checkpoint.
     """
-    builder = (
-        KafkaSink.builder()
-        .set_bootstrap_servers(settings.kafka.bootstrap_servers)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(topic)
-            .set_value_serialization_schema(SimpleStringSchema())
-            .build()
-        )
+    builder = KafkaSink.builder()
+    for key, value in java_client_properties(settings.kafka).items():
+        builder = builder.set_property(key, value)
+    builder = builder.set_record_serializer(
+        KafkaRecordSerializationSchema.builder()
+        .set_topic(topic)
+        .set_value_serialization_schema(SimpleStringSchema())
+        .build()
     )
     if exactly_once:
         builder = (

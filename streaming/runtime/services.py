@@ -25,6 +25,7 @@ from pathlib import Path
 
 from streaming.config import LOOPBACK_HOSTS, Settings
 from streaming.errors import RuntimeServiceError, SetupError
+from streaming.kafka_clients import kafka_python_config
 
 __all__ = ["LocalStack", "ServiceStatus"]
 
@@ -220,6 +221,11 @@ def _reap_recorded(pid_file: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def _properties_escaped(value: str) -> str:
+    """A value as a Java .properties file reads it back (backslash is its escape)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
 class KafkaBroker(_Service):
     """A single-node KRaft broker+controller run from the Maven-resolved jars."""
 
@@ -242,33 +248,46 @@ class KafkaBroker(_Service):
             raise SetupError(f"no Kafka broker jars in {jars}: run `make setup` first")
         return str(jars / "*")
 
-    def prepare(self) -> list[str]:
+    def server_properties(self) -> dict[str, str]:
+        """The broker's configuration: PLAINTEXT on `kafka.bootstrap_servers`' first address.
+        A subclass may add listeners (the tests add a SASL_SSL one)."""
         broker_port = self.settings.kafka.first_server[1]
         controller_port = self.settings.runtime.kafka_controller_port
+        return {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{self.host}:{controller_port}",
+            "listeners": f"PLAINTEXT://{self.host}:{broker_port},"
+            f"CONTROLLER://{self.host}:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{broker_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.state_dir / "data"),
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            # Flink's exactly-once KafkaSink opens transactions of up to 1 h by default.
+            "transaction.max.timeout.ms": "3600000",
+        }
+
+    def prepare(self) -> list[str]:
+        protocol = self.settings.kafka.security_protocol
+        if protocol != "PLAINTEXT":
+            raise RuntimeServiceError(
+                f"`walkstream up` runs a PLAINTEXT broker, but kafka.security_protocol is "
+                f"{protocol}: point walkstream at your secured cluster instead of starting one, "
+                "or set kafka.security_protocol=PLAINTEXT for the local stack"
+            )
         data = self.state_dir / "data"
         properties = self.state_dir / "server.properties"
+        properties.touch(mode=0o600)  # a listener's JAAS config may hold passwords
         properties.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@{self.host}:{controller_port}",
-                    f"listeners=PLAINTEXT://{self.host}:{broker_port},"
-                    f"CONTROLLER://{self.host}:{controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{broker_port}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    f"log.dirs={data}",
-                    "offsets.topic.replication.factor=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    # Flink's exactly-once KafkaSink opens transactions of up to 1 h by default.
-                    "transaction.max.timeout.ms=3600000",
-                    "",
-                ]
+            "".join(
+                f"{key}={_properties_escaped(value)}\n"
+                for key, value in self.server_properties().items()
             )
         )
         classpath = self._classpath()
@@ -308,7 +327,7 @@ class KafkaBroker(_Service):
         unreachable = (RetriableError, OSError)
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=self.settings.kafka.bootstrap_servers, request_timeout_ms=3000
+                **kafka_python_config(self.settings.kafka), request_timeout_ms=3000
             )
         except unreachable:
             return False

@@ -26,6 +26,7 @@ from batch.embed import Embeddings
 from streaming.config import Settings, TrainerSettings, TrainingSettings
 from streaming.core.neighbours import neighbour_average
 from streaming.errors import RuntimeServiceError
+from streaming.kafka_clients import kafka_python_config
 from streaming.store import connect
 from streaming.store.versions import (
     VersionKeys,
@@ -192,7 +193,7 @@ class Trainer:
         topics = self.settings.kafka.topics
         ensure_topics(self.settings.kafka, [topics.samples, topics.items])
         consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            **kafka_python_config(self.settings.kafka),
             group_id=self.settings.trainer.group_id,
             enable_auto_commit=False,
             isolation_level="read_committed",
