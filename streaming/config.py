@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic import model_validator as _model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -202,10 +210,27 @@ class KafkaSettings(_Section):
 
 
 class RedisSettings(_Section):
+    """Where Redis is and how every walkstream client connects to it (streaming.store.connect
+    builds each connection from these)."""
+
     url: str = Field("redis://127.0.0.1:26379/0", description="redis:// or rediss:// URL")
     username: str | None = Field(None, description="ACL user (None: the default user)")
     password: SecretStr | None = Field(None, description="password of the ACL user")
+    password_file: Path | None = Field(
+        None,
+        description="file holding the password, read when redis.password is unset; for a "
+        "loopback url HOME/secrets/redis-password, which `walkstream up` generates",
+    )
     key_prefix: str = Field("walkstream", description="prefix of every key walkstream writes")
+    ssl_cafile: FilePath | None = Field(
+        None, description="PEM CA certificates that sign the server's (default: the system's)"
+    )
+    ssl_certfile: FilePath | None = Field(
+        None, description="PEM client certificate, when the server requires client TLS auth"
+    )
+    ssl_keyfile: FilePath | None = Field(
+        None, description="unencrypted PEM private key of the client certificate"
+    )
 
     @field_validator("url")
     @classmethod
@@ -234,6 +259,20 @@ class RedisSettings(_Section):
     def _user_needs_password(self) -> RedisSettings:
         if self.username and not self.password:
             raise ValueError("redis.username is set, so redis.password must be set too")
+        return self
+
+    @_model_validator(mode="after")
+    def _tls_needs_rediss(self) -> RedisSettings:
+        tls = {"ssl_cafile": self.ssl_cafile, "ssl_certfile": self.ssl_certfile,
+               "ssl_keyfile": self.ssl_keyfile}  # fmt: skip
+        unused = [f"redis.{name}" for name, value in tls.items() if value is not None]
+        if unused and not self.url.startswith("rediss://"):
+            raise ValueError(
+                f"{', '.join(unused)} set, but redis.url is not rediss://: use rediss:// "
+                "(TLS), or remove them"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("a client certificate needs both redis.ssl_certfile and ssl_keyfile")
         return self
 
     @property
@@ -463,6 +502,25 @@ class Settings(BaseSettings):
     @property
     def trainer_dir(self) -> Path:
         return self.trainer.state_dir or self.runtime.home / "trainer"
+
+    @_model_validator(mode="before")
+    @classmethod
+    def _local_redis_password(cls, data: Any) -> Any:
+        """A loopback Redis without redis.password or redis.password_file is the local stack's:
+        its password is the one `walkstream up` generates under the runtime home. Decided here,
+        once, so every client (streaming.store.connect) and the server agree on it."""
+        if not isinstance(data, dict) or not isinstance(data.get("redis", {}), dict):
+            return data
+        redis: dict[str, Any] = data.get("redis", {})
+        if redis.get("password") or redis.get("password_file"):
+            return data
+        url = redis.get("url") or RedisSettings.model_fields["url"].default
+        if urlsplit(str(url)).hostname not in LOOPBACK_HOSTS:
+            return data
+        runtime = data.get("runtime", {})
+        home = runtime.get("home") if isinstance(runtime, dict) else runtime.home
+        secret = Path(home or _default_home()).expanduser() / "secrets" / "redis-password"
+        return {**data, "redis": {**redis, "password_file": secret}}
 
     @classmethod
     def settings_customise_sources(

@@ -17,7 +17,10 @@ Record = tuple[int, int, int, bytes | None, bytes]
 """(partition, offset, timestamp ms, key, value)"""
 
 
-def send_raw(settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> None:
+def send_raw(
+    settings: Settings, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Records (key, value) as given, in order; a value of None is a tombstone."""
     producer = KafkaProducer(
         **kafka_python_config(settings.kafka),
         acks="all",

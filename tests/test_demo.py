@@ -28,6 +28,7 @@ def test_the_demo_publishes_embeddings_of_every_seen_item_that_keep_communities_
     flags = [
         f"kafka.bootstrap_servers={local_stack.kafka.bootstrap_servers}",
         f"redis.url={local_stack.redis.url}",
+        f"redis.password_file={local_stack.redis.password_file}",
         f"redis.key_prefix={unique}",
         f"runtime.home={home}",
         f"runtime.jars_dir={local_stack.runtime.jars_dir}",
@@ -59,7 +60,9 @@ def test_the_demo_publishes_embeddings_of_every_seen_item_that_keep_communities_
     )
     seen = {item for pair in transition_graph(sequences).to_dict() for item in pair}
     assert len(seen) > 300, output  # of 400 items
-    client = EmbeddingClient(local_stack.redis.url, prefix=f"{unique}-demo")
+    client = EmbeddingClient.from_settings(
+        local_stack.redis.model_copy(update={"key_prefix": f"{unique}-demo"})
+    )
     view = client.current()
     assert view.version >= 1
     embeddings = version_embeddings(view)

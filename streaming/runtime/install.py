@@ -4,8 +4,10 @@
   pinned ``pom.xml`` next to this module into ``runtime.jars_dir``, and the job's Java
   function (``java/`` next to it) compiled by the same build.
 - Redis 8 (vector sets) built from Debian's pristine source tarball (Debian's own package on
-  this OS is 7.0, and no well-kept PyPI wheel ships a Redis 8 server), checked by SHA-256.
-- Debian packages these need (Maven, a JDK, a C toolchain) when they are missing.
+  this OS is 7.0, and no well-kept PyPI wheel ships a Redis 8 server), checked by SHA-256, with
+  TLS (rediss://) support.
+- Debian packages these need (Maven, a JDK, a C toolchain, OpenSSL headers) when they are
+  missing.
 """
 
 from __future__ import annotations
@@ -41,13 +43,18 @@ _TOOLS = {
     "make": "make",
     "cc": "gcc",
 }
+# C header -> Debian package that provides it
+_HEADERS = {"openssl/ssl.h": "libssl-dev"}
+# How the managed redis-server is built; a binary built otherwise (or before TLS) is rebuilt.
+_REDIS_BUILD = ("MALLOC=libc", "BUILD_TLS=yes")
 
 
-def _ensure_tools(commands: list[str], report: Report) -> None:
+def _ensure_tools(commands: list[str], report: Report, headers: tuple[str, ...] = ()) -> None:
     missing = [cmd for cmd in commands if shutil.which(cmd) is None]
+    missing += [h for h in headers if not (Path("/usr/include") / h).is_file()]
     if not missing:
         return
-    packages = sorted({_TOOLS[cmd] for cmd in missing})
+    packages = sorted({_TOOLS.get(name) or _HEADERS[name] for name in missing})
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise SetupError(
             f"missing {', '.join(missing)}: install the packages {' '.join(packages)} "
@@ -135,10 +142,12 @@ def install_redis(settings: Settings, report: Report) -> None:
             raise SetupError(f"runtime.redis_server = {binary} does not run: fix the path")
         report(f"setup: using your redis-server {version} at {binary}")
         return
-    if version == REDIS_VERSION:
+    stamp = managed.parent / ".build"
+    flavour = f"{REDIS_VERSION} {' '.join(_REDIS_BUILD)}"
+    if version == REDIS_VERSION and stamp.is_file() and stamp.read_text().strip() == flavour:
         report(f"setup: redis-server {version} is current at {binary}")
         return
-    _ensure_tools(["make", "cc"], report)
+    _ensure_tools(["make", "cc"], report, headers=tuple(_HEADERS))
     url, expected = _REDIS_SOURCE
     report(f"setup: downloading Redis {REDIS_VERSION} source from {url}")
     try:
@@ -160,15 +169,20 @@ def install_redis(settings: Settings, report: Report) -> None:
         jobs = str(os.cpu_count() or 1)
         report(f"setup: building redis-server {REDIS_VERSION} (about a minute on 2 cores)")
         # libc malloc: a much shorter build than the bundled jemalloc, fine for a local stack.
+        # TLS built in (linked against the system's OpenSSL) for rediss:// servers.
         result = subprocess.run(
-            ["make", "-j", jobs, "MALLOC=libc", "BUILD_TLS=no"],
+            ["make", "-j", jobs, *_REDIS_BUILD],
             cwd=source, capture_output=True, text=True,
         )  # fmt: skip
         if result.returncode != 0:
             raise SetupError("building Redis failed:\n" + (result.stdout + result.stderr)[-3000:])
         managed.parent.mkdir(parents=True, exist_ok=True)
         for program in ("redis-server", "redis-cli"):
-            shutil.copy2(source / "src" / program, managed.parent / program)
+            # Renamed into place: a running redis-server keeps its (old) file, no ETXTBSY.
+            staged = managed.parent / f".{program}.new"
+            shutil.copy2(source / "src" / program, staged)
+            staged.replace(managed.parent / program)
+    stamp.write_text(flavour + "\n")
     report(f"setup: redis-server {_redis_version(binary)} installed at {binary}")
 
 

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -340,7 +341,27 @@ class KafkaBroker(_Service):
         return True
 
 
+def _create_password_file(path: Path) -> None:
+    """Write a new random password to `path`, readable by this user only, unless it exists.
+    Linked into place complete, so a reader never sees a half-written password."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists():
+        return
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    try:
+        with contextlib.suppress(FileExistsError):  # another `up` was first: theirs it is
+            os.link(staged, path)
+    finally:
+        staged.unlink()
+
+
 class RedisServer(_Service):
+    """Redis on loopback, with a password: redis.password, else the generated one in
+    redis.password_file (see streaming.config.Settings)."""
+
     name = "redis"
 
     @property
@@ -352,6 +373,8 @@ class RedisServer(_Service):
         return {"redis.url": self.settings.redis.host_port[1]}
 
     def prepare(self) -> list[str]:
+        from streaming.store.connection import redis_password
+
         binary = self.settings.runtime.redis_server
         if not binary.is_file():
             raise SetupError(f"no redis-server at {binary}: run `make setup` first")
@@ -366,10 +389,18 @@ class RedisServer(_Service):
             f"logfile {self.log}",
             "daemonize no",
         ]
-        password = redis.password.get_secret_value() if redis.password else None
+        if redis.password is None and redis.password_file is not None:
+            _create_password_file(redis.password_file)
+        password = redis_password(redis)
+        if password is None:
+            raise RuntimeServiceError(
+                f"the local Redis needs a password, and redis.password_file "
+                f"{redis.password_file} is empty: delete it (`up` then writes a new one), or "
+                "set redis.password"
+            )
         if redis.username:
-            lines += ["user default off", f"user {redis.username} on >{password or ''} ~* &* +@all"]
-        elif password:
+            lines += ["user default off", f"user {redis.username} on >{password} ~* &* +@all"]
+        else:
             lines.append(f"requirepass {password}")
         conf = self.state_dir / "redis.conf"
         conf.touch(mode=0o600)

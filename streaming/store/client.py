@@ -1,7 +1,7 @@
 """Reading embeddings from Redis: one version at a time, never a mix of two.
 
 ```python
-client = EmbeddingClient("redis://127.0.0.1:26379/0")
+client = EmbeddingClient.from_settings(load_settings().redis)  # the local stack's password too
 client.vectors([1, 2, 3])          # {item: float32 array}, all from the current version
 client.similar(1, k=10)            # [(item, cosine), ...]
 for view in client.follow():       # a VersionView per newly published version
@@ -155,18 +155,23 @@ class EmbeddingClient:
         username: str | None = None,
         password: str | None = None,
     ) -> None:
-        settings = RedisSettings.model_validate(
-            {"url": url, "key_prefix": prefix, "username": username, "password": password}
+        self._open(
+            RedisSettings.model_validate(
+                {"url": url, "key_prefix": prefix, "username": username, "password": password}
+            )
         )
-        self._redis = connect(settings)
-        self._keys = VersionKeys(settings.key_prefix)
 
     @classmethod
     def from_settings(cls, settings: RedisSettings) -> EmbeddingClient:
-        password = settings.password.get_secret_value() if settings.password else None
-        return cls(
-            settings.url, prefix=settings.key_prefix, username=settings.username, password=password
-        )
+        """A client connected as walkstream's settings say: password (or the local stack's
+        password file), TLS files, key prefix."""
+        client = cls.__new__(cls)
+        client._open(settings)
+        return client
+
+    def _open(self, settings: RedisSettings) -> None:
+        self._redis = connect(settings)
+        self._keys = VersionKeys(settings.key_prefix)
 
     @property
     def version(self) -> int | None:

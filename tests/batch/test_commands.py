@@ -96,6 +96,8 @@ def test_batch_publish_makes_a_current_version_similar_reads(
         "--set",
         f"redis.url={local_stack.redis.url}",
         "--set",
+        f"redis.password_file={local_stack.redis.password_file}",
+        "--set",
         f"redis.key_prefix={unique}",
     ]
     ratings = str(synthetic / "ratings.csv")

@@ -12,6 +12,7 @@ import pytest
 import redis
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
+from pydantic import SecretStr
 
 from streaming.cli import main
 from streaming.config import Settings
@@ -154,6 +155,43 @@ def test_redis_password_and_acl_user(stack_settings: Callable[..., Settings]) ->
             anonymous.ping()
         conf = (settings.runtime.state_dir / "redis" / "redis.conf").stat()
         assert conf.st_mode & 0o077 == 0
+    finally:
+        server.stop(report=lambda _: None)
+
+
+def test_local_redis_gets_a_generated_password_only_its_owner_can_read(
+    stack_settings: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = stack_settings()
+    secret = settings.runtime.home / "secrets" / "redis-password"
+    assert settings.redis.password is None
+    assert settings.redis.password_file == secret
+    server = RedisServer(settings)
+    try:
+        server.start(report=lambda _: None)
+        password = secret.read_text().strip()
+        assert len(password) >= 40
+        assert secret.stat().st_mode & 0o777 == 0o600
+        assert secret.parent.stat().st_mode & 0o777 == 0o700
+        assert connect(settings.redis).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis.from_url(settings.redis.url).ping()
+        explicit = settings.redis.model_copy(update={"password": SecretStr("not-it")})
+        with pytest.raises(redis.AuthenticationError):
+            connect(explicit).ping()  # an explicit redis.password wins over the file
+
+        server.stop(report=lambda _: None)
+        server.start(report=lambda _: None)
+        assert secret.read_text().strip() == password
+        assert connect(settings.redis).ping()
+
+        flags = ["--set", f"runtime.home={settings.runtime.home}",
+                 "--set", f"redis.url={settings.redis.url}"]  # fmt: skip
+        assert main([*flags, "config"]) == 0
+        shown = capsys.readouterr().out
+        assert str(secret) in shown
+        assert password not in shown
+        assert password not in server.log.read_text()
     finally:
         server.stop(report=lambda _: None)
 

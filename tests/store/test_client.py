@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def _client(settings: Settings, prefix: str) -> EmbeddingClient:
-    return EmbeddingClient(settings.redis.url, prefix=prefix)
+    return EmbeddingClient.from_settings(settings.redis.model_copy(update={"key_prefix": prefix}))
 
 
 def test_concurrent_readers_never_see_two_versions(local_stack: Settings, unique: str) -> None:

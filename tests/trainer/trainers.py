@@ -64,6 +64,7 @@ def trainer_world(base: Settings, unique: str, tmp: Path, **overrides: object) -
         "kafka.topics.samples": f"{unique}.samples",
         "kafka.topics.items": f"{unique}.items",
         "redis.url": base.redis.url,
+        "redis.password_file": base.redis.password_file,
         "redis.key_prefix": unique,
         "training.vector_size": 16,
         "training.window": 5,
