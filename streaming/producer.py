@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from batch.loaders import EventColumns, Format, load_events
 from streaming.config import Settings
-from streaming.core.events import Event, event_from_mapping
+from streaming.core.events import Event, check_received, event_from_mapping
 from streaming.errors import ProducerError
 from streaming.kafka_clients import librdkafka_config
 from streaming.topics import ensure_topics
@@ -75,8 +75,13 @@ class RatingProducer:
         )
 
     def send(self, event: Event | Mapping[str, Any]) -> Event:
-        if not isinstance(event, Event):
-            event = event_from_mapping(dict(event), self.rules)
+        """Send one event; raise `InvalidEventError` for an invalid one, or one timed more than
+        `events.max_ahead_s` after this machine's clock (the job would reject it)."""
+        now = int(time.time())
+        if isinstance(event, Event):
+            check_received(event, self.rules, now)
+        else:
+            event = event_from_mapping(dict(event), self.rules, now)
         key, value = str(event.user_id).encode(), _encode(event)
         while True:
             try:
@@ -220,6 +225,20 @@ def produce_file(
 ) -> ProduceReport:
     """Send every valid event of a ratings file in event-time order (ties: user, then item)."""
     columns, load_report = load_events(path, fmt, settings.events)
+    ahead = columns.event_time > int(time.time()) + settings.events.max_ahead_s
+    summary = load_report.summary()
+    if ahead.any():
+        summary += (
+            f"; {int(ahead.sum()):,} events timed more than events.max_ahead_s after this "
+            "machine's clock not sent (event_time_ahead)"
+        )
+        kept = ~ahead
+        columns = columns._replace(
+            user_id=columns.user_id[kept],
+            item_id=columns.item_id[kept],
+            rating=columns.rating[kept],
+            event_time=columns.event_time[kept],
+        )
     total = len(columns.user_id)
 
     def progress(sent: int, seconds: float) -> None:
@@ -232,4 +251,5 @@ def produce_file(
         pacer or Pacer(),
         progress,
     )
-    return ProduceReport(sent, sum(load_report.rejected.values()), seconds, load_report.summary())
+    rejected = sum(load_report.rejected.values()) + int(ahead.sum())
+    return ProduceReport(sent, rejected, seconds, summary)

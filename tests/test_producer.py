@@ -1,4 +1,5 @@
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,15 @@ def test_application_api_validates_before_sending(local_stack: Settings, unique:
         with pytest.raises(InvalidEventError) as error:
             producer.send({"user_id": 1, "item_id": 2, "rating": 9, "event_time": 10})
         assert error.value.reason is Reason.RATING_OUT_OF_RANGE
+        ahead = int(time.time()) + local_stack.events.max_ahead_s + 100
+        for event in (Event(1, 2, 4.5, ahead), {"user_id": 1, "item_id": 2, "rating": 4.5,
+                                                 "event_time": ahead}):  # fmt: skip
+            with pytest.raises(InvalidEventError) as error:
+                producer.send(event)
+            assert error.value.reason is Reason.EVENT_TIME_AHEAD
+        huge = {"user_id": 1, "item_id": 2, "rating": 10**400, "event_time": 10}
+        with pytest.raises(InvalidEventError):
+            producer.send(huge)
         assert producer.sent == 1
     [(*_, key, value)] = read_topic(local_stack, unique)
     assert key == b"1"
@@ -102,9 +112,11 @@ def test_produce_command(
     from streaming.cli import main
 
     data = tmp_path / "u.data"
-    data.write_text("1\t10\t5\t100\n2\t20\t3\t50\n")
+    data.write_text("1\t10\t5\t100\n2\t20\t3\t50\n3\t30\t5\t99999999999\n")
     flags = ["--set", f"kafka.bootstrap_servers={local_stack.kafka.bootstrap_servers}"]
     assert main([*flags, "produce", str(data), "--format", "udata", "--topic", unique]) == 0
-    assert "sent 2 events" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "sent 2 events" in out
+    assert "1 events timed more than events.max_ahead_s" in out
     assert len(read_topic(local_stack, unique)) == 2
     assert main([*flags, "produce", str(data), "--rate", "-1"]) == 2

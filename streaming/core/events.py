@@ -27,6 +27,7 @@ __all__ = [
     "Event",
     "InvalidEventError",
     "Reason",
+    "check_received",
     "event_from_fields",
     "event_from_json",
     "event_from_mapping",
@@ -108,13 +109,19 @@ def _validate(
             Reason.BAD_EVENT_TIME,
             f"event_time {_shown(event_time)} is outside 0..{rules.max_event_time}{hint}",
         )
-    if received_s is not None and event_time > max(received_s, 0) + rules.max_ahead_s:
+    event = Event(user_id, item_id, float(rating), event_time)
+    return event if received_s is None else check_received(event, rules, received_s)
+
+
+def check_received(event: Event, rules: EventSettings, received_s: int) -> Event:
+    """`event`, unless it is timed more than `max_ahead_s` after `received_s` (seconds)."""
+    if event.event_time > max(received_s, 0) + rules.max_ahead_s:
         raise InvalidEventError(
             Reason.EVENT_TIME_AHEAD,
-            f"event_time {event_time} is more than {rules.max_ahead_s}s after the record was "
-            f"received ({received_s}): is the producer's clock right?",
+            f"event_time {event.event_time} is more than {rules.max_ahead_s}s after the record "
+            f"was received ({received_s}): is the producer's clock right?",
         )
-    return Event(user_id, item_id, float(rating), event_time)
+    return event
 
 
 def _json_int(record: dict[str, Any], name: str) -> int:
