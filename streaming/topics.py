@@ -17,7 +17,10 @@ __all__ = ["ensure_topics", "topic_partitions"]
 # Flink's Kafka sink stamps each record with its element's timestamp: for the job that is the
 # event time of the rating behind it, years old in a replay of history, and time-based
 # retention deletes such records within minutes of their writing. Topics the job writes keep
-# the broker's append time instead; event times travel in the records' values.
+# the broker's append time instead; event times travel in the records' values. So does the
+# ratings topic when walkstream creates it: the job rejects an event timed more than
+# `events.max_ahead_s` after its record's timestamp, which should be the broker's clock, not
+# whatever a producer sets.
 _TIMESTAMP_TYPE = "message.timestamp.type"
 _APPEND_TIME = {_TIMESTAMP_TYPE: "LogAppendTime"}
 
@@ -30,7 +33,8 @@ def _written_by_job(settings: KafkaSettings) -> set[str]:
 
 def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
     """Create the topics that do not exist yet; return the names it created. Existing topics
-    the job writes are switched to append time if they were created without it."""
+    the job writes are switched to append time if they were created without it (the ratings
+    topic, created with it, is left as its owner made it)."""
     admin = kafka_admin(settings)
     job_outputs = _written_by_job(settings)
     try:
@@ -39,7 +43,8 @@ def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
         missing = sorted(set(names) - existing)
         created = []
         for name in missing:
-            configs = _APPEND_TIME if name in job_outputs else {}
+            stamped = job_outputs | {settings.topics.ratings}
+            configs = _APPEND_TIME if name in stamped else {}
             topic = NewTopic(
                 name, settings.partitions, settings.replication_factor, topic_configs=configs
             )

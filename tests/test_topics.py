@@ -48,3 +48,18 @@ def test_existing_job_outputs_are_switched_to_append_time_and_keep_their_other_s
     assert samples["retention.ms"] == "123456789"
     assert ratings[TIMESTAMP_TYPE] == "CreateTime"  # producers' event times stay on the input
     assert ratings["retention.ms"] == "123456789"
+
+
+def test_a_ratings_topic_walkstream_creates_keeps_the_brokers_time(
+    local_stack: Settings, unique: str
+) -> None:
+    """The job judges an event's time against its record's timestamp: the broker's clock."""
+    kafka = local_stack.kafka.model_copy(
+        update={"topics": local_stack.kafka.topics.model_copy(update={"ratings": unique})}
+    )
+    assert ensure_topics(kafka, [unique]) == [unique]
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    try:
+        assert _topic_configs(admin, unique)[TIMESTAMP_TYPE] == "LogAppendTime"
+    finally:
+        admin.close()
