@@ -192,8 +192,16 @@ def _bootstrap_failure(kafka: KafkaSettings, errors: list[BaseException]) -> str
     )
 
 
+# A broker that refuses a login sometimes closes the connection before its answer is read:
+# that attempt looks like a lost connection. Retrying at least once a second gives the
+# bootstrap's 30 s a few dozen attempts, so one that reads the refusal is all but certain.
+_ADMIN_RECONNECT_BACKOFF_MAX_MS = 1000
+
+
 def kafka_admin(kafka: KafkaSettings) -> KafkaAdminClient:
     """A kafka-python admin client; a cluster it cannot connect to raises one line that says
     why (refused login, TLS failure, nobody answering) instead of a bare timeout."""
     with _explained_bootstrap(kafka):
-        return KafkaAdminClient(**kafka_python_config(kafka))
+        return KafkaAdminClient(
+            **kafka_python_config(kafka), reconnect_backoff_max_ms=_ADMIN_RECONNECT_BACKOFF_MAX_MS
+        )
