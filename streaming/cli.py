@@ -203,12 +203,13 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
     if restore is not None:
         _require_restorable(restore)
     _require_kafka(settings)
+    log_dir = flink_log_dir(settings)
     print(
         f"job: {settings.kafka.topics.ratings} at {settings.kafka.bootstrap_servers} from "
         f"{args.start}{f' until {args.until}' if until else ''}, parallelism "
         f"{settings.flink.parallelism}, {settings.flink.state_backend} state, checkpoints in "
         f"{settings.checkpoint_dir}{f', restoring {restore}' if restore else ''}; Flink's log "
-        f"in {flink_log_dir(settings)}",
+        f"in {log_dir or 'the log directory of the cluster'}",
         flush=True,
     )
     seconds = run_job(settings, start, until, restore)
