@@ -46,15 +46,17 @@ def job_jars(settings: Settings) -> list[Path]:
 
 
 # The mini-cluster's servers (REST API and web UI, blob server, RPC, the TaskManager's data
-# port) bind these; Flink's defaults are every interface, and the REST API has no
-# authentication (it lists the configuration and accepts jars).
-_LOOPBACK_OPTIONS = {
+# port) bind these; Flink's defaults are every interface. The REST API has no
+# authentication, so it also takes no jars: whoever reaches loopback (another user of this
+# host) must not run code in the job's JVM (docs/security.md says what they still can do).
+_LOCAL_CLUSTER_OPTIONS = {
     "rest.address": "127.0.0.1",
     "rest.bind-address": "127.0.0.1",
     "jobmanager.rpc.address": "127.0.0.1",
     "jobmanager.bind-host": "127.0.0.1",
     "taskmanager.host": "127.0.0.1",
     "taskmanager.bind-host": "127.0.0.1",
+    "web.submit.enable": "false",
 }
 
 
@@ -139,7 +141,7 @@ def execution_environment(
         os.environ["_python_worker_execution_mode"] = "process"  # noqa: SIM112 - PyFlink's name
     config = Configuration()
     if log_dir is not None:
-        for key, value in _LOOPBACK_OPTIONS.items():
+        for key, value in _LOCAL_CLUSTER_OPTIONS.items():
             config.set_string(key, value)
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)

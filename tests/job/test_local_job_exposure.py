@@ -8,10 +8,13 @@ must be in the directory it prints, under the runtime home.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import signal
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -119,8 +122,16 @@ def test_the_stack_and_a_running_job_listen_on_loopback_and_the_job_logs_where_i
         )
         text = flink_log()
         assert "org.apache.flink.runtime.dispatcher.DispatcherRestEndpoint" in text
-        assert "Rest endpoint listening at 127.0.0.1:" in text
+        rest = re.search(r"Rest endpoint listening at 127\.0\.0\.1:(\d+)", text)
+        assert rest is not None
         assert (log_dir / "stderr.log").is_file()
+        # The REST API (no authentication) answers, but takes no jars to run.
+        api = f"http://127.0.0.1:{rest.group(1)}"
+        with urllib.request.urlopen(f"{api}/jobs") as answer:
+            assert [job["status"] for job in json.load(answer)["jobs"]] == ["RUNNING"]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{api}/jars")
+        assert refused.value.code == 404
 
         services = {status.pid for status in LocalStack(local_stack).status()}
         assert None not in services
