@@ -67,7 +67,8 @@ def under_flink_run() -> bool:
 
 @functools.cache
 def _run_name() -> str:
-    """This process's job run: its start time and PID, the same for every call."""
+    """This process's job run, by the time it was first asked for and the PID: the same name
+    for every call, so the directory the job prints is the one it logs to."""
     return f"job-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
 
