@@ -350,6 +350,12 @@ class StreamSettings(_Section):
     idle_timeout_s: int = Field(
         5, ge=1, description="a partition without events stops holding back the watermark"
     )
+    behind_idle_timeout_s: int = Field(
+        60,
+        ge=1,
+        description="the same for a partition whose last record was read behind the broker "
+        "(catching up): its pause is a slow fetch more likely than the end of its records",
+    )
     walks_per_weight: float = Field(
         1.0, ge=0, description="walks started at an item per new transition out of it"
     )
@@ -392,6 +398,12 @@ class StreamSettings(_Section):
         le=60_000,
         description="walks reaching a shard reach Python in batches this long (0: per message)",
     )
+
+    @_model_validator(mode="after")
+    def _behind_waits_longer(self) -> StreamSettings:
+        if self.behind_idle_timeout_s < self.idle_timeout_s:
+            raise ValueError("needs behind_idle_timeout_s >= idle_timeout_s")
+        return self
 
     @field_validator("user_sequence_length")
     @classmethod

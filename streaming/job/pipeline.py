@@ -25,9 +25,15 @@ from typing import Any
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetResetStrategy,
+    KafkaOffsetsInitializer,
+    KafkaTopicPartition,
+)
 from pyflink.datastream.data_stream import KeyedStream
 from pyflink.java_gateway import get_gateway
 from pyflink.table import Schema, StreamTableEnvironment
+from pyflink.util.java_utils import to_jarray
 
 from streaming.config import EventSettings, Settings
 from streaming.job.functions import (
@@ -50,7 +56,7 @@ from streaming.job.functions import (
 )
 from streaming.job.kafka_io import text_sink
 from streaming.job.positions import Position
-from streaming.kafka_clients import flink_table_options
+from streaming.kafka_clients import flink_table_options, java_client_properties
 
 __all__ = ["build_job"]
 
@@ -62,14 +68,6 @@ def _key_by_first_field(stream: DataStream, payload_type: Any) -> KeyedStream:
         gateway.jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
     )
     return KeyedStream(j_keyed, payload_type, stream)
-
-
-def _day_to_second(seconds: int) -> str:
-    """A SQL DAY TO SECOND literal: plain SECOND intervals stop at 99."""
-    minutes, second = divmod(seconds, 60)
-    hours, minute = divmod(minutes, 60)
-    days, hour = divmod(hours, 24)
-    return f"{days} {hour:02}:{minute:02}:{second:02}"
 
 
 def _literal(value: str) -> str:
@@ -85,28 +83,23 @@ _COMPACT_EVENT = "walkstream_compact_event"
 """The Java function (streaming/runtime/java, built by `make setup`) that reads a valid record
 in the producer's compact form: its fields as a ROW, or NULL for any other record, which the
 Python validator then judges (it alone names reasons)."""
-_ACCEPTED_EVENT_TIME = "walkstream_accepted_event_time"
-"""The Java function giving the event time of a record the job accepts, or NULL: the only
-time the ratings source's watermark follows, so a rejected record never moves it."""
-_RECEIVED_SECONDS = "walkstream_received_seconds"
-"""A Kafka record's timestamp in whole seconds, as the Java functions read it."""
+_MS = 1000
 
 
-def _register_functions(t_env: StreamTableEnvironment, rules: EventSettings) -> None:
-    functions = get_gateway().jvm.io.walkstream
-    java_rules = functions.EventRules(
+def _java_rules(rules: EventSettings) -> Any:
+    """The event rules for the job's Java functions (`EventRules`)."""
+    return get_gateway().jvm.io.walkstream.EventRules(
         float(rules.min_rating),
         float(rules.max_rating),
         rules.max_event_time,
         rules.max_record_bytes,
         rules.max_ahead_s,
     )
-    for name, function in (
-        (_COMPACT_EVENT, functions.CompactEvent(java_rules)),
-        (_ACCEPTED_EVENT_TIME, functions.AcceptedEventTime(java_rules)),
-        (_RECEIVED_SECONDS, functions.ReceivedSeconds()),
-    ):
-        t_env._j_tenv.createTemporarySystemFunction(name, function)
+
+
+def _register_functions(t_env: StreamTableEnvironment, rules: EventSettings) -> None:
+    function = get_gateway().jvm.io.walkstream.CompactEvent(_java_rules(rules))
+    t_env._j_tenv.createTemporarySystemFunction(_COMPACT_EVENT, function)
 
 
 _HIGH, _LOW, _OTHER = range(3)
@@ -132,52 +125,82 @@ def _double(value: float) -> str:
     return f"CAST({value!r} AS DOUBLE)"
 
 
+def _offsets(position: Position, topic: str) -> KafkaOffsetsInitializer:
+    """A start or stop position as the Kafka source's offsets initializer."""
+    if position.kind == "earliest":
+        return KafkaOffsetsInitializer.earliest()
+    if position.kind == "latest":
+        return KafkaOffsetsInitializer.latest()
+    if position.kind == "committed":
+        return KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST)
+    if position.kind == "timestamp":
+        assert position.timestamp_ms is not None
+        return KafkaOffsetsInitializer.timestamp(position.timestamp_ms)
+    return KafkaOffsetsInitializer.offsets(
+        {KafkaTopicPartition(topic, partition): offset for partition, offset in position.offsets}
+    )
+
+
+def _ratings_source(
+    env: StreamExecutionEnvironment, settings: Settings, start: Position, until: Position | None
+) -> DataStream:
+    """The ratings topic's records as `RatingRecords` rows, with event time and watermarks
+    from `RatingWatermarks`: only accepted records move it, and a partition that is catching
+    up is not taken for an idle one. A bounded replay uses no idleness: a partition that ends
+    stops holding the watermark back."""
+    kafka = settings.kafka
+    stream = settings.stream
+    functions = get_gateway().jvm.io.walkstream
+    builder = (
+        get_gateway()
+        .jvm.org.apache.flink.connector.kafka.source.KafkaSource.builder()
+        .setBootstrapServers(kafka.bootstrap_servers)
+        .setTopics(to_jarray(get_gateway().jvm.String, [kafka.topics.ratings]))
+        .setGroupId(stream.group_id)
+        .setDeserializer(functions.RatingRecords())
+        .setStartingOffsets(_offsets(start, kafka.topics.ratings)._j_initializer)
+    )
+    for key, value in java_client_properties(kafka).items():
+        builder = builder.setProperty(key, value)
+    if until is not None:
+        builder = builder.setBounded(_offsets(until, kafka.topics.ratings)._j_initializer)
+    idle_ms = 0 if until is not None else stream.idle_timeout_s * _MS
+    behind_idle_ms = 0 if until is not None else stream.behind_idle_timeout_s * _MS
+    watermarks = functions.RatingWatermarks(
+        _java_rules(settings.events), stream.out_of_orderness_s * _MS, idle_ms, behind_idle_ms
+    )
+    j_stream = (
+        env._j_stream_execution_environment.fromSource(builder.build(), watermarks, "ratings")
+        .uid("ratings-source")
+        .name("ratings")
+    )
+    return DataStream(j_stream)
+
+
 def _ratings(
-    t_env: StreamTableEnvironment, settings: Settings, start: Position, until: Position | None
+    env: StreamExecutionEnvironment,
+    t_env: StreamTableEnvironment,
+    settings: Settings,
+    start: Position,
+    until: Position | None,
 ) -> None:
     """Register `routed`: each ratings record with its route and, when the JVM accepted it,
     its fields."""
-    kafka = settings.kafka
-    stream = settings.stream
     rules = settings.events
-    options = {
-        "connector": "kafka",
-        "topic": kafka.topics.ratings,
-        **flink_table_options(kafka),
-        "properties.group.id": stream.group_id,
-        "key.format": "raw",
-        "key.fields": "k",
-        "value.format": "raw",
-        "value.fields-include": "EXCEPT_KEY",
-        **start.startup_options(),
-        **(until.bounded_options() if until is not None else {}),
-        # Idleness is judged by wall-clock time: in a replay, a partition whose records came
-        # a few seconds late (a slow fetch, a busy machine) would be passed by the others'
-        # watermark and its events found late. A bounded replay needs none: a partition that
-        # ends stops holding back the watermark.
-        **({"scan.watermark.idle-timeout": "0 ms"} if until is not None else {}),
-    }
-    # Event time for watermarks only: an accepted record's. Any other record (the validator
-    # rejects it, or judges it valid in a JSON form the JVM does not read) gets time 0, which
-    # neither holds the watermark back nor moves it.
-    seconds = f"COALESCE({_ACCEPTED_EVENT_TIME}(k, v, received), 0)"
-    t_env.execute_sql(
-        f"""CREATE TEMPORARY TABLE ratings (
-            k STRING,
-            v BYTES,
-            `partition` INT METADATA VIRTUAL,
-            `offset` BIGINT METADATA VIRTUAL,
-            received TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-            ts AS TO_TIMESTAMP_LTZ({seconds}, 0),
-            WATERMARK FOR ts AS ts - INTERVAL '{_day_to_second(stream.out_of_orderness_s)}'
-                DAY TO SECOND
-        ) WITH ({_options(options)})"""
+    records = (
+        Schema.new_builder()
+        .column_by_metadata("rowtime", "TIMESTAMP_LTZ(3)")
+        .watermark("rowtime", "SOURCE_WATERMARK()")
+        .build()
+    )
+    t_env.create_temporary_view(
+        "ratings", t_env.from_data_stream(_ratings_source(env, settings, start, until), records)
     )
     # Materialized by the conversion to a stream: Flink inlines a column wherever a query
     # uses it, so the route below, on these columns, would otherwise read the record again
     # for each use.
     parsed = t_env.sql_query(
-        f"""SELECT e IS NOT NULL, k, `partition`, `offset`, {_RECEIVED_SECONDS}(received), v,
+        f"""SELECT e IS NOT NULL, k, `partition`, `offset`, received, v,
             e.user_id, e.item_id, e.rating, e.event_time
         FROM (SELECT COALESCE(k, '') AS k, `partition`, `offset`, received, v,
             {_COMPACT_EVENT}(k, v, received) AS e FROM ratings)"""
@@ -440,7 +463,7 @@ def build_job(
 
     topics = settings.kafka.topics
     _part(t_env, "ratings")
-    _ratings(t_env, settings, start, until)
+    _ratings(env, t_env, settings, start, until)
     others = t_env.to_append_stream(
         t_env.sql_query(
             f"SELECT k, ROW(`partition`, `offset`, received, v) FROM routed WHERE route = {_OTHER}"

@@ -27,39 +27,6 @@ class Position:
     timestamp_ms: int | None = None
     offsets: tuple[tuple[int, int], ...] = ()
 
-    def startup_options(self) -> dict[str, str]:
-        """Flink Kafka table-connector options for a start position."""
-        if self.kind == "earliest":
-            return {"scan.startup.mode": "earliest-offset"}
-        if self.kind == "latest":
-            return {"scan.startup.mode": "latest-offset"}
-        if self.kind == "committed":
-            return {
-                "scan.startup.mode": "group-offsets",
-                "properties.auto.offset.reset": "earliest",
-            }
-        if self.kind == "timestamp":
-            return {
-                "scan.startup.mode": "timestamp",
-                "scan.startup.timestamp-millis": str(self.timestamp_ms),
-            }
-        return {
-            "scan.startup.mode": "specific-offsets",
-            "scan.startup.specific-offsets": self._offsets(),
-        }
-
-    def bounded_options(self) -> dict[str, str]:
-        """Options that make the source stop at this position."""
-        if self.kind == "latest":
-            return {"scan.bounded.mode": "latest-offset"}
-        return {
-            "scan.bounded.mode": "specific-offsets",
-            "scan.bounded.specific-offsets": self._offsets(),
-        }
-
-    def _offsets(self) -> str:
-        return ";".join(f"partition:{p},offset:{o}" for p, o in self.offsets)
-
 
 def _is_number(text: str, limit: int = _MAX_LONG) -> bool:
     """ASCII digits of a value Kafka and Flink can hold: `str.isdigit` also accepts '²'."""

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 from scipy.stats import chi2, chisquare
 
@@ -22,6 +24,7 @@ from batch.loaders import load_events
 from streaming.config import Settings
 from streaming.core.events import Event, event_to_json
 from streaming.core.sequences import RecentItems, Transition
+from streaming.kafka_clients import kafka_python_config
 from streaming.producer import produce_file
 from tests.conftest import poll
 from tests.job.jobs import JobWorld, batch_counts, final_counts, job_world, synthetic
@@ -657,3 +660,70 @@ def test_no_record_stops_a_live_job_or_moves_its_event_time(
     assert large[0]["truncated"]
     assert large[0]["value_bytes"] > 1_000_000
     assert len(json.dumps(large[0])) < 100_000
+
+
+@pytest.mark.parametrize("behind_idle_timeout_s", [60, 1])
+def test_a_live_job_far_behind_does_not_take_a_stalled_partition_for_an_idle_one(
+    local_stack: Settings, unique: str, tmp_path: Path, behind_idle_timeout_s: int
+) -> None:
+    """A live job catching up reads records that reached the broker long ago. When one
+    partition's records pause longer than `stream.idle_timeout_s` (a slow fetch, here a pause
+    of its producer), it still holds the watermark back for `stream.behind_idle_timeout_s`,
+    so its next records are on time, not late; the other partitions' events wait for it.
+    With that timeout as short as the pause, the partition is taken for an idle one and its
+    next records are late (counted, not lost)."""
+    kafka = local_stack.kafka
+    ratings = f"{unique}.ratings"
+    admin = KafkaAdminClient(**kafka_python_config(kafka))
+    try:  # created by hand, with the producers' timestamps, which can be old
+        admin.create_topics([NewTopic(ratings, 4, 1)])
+    finally:
+        admin.close()
+    world = job_world(
+        local_stack, unique, tmp_path,
+        **{"stream.idle_timeout_s": 1, "stream.walks_per_weight": 0,
+           "stream.behind_idle_timeout_s": behind_idle_timeout_s},
+    )  # fmt: skip
+    user_in = _a_user_per_partition(4, range(100, 200))
+    producer = KafkaProducer(**kafka_python_config(kafka), acks="all")
+    long_ago_ms = 10**10  # broker time in 1970: every record is read far behind it
+
+    def send(events: list[Event]) -> None:
+        for event in events:
+            value = json.dumps(event._asdict()).encode()
+            producer.send(ratings, value, str(event.user_id).encode(), timestamp_ms=long_ago_ms)
+        producer.flush()
+
+    def pair(partitions: tuple[int, ...], time: int, items: tuple[int, int]) -> list[Event]:
+        return [Event(user_in[p], item, 5.0, time + k) for p in partitions for k, item in
+                enumerate(items)]  # fmt: skip
+
+    backlog = [*pair((0, 1, 2, 3), 1_000, (1, 2)), *pair((0, 1, 2, 3), 1_100, (9, 9))[::2]]
+    ahead = pair((0, 2), 10**6, (3, 4))  # the even partitions run far ahead
+    resumed = pair((1, 3), 2_000, (5, 6))  # the odd ones' next records, after their pause
+    # single ratings of other users in every partition, far later: they release all the rest
+    flush = [
+        Event(u, 1, 5.0, 3 * 10**6) for u in _a_user_per_partition(4, range(200, 300)).values()
+    ]
+    send(backlog)
+    job = world.start("--from", "earliest")
+    try:
+        poll(lambda: final_counts(world.settings) == {(1, 2): 4}, 120, "the backlog's pairs")
+        send(ahead)
+        # The odd partitions stay silent for five idle timeouts: taken for idle ones, they
+        # would let the even ones' watermark pass their next records. The pause is the test.
+        time.sleep(5 * world.settings.stream.idle_timeout_s)
+        send([*resumed, *flush])
+        on_time = resumed if behind_idle_timeout_s > 5 else []
+        expected = _oracle([*backlog, *ahead, *on_time, *flush])
+        poll(lambda: final_counts(world.settings) == expected, 120, "every transition")
+        late = poll(
+            lambda: r if len(r := read_topic(world.settings, world.topic("late"))) >= len(
+                resumed) - len(on_time) else None,
+            120, "the late events",
+        ) if not on_time else read_topic(world.settings, world.topic("late"))  # fmt: skip
+    finally:
+        JobWorld.kill(job)
+        producer.close()
+    reported = sorted(Event(*(json.loads(v)[f] for f in Event._fields)) for *_, v in late)
+    assert reported == sorted(set(resumed) - set(on_time))

@@ -14,19 +14,12 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pyflink.common import Row
 from pyflink.java_gateway import get_gateway
-from pyflink.table import DataTypes, StreamTableEnvironment
 
 from streaming.config import EventSettings, Settings
 from streaming.core.events import Event, InvalidEventError, event_from_json, event_to_json
 from streaming.job.environment import execution_environment
-from streaming.job.pipeline import (
-    _ACCEPTED_EVENT_TIME,
-    _COMPACT_EVENT,
-    _RECEIVED_SECONDS,
-    _register_functions,
-)
+from streaming.job.pipeline import _java_rules
 from tests.nasty_records import NOW_S, NastyRecord, nasty_records
 
 pytestmark = pytest.mark.integration
@@ -36,50 +29,44 @@ WIDE = EventSettings(
     min_rating=-1e30, max_rating=1e30, max_event_time=10**12, max_record_bytes=MAX_BYTES,
     max_ahead_s=10**12,
 )  # fmt: skip
-Read = tuple[Row | None, int | None, int]
-"""What the JVM makes of a record: its compact fields, its accepted event time, and the
-seconds of its broker time."""
+Read = tuple[tuple[int, int, float, int] | None, int | None]
+"""What the JVM makes of a record: its compact fields, and its accepted event time."""
 Reader = Callable[[EventSettings, list[NastyRecord]], list[Read]]
+
+
+def _seconds(received_ms: int) -> int:
+    """A broker timestamp as the job's ratings source reads it (`RatingRecords`)."""
+    return max(received_ms // 1000, 0)
 
 
 @pytest.fixture(scope="module")
 def read_in_java(installed: Settings) -> Reader:
-    """Read records with the job's Java functions under `rules`, in one Flink job per call."""
-    t_env = StreamTableEnvironment.create(execution_environment(installed))
+    """Read records with the job's Java readers under `rules`, called one by one through the
+    PyFlink gateway (the job calls the same classes on the same arguments)."""
+    execution_environment(installed)  # puts the job's jars on the gateway's class path
+    functions = get_gateway().jvm.io.walkstream
 
     def read(rules: EventSettings, records: list[NastyRecord]) -> list[Read]:
-        for name in (_COMPACT_EVENT, _ACCEPTED_EVENT_TIME, _RECEIVED_SECONDS):
-            t_env.drop_temporary_system_function(name)
-        _register_functions(t_env, rules)
-        table = t_env.from_elements(
-            [
-                (n, key, None if value is None else bytearray(value), ms)
-                for n, (key, value, ms) in enumerate(records)
-            ],
-            DataTypes.ROW(
-                [
-                    DataTypes.FIELD("n", DataTypes.INT()),
-                    DataTypes.FIELD("k", DataTypes.STRING()),
-                    DataTypes.FIELD("v", DataTypes.BYTES()),
-                    DataTypes.FIELD("ms", DataTypes.BIGINT()),
-                ]
-            ),
-        )
-        t_env.create_temporary_view("records", table)
-        query = f"""SELECT n, {_COMPACT_EVENT}(k, v, r), {_ACCEPTED_EVENT_TIME}(k, v, r),
-            {_RECEIVED_SECONDS}(r) FROM (SELECT *, TO_TIMESTAMP_LTZ(ms, 3) AS r FROM records)"""
-        with t_env.execute_sql(query).collect() as rows:
-            read = {row[0]: (row[1], row[2], row[3]) for row in rows}
-        t_env.drop_temporary_view("records")
-        return [read[n] for n in range(len(records))]
+        compact_event = functions.CompactEvent(_java_rules(rules))
+        accepted_time = functions.AcceptedEventTime(_java_rules(rules))
+        reads: list[Read] = []
+        for key, value, received_ms in records:
+            raw = None if value is None else bytearray(value)
+            row = compact_event.eval(key, raw, _seconds(received_ms))
+            fields = None if row is None else tuple(row.getField(i) for i in range(4))
+            time = accepted_time.read(key, raw, _seconds(received_ms))
+            reads.append((fields, None if time is None else int(time)))  # type: ignore[arg-type]
+        return reads
 
     return read
 
 
-def compact_event(read_in_java: Reader, values: list[str], keys: list[str]) -> list[Row | None]:
+def compact_event(
+    read_in_java: Reader, values: list[str], keys: list[str]
+) -> list[tuple[int, int, float, int] | None]:
     """The compact reader's fields of each value with its key, received now (wide rules)."""
     records = [NastyRecord(k, v.encode(), NOW_S * 1000) for k, v in zip(keys, values, strict=True)]
-    return [compact for compact, _, _ in read_in_java(WIDE, records)]
+    return [compact for compact, _ in read_in_java(WIDE, records)]
 
 
 def _random_event(rng: random.Random) -> Event:
@@ -163,7 +150,7 @@ def test_a_compact_record_the_rules_reject_is_left_to_the_validator(read_in_java
         NastyRecord("1", (record % ("4.0", 61)).encode(), -1),
     ]
     reads = read_in_java(rules, records)
-    assert [(compact is not None, time) for compact, time, _ in reads] == [
+    assert [(compact is not None, time) for compact, time in reads] == [
         (True, NOW_S + 60),
         *[(False, None)] * 5,
     ]
@@ -174,12 +161,19 @@ FUZZ_RULES = EventSettings(max_record_bytes=8192)
 
 def _validator_time(record: NastyRecord, rules: EventSettings) -> int | None:
     """The event time of a record the job's Python validator accepts, else None."""
-    received_s = max(record.received_ms // 1000, 0)
     try:
-        event = event_from_json(record.value, rules, received_s)
+        event = event_from_json(record.value, rules, _seconds(record.received_ms))
     except InvalidEventError:
         return None
     return event.event_time if record.key == str(event.user_id) else None
+
+
+def _rare_form(value: bytes | None) -> bool:
+    """JSON the strict reader leaves to the validator: deep nesting, an escaped key, a field
+    given twice."""
+    assert value is not None
+    twice = any(value.count(b'"%s"' % field.encode()) > 1 for field in Event._fields)
+    return b"[" * 60 in value or b"\\u" in value or twice
 
 
 def test_the_watermark_follows_only_records_the_validator_accepts(read_in_java: Reader) -> None:
@@ -188,16 +182,14 @@ def test_the_watermark_follows_only_records_the_validator_accepts(read_in_java: 
     records = nasty_records(random.Random(21), 100_000)
     reads = read_in_java(FUZZ_RULES, records)
     accepted = 0
-    for record, (compact, time, received_s) in zip(records, reads, strict=True):
-        assert received_s == max(record.received_ms // 1000, 0)
+    for record, (compact, time) in zip(records, reads, strict=True):
         expected = _validator_time(record, FUZZ_RULES)
         if time is not None:
             assert time == expected, record
             accepted += 1
         elif expected is not None:
             # valid, but in a form the JVM leaves to the other records' times
-            assert record.value is not None
-            assert b"[" * 60 in record.value or b"\\u" in record.value, record
+            assert _rare_form(record.value), record
         if compact is not None:
             assert expected is not None, record
             assert event_from_json(record.value, FUZZ_RULES) == Event(*compact), record
@@ -216,29 +208,7 @@ def test_valid_events_in_any_common_json_form_move_event_time(read_in_java: Read
         value = json.dumps(dict(fields), separators=forms[n % 3]).encode()
         records.append(NastyRecord(str(dict(fields)["user_id"]), value, NOW_S * 1000))
     reads = read_in_java(FUZZ_RULES, records)
-    assert [time for _, time, _ in reads] == list(range(600))
-
-
-@pytest.fixture(scope="module")
-def java_event_time(installed: Settings) -> Callable[[NastyRecord], int | None]:
-    """The watermark's reader called directly, one record at a time (for Hypothesis)."""
-    execution_environment(installed)  # puts the job's jars on the gateway's class path
-    functions = get_gateway().jvm.io.walkstream
-    rules = FUZZ_RULES
-    reader = functions.AcceptedEventTime(
-        functions.EventRules(
-            float(rules.min_rating), float(rules.max_rating), rules.max_event_time,
-            rules.max_record_bytes, rules.max_ahead_s,
-        )
-    )  # fmt: skip
-    instant = get_gateway().jvm.java.time.Instant
-
-    def read(record: NastyRecord) -> int | None:
-        value = None if record.value is None else bytearray(record.value)
-        time = reader.eval(record.key, value, instant.ofEpochMilli(record.received_ms))
-        return None if time is None else int(time)
-
-    return read
+    assert [time for _, time in reads] == list(range(600))
 
 
 _JSONISH = st.recursive(
@@ -264,11 +234,11 @@ _EVENTISH = st.fixed_dictionaries(
     received_ms=st.integers(-(2**40), 2**45),
 )
 def test_the_watermark_reader_agrees_with_the_validator_on_any_record(
-    java_event_time: Callable[[NastyRecord], int | None],
+    read_in_java: Reader,
     value: bytes,
     key: str | None,
     received_ms: int,
 ) -> None:
     record = NastyRecord(key, value, received_ms)
-    time = java_event_time(record)
+    [(_, time)] = read_in_java(FUZZ_RULES, [record])
     assert time is None or time == _validator_time(record, FUZZ_RULES)

@@ -1,7 +1,6 @@
 package io.walkstream;
 
 import java.nio.charset.StandardCharsets;
-import java.time.Instant;
 
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.functions.ScalarFunction;
@@ -32,20 +31,18 @@ public final class CompactEvent extends ScalarFunction {
         this.rules = rules;
     }
 
-    /** The fields of {@code record}, with Kafka key {@code key}, received at {@code received}. */
+    /** The fields of {@code record}, with Kafka key {@code key}, received at {@code receivedS}. */
     @DataTypeHint("ROW<user_id BIGINT, item_id BIGINT, rating DOUBLE, event_time BIGINT>")
-    public Row eval(
-            String key,
-            byte[] record,
-            @DataTypeHint("TIMESTAMP_LTZ(3)") Instant received) {
+    public Row eval(String key, byte[] record, Long receivedS) {
         Row event = read(record, rules.maxRecordBytes());
         if (event == null
+                || receivedS == null
                 || !rules.accepts(
                         key,
                         event.<Long>getFieldAs(0),
                         event.<Double>getFieldAs(2),
                         event.<Long>getFieldAs(3),
-                        received)) {
+                        receivedS)) {
             return null;
         }
         return event;

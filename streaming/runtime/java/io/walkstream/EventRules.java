@@ -1,7 +1,6 @@
 package io.walkstream;
 
 import java.io.Serializable;
-import java.time.Instant;
 
 /**
  * What a valid rating event is: the Python validator's rules ({@code streaming.core.events}),
@@ -9,7 +8,6 @@ import java.time.Instant;
  */
 public final class EventRules implements Serializable {
     private static final long serialVersionUID = 1L;
-    private static final long MS = 1000L;
 
     private final double minRating;
     private final double maxRating;
@@ -33,10 +31,11 @@ public final class EventRules implements Serializable {
 
     /**
      * Whether an event with these fields, read from a record with this Kafka key and received
-     * by the broker at {@code received}, is valid. Ids are known to be in 0..2^63-1.
+     * by the broker at {@code receivedS} (whole seconds), is valid. Ids are known to be in
+     * 0..2^63-1.
      */
     public boolean accepts(
-            String key, long user, double rating, long eventTime, Instant received) {
+            String key, long user, double rating, long eventTime, long receivedS) {
         return key != null
                 && key.equals(Long.toString(user))
                 && Double.isFinite(rating)
@@ -44,14 +43,6 @@ public final class EventRules implements Serializable {
                 && rating <= maxRating
                 && 0 <= eventTime
                 && eventTime <= maxEventTime
-                && eventTime <= receivedSeconds(received) + maxAheadS;
-    }
-
-    /** Whole seconds of the broker's time; a record without one is treated as received at 0. */
-    static long receivedSeconds(Instant received) {
-        if (received == null) {
-            return 0;
-        }
-        return Math.max(0, Math.floorDiv(received.toEpochMilli(), MS));
+                && eventTime <= receivedS + maxAheadS;
     }
 }
