@@ -115,4 +115,5 @@ def test_batch_publish_makes_a_current_version_similar_reads(
     assert lines[1].startswith("nearest to 1")
     assert "community" in lines[1]
     assert [line.split()[0] for line in lines[3:]] == ["1", "2", "3"]
-    assert main([*flags, "similar", "999999"]) == 1
+    assert main([*flags, "similar", "999999"]) == 2  # an item without a vector: one line
+    assert "999999" in capsys.readouterr().err
