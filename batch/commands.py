@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from batch.embed import Embeddings
 from batch.evaluate import (
     RankScores,
     community_precision,
@@ -22,25 +19,23 @@ from batch.evaluate import (
     temporal_holdout,
 )
 from batch.graph import Sequences, user_sequences
-from batch.loaders import FORMATS, load_events
 from batch.pipeline import EmbedResult, embed_sequences
-from batch.synthetic import SyntheticSpec, generate, load_communities
+from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, TrainingSettings, WalkSettings
+from streaming.embeddings.labels import item_labels, load_communities, neighbour_table
 from streaming.errors import ConfigError, DataError
+from streaming.rating_files import FORMATS, load_events
+from streaming.report import Report
 
 __all__ = [
     "add_batch_arguments",
     "add_eval_arguments",
     "add_synth_arguments",
-    "item_groups",
-    "item_labels",
-    "neighbour_table",
     "run_batch",
     "run_eval",
     "run_synth",
 ]
 
-Report = Callable[[str], None]
 _SHOW_ITEMS = 5
 _SHOW_NEIGHBOURS = 5
 
@@ -99,77 +94,6 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--publish", action="store_true", help="also publish the vectors to Redis")
-
-
-def _labels_file(path: Path) -> Path | None:
-    """A MovieLens `movies.csv` or a synthetic `items.csv`: `path` itself or next to it."""
-    if not path.exists():
-        raise DataError(f"{path} does not exist: check the path of the labels or ratings file")
-    names = {"movies.csv", "items.csv"}
-    candidates = [path] if path.name in names else [path.with_name(name) for name in names]
-    for candidate in sorted(candidates, key=lambda c: c.name != "movies.csv"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _movies(path: Path) -> list[tuple[int, str, str]]:
-    """(movieId, title, first genre) of each row of a MovieLens movies.csv."""
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            return [
-                (int(row["movieId"]), row["title"], row["genres"].split("|")[0])
-                for row in csv.DictReader(handle)
-            ]
-    except (KeyError, ValueError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(
-            f"{path} is not a MovieLens movies.csv ({exc!r}): give one with the columns "
-            "movieId,title,genres, or leave out --labels"
-        ) from None
-
-
-def item_labels(path: Path) -> dict[int, str]:
-    """Readable names for items (movie titles, planted communities); {} without a file."""
-    found = _labels_file(path)
-    if found is None:
-        return {}
-    if found.name == "movies.csv":
-        return {movie: title for movie, title, _ in _movies(found)}
-    return {item: f"community {c}" for item, c in load_communities(found).items()}
-
-
-def item_groups(path: Path) -> dict[int, str]:
-    """What to colour items by: a movie's first genre, or its planted community."""
-    found = _labels_file(path)
-    if found is None:
-        return {}
-    if found.name == "movies.csv":
-        return {movie: genre for movie, _, genre in _movies(found)}
-    return {item: f"community {c}" for item, c in load_communities(found).items()}
-
-
-def neighbour_table(
-    embeddings: Embeddings, items: list[int], labels: dict[int, str], k: int
-) -> str:
-    vectors = embeddings.vectors / np.maximum(
-        np.linalg.norm(embeddings.vectors, axis=1, keepdims=True), 1e-12
-    )
-    row_of = {item: row for row, item in enumerate(embeddings.item_ids.tolist())}
-    lines = []
-    for item in items:
-        if item not in row_of:
-            continue
-        scores = vectors @ vectors[row_of[item]]
-        scores[row_of[item]] = -np.inf
-        top = np.argsort(-scores)[: min(k, len(scores) - 1)]  # not the item itself
-        lines.append(f"{item:>8}  {labels.get(item, '')[:60]}")
-        for row in top:
-            other = int(embeddings.item_ids[row])
-            flag = " (cold)" if embeddings.cold[row] else ""
-            lines.append(
-                f"{'':>10}{scores[row]:6.3f}  {other:>8}  {labels.get(other, '')[:50]}{flag}"
-            )
-    return "\n".join(lines)
 
 
 def _write_outputs(out: Path, result: EmbedResult, meta: dict[str, Any]) -> None:

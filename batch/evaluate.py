@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from batch.embed import Embeddings
 from batch.graph import Sequences
+from streaming.embeddings.vectors import Embeddings
 
 __all__ = [
     "HoldOut",

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from batch.embed import Embeddings, fill_cold, train_word2vec, trained_vectors
+from batch.cold import fill_cold
 from batch.graph import Sequences, TransitionGraph, transition_graph
 from batch.walks import WalkSampler, as_sentences
 from streaming.config import TrainingSettings, WalkSettings
+from streaming.embeddings.vectors import Embeddings
+from streaming.embeddings.word2vec import train_word2vec, trained_vectors
+from streaming.report import Report
 
 __all__ = ["EmbedResult", "embed_sequences"]
-
-Report = Callable[[str], None]
 
 
 @dataclass

@@ -36,11 +36,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from streaming.embeddings.labels import ITEMS_HEADER, read_pairs
+
 __all__ = [
     "SyntheticResult",
     "SyntheticSpec",
     "generate",
-    "load_communities",
     "load_tastes",
 ]
 
@@ -50,7 +51,6 @@ Floats = NDArray[np.float64]
 Bytes = NDArray[np.uint8]
 
 RATINGS_HEADER = "userId,movieId,rating,timestamp"
-ITEMS_HEADER = "item_id,community"
 USERS_HEADER = "user_id,tastes"
 
 # Community popularity (for tastes) is Zipf with this exponent: some genres draw more users.
@@ -241,32 +241,12 @@ def generate(
     )
 
 
-def load_communities(path: Path) -> dict[int, int]:
-    """Read items.csv back: item id -> community."""
-    result: dict[int, int] = {}
-    for item, community in _read_csv(path, ITEMS_HEADER):
-        result[int(item)] = int(community)
-    return result
-
-
 def load_tastes(path: Path) -> dict[int, tuple[int, ...]]:
     """Read users.csv back: user id -> the communities that user likes."""
     result: dict[int, tuple[int, ...]] = {}
-    for user, tastes in _read_csv(path, USERS_HEADER):
+    for user, tastes in read_pairs(path, USERS_HEADER):
         result[int(user)] = tuple(int(c) for c in tastes.split(";"))
     return result
-
-
-def _read_csv(path: Path, header: str) -> Iterator[tuple[str, str]]:
-    with path.open(encoding="ascii") as lines:
-        first = lines.readline().rstrip("\n")
-        if first != header:
-            raise ValueError(f"{path}: expected header {header!r}, got {first!r}")
-        for number, line in enumerate(lines, start=2):
-            fields = line.rstrip("\n").split(",")
-            if len(fields) != 2:
-                raise ValueError(f"{path}:{number}: expected 2 fields, got {len(fields)}")
-            yield fields[0], fields[1]
 
 
 # --- population ---------------------------------------------------------------------------

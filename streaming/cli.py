@@ -124,7 +124,7 @@ def _synth_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _produce_arguments(parser: argparse.ArgumentParser) -> None:
-    from batch.loaders import FORMATS
+    from streaming.rating_files import FORMATS
 
     parser.add_argument("path", type=Path, help="ratings file (.gz is fine)")
     parser.add_argument("--format", choices=FORMATS, default="csv", help="input format")
@@ -256,7 +256,7 @@ def _similar_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _similar(settings: Settings, args: argparse.Namespace) -> int:
-    from batch.commands import item_labels
+    from streaming.embeddings.labels import item_labels
     from streaming.store import EmbeddingClient
 
     if args.k < 1:
@@ -288,8 +288,8 @@ def _similar(settings: Settings, args: argparse.Namespace) -> int:
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     from batch.commands import add_spec_arguments
-    from batch.loaders import FORMATS
     from batch.synthetic import SyntheticSpec
+    from streaming.rating_files import FORMATS
 
     parser.add_argument("--ratings", type=Path, help="stream this file (default: synthetic data)")
     parser.add_argument("--format", choices=FORMATS, default="csv", help="format of --ratings")
@@ -334,7 +334,7 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _plot(settings: Settings, args: argparse.Namespace) -> int:
-    from batch.commands import item_groups
+    from streaming.embeddings.labels import item_groups
     from streaming.plot import TimelinePoint, draw, version_embeddings
     from streaming.store import EmbeddingClient
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,18 +30,19 @@ from typing import Any
 import numpy as np
 from kafka import KafkaConsumer
 
-from batch.commands import item_groups, item_labels, neighbour_table
-from batch.embed import Embeddings
 from batch.evaluate import community_precision
-from batch.loaders import EventColumns, Format, load_events
-from batch.synthetic import SyntheticSpec, generate, load_communities
+from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, TopicSettings, load_settings, parse_assignments
 from streaming.core.events import Event
 from streaming.core.sequences import UserSequence
+from streaming.embeddings.labels import item_groups, item_labels, load_communities, neighbour_table
+from streaming.embeddings.vectors import Embeddings
 from streaming.errors import RuntimeServiceError, StoreError
 from streaming.kafka_clients import kafka_admin, kafka_python_config
 from streaming.plot import TimelinePoint, draw, version_embeddings
 from streaming.producer import Pacer, ordered_events, produce_events
+from streaming.rating_files import EventColumns, Format, load_events
+from streaming.report import Report
 from streaming.runtime import LocalStack
 from streaming.store import EmbeddingClient
 from streaming.store.connection import connect
@@ -50,7 +51,6 @@ from streaming.topics import ensure_topics, topic_partitions
 
 __all__ = ["DemoOptions", "DemoResult", "run_demo"]
 
-Report = Callable[[str], None]
 
 _TOPIC_PREFIX = "demo-"
 # Quicker cycles than a production default, so versions visibly follow the stream, and

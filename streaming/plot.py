@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from batch.embed import Embeddings
+from streaming.embeddings.vectors import Embeddings
 from streaming.store import VersionView
 
 if TYPE_CHECKING:

@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaError, Message, Producer
 
-from batch.loaders import EventColumns, Format, load_events
 from streaming.config import Settings
 from streaming.core.events import Event, check_received, event_from_mapping
 from streaming.errors import ProducerError
 from streaming.kafka_clients import librdkafka_config
+from streaming.rating_files import EventColumns, Format, load_events
+from streaming.report import Report
 from streaming.topics import ensure_topics
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "produce_file",
 ]
 
-Report = Callable[[str], None]
 Progress = Callable[[int, float], None]
 
 

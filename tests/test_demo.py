@@ -11,11 +11,11 @@ import pytest
 
 from batch.evaluate import community_precision
 from batch.graph import transition_graph, user_sequences
-from batch.loaders import load_events
-from batch.synthetic import load_communities
 from streaming.cli import main
 from streaming.config import Settings
+from streaming.embeddings.labels import load_communities
 from streaming.plot import version_embeddings
+from streaming.rating_files import load_events
 from streaming.store import EmbeddingClient
 
 pytestmark = pytest.mark.integration

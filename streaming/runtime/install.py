@@ -19,16 +19,15 @@ import subprocess
 import tarfile
 import tempfile
 import urllib.request
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 from streaming.config import Settings
 from streaming.errors import SetupError
+from streaming.report import Report
 
 __all__ = ["REDIS_VERSION", "install_runtime"]
 
-Report = Callable[[str], None]
 
 REDIS_VERSION = "8.0.2"
 _REDIS_SOURCE = (

@@ -19,7 +19,6 @@ import subprocess
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,10 +26,10 @@ from pathlib import Path
 from streaming.config import LOOPBACK_HOSTS, Settings
 from streaming.errors import RuntimeServiceError, SetupError
 from streaming.kafka_clients import kafka_python_config
+from streaming.report import Report
 
 __all__ = ["LocalStack", "ServiceStatus"]
 
-Report = Callable[[str], None]
 _POLL_S = 0.2
 _STOP_TIMEOUT_S = 30.0
 _LOG_TAIL_LINES = 15

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from gensim.models import Word2Vec
 
-from batch.embed import Embeddings
+from streaming.embeddings.vectors import Embeddings
 from streaming.trainer.durable import fsync_directory
 
 __all__ = ["Checkpoint", "CheckpointStore"]

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +22,12 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from batch.embed import Embeddings
 from streaming.config import Settings, TrainerSettings, TrainingSettings
 from streaming.core.neighbours import neighbour_average
+from streaming.embeddings.vectors import Embeddings
 from streaming.errors import RuntimeServiceError
 from streaming.kafka_clients import kafka_python_config
+from streaming.report import Report
 from streaming.store import connect
 from streaming.store.versions import (
     VersionKeys,
@@ -44,7 +45,6 @@ from streaming.trainer.model import align, gate, train_full, train_incremental, 
 
 __all__ = ["Trainer", "TrainerMetrics"]
 
-Report = Callable[[str], None]
 _HELD_OUT_LIMIT = 5_000
 
 

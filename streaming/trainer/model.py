@@ -14,9 +14,10 @@ import numpy.typing as npt
 from gensim.models import Word2Vec
 from scipy.linalg import orthogonal_procrustes
 
-from batch.embed import Embeddings, train_word2vec, trained_vectors
 from streaming.config import TrainingSettings
 from streaming.core.neighbours import neighbour_average
+from streaming.embeddings.vectors import Embeddings, Vectors
+from streaming.embeddings.word2vec import train_word2vec, trained_vectors
 
 __all__ = [
     "GateResult",
@@ -28,8 +29,6 @@ __all__ = [
     "train_incremental",
     "with_cold_items",
 ]
-
-Vectors = npt.NDArray[np.float32]
 
 
 def train_full(corpus: Sequence[Sequence[str]], settings: TrainingSettings) -> Word2Vec:

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batch.synthetic import load_communities
 from streaming.cli import main
 from streaming.config import Settings
+from streaming.embeddings.labels import load_communities
 from streaming.store import connect
 from streaming.store.versions import current_version
 

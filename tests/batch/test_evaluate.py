@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from batch.embed import Embeddings
 from batch.evaluate import community_precision, popularity_scores, rank_scores, temporal_holdout
 from batch.graph import Sequences
+from streaming.embeddings.vectors import Embeddings
 
 
 def _sequences(rows: dict[int, list[int]]) -> Sequences:

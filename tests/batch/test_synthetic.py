@@ -17,9 +17,9 @@ from batch.synthetic import (
     SyntheticResult,
     SyntheticSpec,
     generate,
-    load_communities,
     load_tastes,
 )
+from streaming.embeddings.labels import load_communities
 
 HALF_STARS = {f"{h / 2:.1f}" for h in range(1, 11)}
 
@@ -225,10 +225,3 @@ def test_chunks_report_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_spec_validation_names_the_field(field: str, changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=rf"^{field}\b"):
         SyntheticSpec(**changes)
-
-
-def test_loaders_reject_a_foreign_file(tmp_path: Path) -> None:
-    path = tmp_path / "items.csv"
-    path.write_text("movieId,title\n1,Toy Story\n")
-    with pytest.raises(ValueError, match="header"):
-        load_communities(path)

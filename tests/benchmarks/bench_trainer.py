@@ -29,13 +29,15 @@ from typing import Any
 import numpy as np
 from gensim.models import Word2Vec
 
-from batch.embed import Embeddings, trained_vectors
 from batch.evaluate import community_precision
 from batch.graph import transition_graph, user_sequences
-from batch.loaders import load_events
-from batch.synthetic import SyntheticSpec, generate, load_communities
+from batch.synthetic import SyntheticSpec, generate
 from batch.walks import WalkSampler, as_sentences
 from streaming.config import Settings, TrainingSettings
+from streaming.embeddings.labels import load_communities
+from streaming.embeddings.vectors import Embeddings
+from streaming.embeddings.word2vec import trained_vectors
+from streaming.rating_files import load_events
 from streaming.runtime import LocalStack
 from streaming.store import EmbeddingClient, connect
 from streaming.store.versions import VersionKeys, switch_to, write_version

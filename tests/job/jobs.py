@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batch.graph import transition_graph, user_sequences
-from batch.loaders import load_events
 from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, load_settings, parse_assignments
+from streaming.rating_files import load_events
 from streaming.topics import ensure_topics
 from tests.kafka_records import read_topic
 

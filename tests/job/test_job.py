@@ -20,12 +20,12 @@ from kafka.partitioner.default import murmur2
 from scipy.stats import chi2, chisquare
 
 from batch.graph import transition_graph, user_sequences
-from batch.loaders import load_events
 from streaming.config import Settings
 from streaming.core.events import Event, event_to_json
 from streaming.core.sequences import RecentItems, Transition
 from streaming.kafka_clients import kafka_python_config
 from streaming.producer import produce_file
+from streaming.rating_files import load_events
 from tests.conftest import poll
 from tests.job.jobs import JobWorld, batch_counts, final_counts, job_world, synthetic
 from tests.kafka_records import read_topic, send_events, send_raw

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from gensim.models import Word2Vec
 
-from batch.embed import Embeddings
+from streaming.embeddings.vectors import Embeddings
 from streaming.trainer.model import align, gate, hit_rate, neighbour_overlap, with_cold_items
 
 

@@ -7,8 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import batch.loaders as loaders
-from batch.loaders import (
+import streaming.rating_files as loaders
+from streaming.config import EventSettings
+from streaming.core.events import Event, Reason
+from streaming.errors import DataError, WalkstreamError
+from streaming.rating_files import (
     EventColumns,
     Format,
     LoadReport,
@@ -16,9 +19,6 @@ from batch.loaders import (
     iter_events,
     load_events,
 )
-from streaming.config import EventSettings
-from streaming.core.events import Event, Reason
-from streaming.errors import DataError, WalkstreamError
 
 RULES = EventSettings()
 ML_SMALL = Path("/work/shared/data/ml-latest-small/ratings.csv")

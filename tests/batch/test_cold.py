@@ -1,12 +1,9 @@
-import os
-import subprocess
-import sys
+"""Cold items of a transition graph get the average of their neighbours' vectors."""
 
 import numpy as np
 
-from batch.embed import fill_cold, train_word2vec, trained_vectors
+from batch.cold import fill_cold
 from batch.graph import TransitionGraph
-from streaming.config import TrainingSettings
 from streaming.core.neighbours import neighbour_average
 
 
@@ -66,38 +63,3 @@ def test_batch_cold_fill_equals_the_streaming_neighbour_average() -> None:
             np.testing.assert_allclose(batch[item], expected, rtol=1e-5)
             checked += 1
     assert checked > 10
-
-
-def test_word2vec_is_reproducible_with_one_worker() -> None:
-    corpus = [[str(i), str(i + 1), str(i + 2)] for i in range(50)] * 4
-    settings = TrainingSettings(vector_size=8, window=2, epochs=3, workers=1, seed=5)
-    first = trained_vectors(train_word2vec(corpus, settings))
-    second = trained_vectors(train_word2vec(corpus, settings))
-    np.testing.assert_array_equal(first[0], second[0])
-    np.testing.assert_array_equal(first[1], second[1])
-    other = trained_vectors(train_word2vec(corpus, settings.model_copy(update={"seed": 6})))
-    assert not np.array_equal(first[1], other[1])
-
-
-_TRAIN_IN_A_PROCESS = """
-from batch.embed import train_word2vec, trained_vectors
-from streaming.config import TrainingSettings
-corpus = [[str(i), str(i + 1), str(i + 2)] for i in range(50)] * 4
-model = train_word2vec(corpus, TrainingSettings(vector_size=8, window=2, epochs=2, workers=1))
-print(trained_vectors(model)[1].tobytes().hex())
-"""
-
-
-def test_same_seed_same_vectors_across_processes() -> None:
-    """Python's str hash differs per process; recorded seeds must still reproduce a model."""
-    outputs = {
-        subprocess.run(
-            [sys.executable, "-c", _TRAIN_IN_A_PROCESS],
-            env={**os.environ, "PYTHONHASHSEED": hash_seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        for hash_seed in ("1", "2")
-    }
-    assert len(outputs) == 1
