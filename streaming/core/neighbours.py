@@ -24,9 +24,9 @@ class ItemNeighbours:
 
     Kept as two int64 arrays (neighbours in ascending order, their counts) and nothing else,
     so writing the state back after every update is a copy of memory (`to_bytes`) and so is
-    reading it (`from_bytes`): a task re-reads the items it no longer keeps decoded, and an
-    index built on each read (a dict of every neighbour) came to half of the item function's
-    time once the items of a long replay no longer fitted the cache. An item's bytes grow with
+    reading it (`from_bytes`): a task re-reads the items it does not keep decoded, and an
+    index built on each read (a dict of every neighbour) would take half of the item
+    function's time once the items of a long replay outgrow the cache. An item's bytes grow with
     its degree, and popular items, the most updated, have the highest.
     """
 

@@ -83,7 +83,8 @@ KEY_MISMATCH = "key_mismatch"
 _Item = tuple[ItemNeighbours, WalkStarter]
 _StoredItem = tuple[bytes, float, int]
 """(neighbours' `to_bytes`, walk credit, newest event time): builtins and bytes, which pickle
-several times faster than the objects did (most of the item function's time went there)."""
+several times faster than the objects themselves (pickling the objects would take most of the
+item function's time)."""
 
 DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 SAMPLES = OutputTag("samples", Types.STRING())

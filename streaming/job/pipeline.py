@@ -231,10 +231,10 @@ def _transitions(
     arrived behind the watermark: one Java function keyed by user (`UserTransitions`) for
     both, on the watermark its timers fire on, so every rating is paired or reported.
 
-    It replaced a SQL sort by (event time, item), which is one task for all users, and a
-    `LAG` per user over its output; and the lateness test each source task made on its own
-    watermark, which lags the job's once the task was idle: the sort then dropped events
-    judged on time without a trace."""
+    Keyed by user, so the ordering spreads over every task (a SQL sort by event time is one
+    task for all users). Lateness is judged on the watermark the timers fire on, not on a
+    source task's own, which lags the job's once the task is idle and would let a rating
+    judged on time be dropped without a trace."""
     compact = t_env.to_append_stream(
         t_env.sql_query(
             "SELECT user_id, item_id, rating, event_time, `partition`, `offset` FROM routed "
@@ -361,8 +361,8 @@ def _sightings(t_env: StreamTableEnvironment, joined: DataStream, limit: int) ->
     """The items topic, written by the JVM: one record per sighting of a neighbour by an
     item, with how often the item has seen it so far (once per direction of their edge, so
     1 or 2), while the item knows fewer than `limit` other items. Merged per item (later
-    counts win), an item's records hold its first `limit` neighbours; no Python call, where
-    one per sighting used to cost about as much as the transitions themselves. The sightings
+    counts win), an item's records hold its first `limit` neighbours. No Python call: one per
+    sighting would cost about as much as the transitions themselves. The sightings
     come from the item function (`SIGHTINGS`), which finds each new edge in the counts it
     holds, and sends only those that can still count (`SightingFilter`).
 
@@ -494,10 +494,10 @@ def build_job(
         )
         # Items live under their shard's key: a restore with another shard count must fail
         # (Flink cannot map this state to an operator), not look for them under wrong keys.
-        # So must one from before the items' encoding changed ("bytes", then "sorted":
-        # neighbours in ascending order, both 2026-11-30), or from before the SQL operators
-        # that batch and split walks shifted the ids of those made after them ("v3",
-        # 2026-11-30): a restore fails, not misreads their state.
+        # The uid also names the state's layout: "sorted", neighbours kept in ascending
+        # order; "v3", the operator ids of the parts before it. A checkpoint of another
+        # layout then fails to restore instead of being misread. Change the uid whenever the
+        # items' state changes layout, and say so in CHANGELOG.md.
         .uid(f"items-v3-sorted-{settings.stream.item_shards}-shards")
         .name("items")
     )

@@ -24,9 +24,9 @@ import org.apache.flink.util.OutputTag;
  * of that second are sorted and paired on (a repeat of the item before makes no transition, so
  * an exact duplicate makes none). A rating at or behind the watermark when it arrives goes to
  * {@link #lateTag()}: this task's watermark is the one its timers fire on, so every rating is
- * either paired or reported. It replaced a global SQL sort (one task for all users) and a
- * {@code LAG} over its output, and the test of lateness each source task made on its own
- * watermark, which lags the job's once the task was idle (README, "Streaming job").
+ * either paired or reported. Keyed by user, the ordering spreads over every task (a global
+ * SQL sort is one task for all users); lateness judged on a source task's own watermark would
+ * lag the job's once that task is idle.
  */
 public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> {
     private static final long MS = 1000L;
