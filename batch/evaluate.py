@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from batch.graph import Sequences
+from batch.graph import Ints, Sequences
 from streaming.embeddings.vectors import Embeddings
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "temporal_holdout",
 ]
 
-Ints = npt.NDArray[np.int64]
 _CHUNK = 2048
 
 
