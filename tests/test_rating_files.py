@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import streaming.rating_files as loaders
+import streaming.rating_files as rating_files
 from streaming.config import EventSettings
 from streaming.core.events import Event, Reason
 from streaming.errors import DataError, WalkstreamError
@@ -376,7 +376,7 @@ def test_iter_events_yields_what_load_events_loads(tmp_path: Path, fmt: Format) 
 def test_progress_is_reported_periodically_and_at_the_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loaders, "_PROGRESS_EVERY", 2)
+    monkeypatch.setattr(rating_files, "_PROGRESS_EVERY", 2)
     lines = ["userId,movieId,rating,timestamp", *good_lines("csv"), "bad", "7,10,0.5,0"]
     seen: list[int] = []
     load_events(write(tmp_path / "r.csv", lines), "csv", RULES, progress=seen.append)

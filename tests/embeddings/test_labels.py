@@ -15,7 +15,7 @@ from streaming.embeddings.vectors import Embeddings
 from streaming.errors import DataError
 
 
-def test_loaders_reject_a_foreign_file(tmp_path: Path) -> None:
+def test_an_items_file_without_its_header_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     path.write_text("movieId,title\n1,Toy Story\n")
     with pytest.raises(ValueError, match="header"):
