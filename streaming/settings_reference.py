@@ -150,14 +150,7 @@ def _section(model: type[BaseModel], prefix: str) -> list[str]:
 
 def render() -> str:
     """The whole page, as committed in docs/configuration.md."""
-    lines = [_HEADER, "## Settings", ""]
-    for name, field in Settings.model_fields.items():
-        model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
-        lines += [f"### `{name}`", ""]
-        if model.__doc__:
-            lines += [" ".join(model.__doc__.split()), ""]
-        lines += _section(model, f"{name}.")
+    lines = [_HEADER, "## Settings", "", *_section(Settings, "")]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
