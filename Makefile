@@ -39,7 +39,7 @@ status: ## show which local services run
 test: setup lint docs ## set up, lint, build the docs, run every test (unit + integration on real services)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: $(INSTALLED) ## every test that needs no service (no Kafka, Redis, Flink or Maven): < 1 min
+test-unit: $(INSTALLED) ## every test that needs no service (no Kafka, Redis, Flink or Maven)
 	$(BIN)/python -m pytest -m "not integration" -n 2 -q $(PYTEST_ARGS)
 
 lint: $(INSTALLED) ## ruff format check + ruff lint + mypy
