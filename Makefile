@@ -8,10 +8,10 @@ DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
 BENCH_VENV := .walkstream/bench-venv
-.PHONY: help setup up down status demo test lint format bench bench-replay clean
+.PHONY: help setup up down status demo test test-unit lint docs format bench bench-replay clean
 
 help: ## list every target
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "walkstream needs Python >= 3.11; set PYTHON=python3.11")'
@@ -36,13 +36,19 @@ demo: setup ## set up, then run the whole pipeline on synthetic data and show wh
 status: ## show which local services run
 	$(BIN)/walkstream status
 
-test: setup lint ## set up, lint, and run every test (unit + integration on real services)
+test: setup lint docs ## set up, lint, build the docs, run every test (unit + integration on real services)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(INSTALLED) ## every test that needs no service (no Kafka, Redis, Flink or Maven)
+	$(BIN)/python -m pytest -m "not integration" -n 2 -q $(PYTEST_ARGS)
 
 lint: $(INSTALLED) ## ruff format check + ruff lint + mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+docs: $(INSTALLED) ## build the docs site (mkdocs, strict: a broken link fails) into .walkstream/site
+	$(BIN)/mkdocs build --strict --quiet
 
 format: $(INSTALLED) ## apply ruff formatting and safe lint fixes
 	$(BIN)/ruff format .
@@ -54,7 +60,7 @@ $(BENCH_VENV)/.installed:
 	$(BENCH_VENV)/bin/python -m pip install -q pecanpy==2.0.9
 	@touch $@
 
-bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines in the same run); see README
+bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines in the same run); see docs/benchmarks.md
 	$(BIN)/python -m tests.benchmarks.bench_batch --pecanpy-python $(BENCH_VENV)/bin/python
 	$(BIN)/python -m tests.benchmarks.bench_stream
 	$(BIN)/python -m tests.benchmarks.bench_freshness

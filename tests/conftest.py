@@ -31,6 +31,18 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile("walkstream")
 
+# Fixtures that install (Maven, the Redis build) or start real services: a test that asks for
+# one is an integration test, marked or not, so `make test-unit` (-m "not integration") never
+# starts a service.
+_SERVICE_FIXTURES = frozenset({"installed", "stack_settings", "local_stack"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
 
 def poll(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
     """Return the first truthy result of `check`, or fail naming `what` after the deadline."""

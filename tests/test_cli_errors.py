@@ -202,6 +202,7 @@ def test_ctrl_c_is_one_line(tmp_path: Path, listener: socket.socket) -> None:
     assert stderr == "walkstream similar: interrupted\n"
 
 
+@pytest.mark.integration  # starts the installed redis-server
 def test_similar_of_an_item_without_a_vector(
     env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -67,7 +67,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60, help="seconds measured")
     # 1: on two cores that also run the broker and the producer, a second slot's operators
     # compete for the same cores (at 10k events/s and parallelism 2 the job took 1.4 cores
-    # and fell behind; see README, "Freshness").
+    # and fell behind; see docs/known-limits.md).
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "fresh.json")
     args = parser.parse_args()

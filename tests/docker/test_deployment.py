@@ -631,6 +631,7 @@ def test_flink_image_matches_the_pinned_flink_and_connector(compose: Compose) ->
     )
 
 
+@pytest.mark.integration  # resolves the connector jar with Maven when missing
 def test_connector_checksums_match_the_jar_setup_installed(
     compose: Compose, installed: Settings
 ) -> None:
