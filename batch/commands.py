@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,13 +19,15 @@ from batch.evaluate import (
     temporal_holdout,
 )
 from batch.graph import Sequences, user_sequences
-from batch.pipeline import EmbedResult, embed_sequences
 from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, TrainingSettings, WalkSettings
 from streaming.embeddings.labels import item_labels, load_communities, neighbour_table
 from streaming.errors import ConfigError, DataError
 from streaming.rating_files import FORMATS, load_events
 from streaming.report import Report
+
+if TYPE_CHECKING:
+    from batch.pipeline import EmbedResult
 
 __all__ = [
     "add_batch_arguments",
@@ -114,6 +116,8 @@ def run_batch(settings: Settings, args: argparse.Namespace, report: Report = pri
         training = training.model_copy(update={"method": args.method})
     report(f"batch: {args.ratings} ({args.format}), method {training.method}, seed {training.seed}")
     sequences = _load_sequences(settings, args, report)
+    from batch.pipeline import embed_sequences  # gensim: loaded by the commands that train
+
     result = embed_sequences(sequences, training, settings.walks, report=report)
     meta = {
         "input": {"path": str(args.ratings.resolve()), "format": args.format},
@@ -289,6 +293,8 @@ def run_eval(settings: Settings, args: argparse.Namespace, report: Report = prin
     for name, training, walks, fill_cold in _variants(settings, args):
         report(f"  training {name} ...")
         began = time.perf_counter()
+        from batch.pipeline import embed_sequences
+
         result = embed_sequences(holdout.train, training, walks, fill_cold, report=lambda _: None)
         seconds = time.perf_counter() - began
         scores = rank_scores(result.embeddings, holdout.queries, holdout.answers, args.k)

@@ -314,7 +314,8 @@ class WalkSettings(_Section):
 
 
 class TrainingSettings(_Section):
-    """Word2Vec over user sequences (Item2vec), walks (DeepWalk) or both; see README for why."""
+    """Word2Vec over user sequences (Item2vec), walks (DeepWalk) or both; the defaults'
+    rationale is docs/adr/0001-word2vec-defaults.md."""
 
     method: Literal["item2vec", "deepwalk", "both"] = Field(
         "both", description="training corpus: user sequences, walks, or both"

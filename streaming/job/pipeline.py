@@ -11,11 +11,10 @@ walk.hops --(optional batch, SQL)--keyBy shard---+      | | walks it cannot step
 transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
 ```
 
-Per-event work runs in the JVM: a record in the producer's compact form is checked by Flink
-SQL, ordered and paired with its user's previous item by a Java function, without a Python
-call (one Python
-call per event capped the job at a fraction of a pure-SQL job; see README, "Where the time
-goes"). Every other record goes to the one Python validator. Keying happens in the JVM too
+Per-event work runs in the JVM: a record in the producer's compact form is checked by a Java
+function, ordered and paired with its user's previous item by another, without a Python call
+(one Python call per event caps a job at a fraction of a pure-SQL job's rate). Every other
+record goes to the one Python validator. Keying happens in the JVM too
 (Flink's key selector on field 0 of a Row(key, payload)), not in a Python key selector.
 """
 

@@ -1,4 +1,5 @@
-"""What the job writes to each output topic: one JSON object per record (schemas in README)."""
+"""What the job writes to each output topic: one JSON object per record (schemas in
+docs/streaming-job.md)."""
 
 from __future__ import annotations
 
