@@ -451,7 +451,10 @@ def build_job(
     t_env = StreamTableEnvironment.create(env)
     _register_functions(t_env, settings.events)
     table_config = t_env.get_config()
-    table_config.set("table.exec.source.idle-timeout", f"{settings.stream.idle_timeout_s} s")
+    # No SQL watermark idles (Flink's default): the ratings source judges its partitions'
+    # idleness itself, and the replay's `ingested` watermark must not leave a task out, or
+    # that task's rows, behind the others' watermark on arrival, would be dropped as late by
+    # the batching windows.
     # Stable ids for the operators SQL makes (the Kafka sources' offsets live there), as the
     # .uid() calls below give ours, and per part (`_part`): a checkpoint then restores into a
     # graph that gained an output, as after an upgrade or a settings change.
