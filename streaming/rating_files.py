@@ -24,14 +24,9 @@ import numpy as np
 import numpy.typing as npt
 
 from streaming.config import EventSettings
-from streaming.core.events import (
-    Event,
-    InvalidEventError,
-    Reason,
-    event_from_fields,
-    event_from_json,
-)
+from streaming.core.events import Event, InvalidEventError, Reason, event_from_fields
 from streaming.errors import DataError
+from streaming.records import event_from_json
 
 __all__ = [
     "FORMATS",

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from streaming.config import Settings, load_settings
-from streaming.core.events import Event, InvalidEventError, Reason, event_from_json
+from streaming.core.events import Event, InvalidEventError, Reason
 from streaming.errors import ProducerError
 from streaming.producer import Pacer, RatingProducer, produce_file
+from streaming.records import event_from_json
 from tests.kafka_records import read_topic
 from tests.ports import free_port
 

@@ -1,9 +1,9 @@
-"""The rating event: one schema, one parser and validator for the producer, the job and batch.
+"""The rating event: one schema and validator for the producer, the job and batch.
 
-On the wire an event is a JSON object
-``{"user_id": int, "item_id": int, "rating": float, "event_time": int}`` (event time in
-integer seconds since the epoch); other fields are ignored, so producers can add their own.
-A record that is not a valid event raises `InvalidEventError` with a machine-readable
+An event is a user, an item, a rating and an event time (integer seconds since the epoch);
+its record on the ratings topic is a JSON object with those four fields, written and read in
+`streaming.records`, and a ratings file's row is read by `event_from_fields`. A record that
+is not a valid event raises `InvalidEventError` with a machine-readable
 `Reason`: callers count it and route it (dead-letter topic, load report); it is data, never
 a crash, whatever its bytes.
 
@@ -15,7 +15,6 @@ job's Java functions (`streaming/runtime/java`) apply the same rules to the reco
 
 from __future__ import annotations
 
-import json
 import math
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -29,9 +28,7 @@ __all__ = [
     "Reason",
     "check_received",
     "event_from_fields",
-    "event_from_json",
     "event_from_mapping",
-    "event_to_json",
 ]
 
 FIELDS = ("user_id", "item_id", "rating", "event_time")
@@ -133,29 +130,6 @@ def _json_int(record: dict[str, Any], name: str) -> int:
     return value
 
 
-def event_from_json(
-    raw: bytes | str | None, rules: EventSettings, received_s: int | None = None
-) -> Event:
-    """An event from a record's value (None: a Kafka tombstone), received at `received_s`."""
-    if raw is None:
-        raise InvalidEventError(Reason.NULL_VALUE, "the record has no value (a tombstone)")
-    size = len(raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw)
-    if size > rules.max_record_bytes:
-        raise InvalidEventError(
-            Reason.OVERSIZED, f"record has {size} bytes, more than {rules.max_record_bytes}"
-        )
-    try:
-        # decode first: json.loads would guess UTF-16/32 from the bytes; the wire is UTF-8
-        record = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
-    except UnicodeDecodeError as exc:
-        raise InvalidEventError(Reason.BAD_ENCODING, f"not UTF-8: {exc.reason}") from None
-    except ValueError as exc:
-        raise InvalidEventError(Reason.BAD_JSON, str(exc)) from None
-    except RecursionError:
-        raise InvalidEventError(Reason.BAD_JSON, "nested too deeply") from None
-    return event_from_mapping(record, rules, received_s)
-
-
 def event_from_mapping(
     record: object, rules: EventSettings, received_s: int | None = None
 ) -> Event:
@@ -215,7 +189,3 @@ def event_from_fields(
             ) from None
     user, item, score, when = values
     return _validate(int(user), int(item), float(score), int(when), rules, received_s)
-
-
-def event_to_json(event: Event) -> bytes:
-    return json.dumps(event._asdict(), separators=(",", ":")).encode()

@@ -6,12 +6,11 @@ sharded (item id mod a shard count) and a task owns many shards; walks keep step
 the counts of the next item are at hand (its shard is the one being called, or the task
 holds it decoded), and the others travel as one message per shard on the feedback topic,
 keyed by that shard, so the task that owns it (and only it) holds the counts the next hops
-need.
+need (the message's format: `streaming.records`).
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,8 +23,6 @@ __all__ = [
     "WalkStarter",
     "add_transitions",
     "advance_walks",
-    "decode_batches",
-    "encode_batch",
 ]
 
 
@@ -33,31 +30,6 @@ __all__ = [
 class Walk:
     path: tuple[int, ...]
     newest_event_time: int
-
-
-def encode_batch(shard: int, walks: Mapping[int, list[Walk]]) -> str:
-    """Walks bound for items of one shard, by item: one message on the feedback topic."""
-    return json.dumps(
-        {
-            "shard": shard,
-            "walks": {
-                str(item): [[list(w.path), w.newest_event_time] for w in batch]
-                for item, batch in walks.items()
-            },
-        },
-        separators=(",", ":"),
-    )
-
-
-def decode_batches(text: str) -> dict[int, list[Walk]]:
-    """Walks of a JSON array of `encode_batch` messages (as the job joins a shard's), by
-    item."""
-    walks: dict[int, list[Walk]] = {}
-    for record in json.loads(text):
-        for item, batch in record["walks"].items():
-            arrived = [Walk(tuple(path), int(newest)) for path, newest in batch]
-            walks.setdefault(int(item), []).extend(arrived)
-    return walks
 
 
 @dataclass

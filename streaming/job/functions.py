@@ -20,20 +20,23 @@ from pyflink.datastream import (
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from streaming.config import EventSettings, StreamSettings
-from streaming.core.events import Event, InvalidEventError, Reason, event_from_json
+from streaming.core.events import Event, InvalidEventError, Reason
 from streaming.core.item_cache import ItemCache
 from streaming.core.neighbours import ItemNeighbours
 from streaming.core.sequences import RecentItems, Transition
 from streaming.core.sightings import SightingFilter
-from streaming.core.walks import (
-    Walk,
-    WalkStarter,
-    add_transitions,
-    advance_walks,
+from streaming.core.walks import Walk, WalkStarter, add_transitions, advance_walks
+from streaming.records import (
+    count_update,
+    dead_letter,
     decode_batches,
     encode_batch,
+    event_from_json,
+    late_event,
+    parse_transitions,
+    user_sequence_sample,
+    walk_sample,
 )
-from streaming.job import records
 
 __all__ = [
     "COUNTS",
@@ -52,7 +55,6 @@ __all__ = [
     "LateFunction",
     "RecordFunction",
     "SequenceFunction",
-    "parse_transitions",
 ]
 
 RECORD_TYPE = Types.ROW(
@@ -133,7 +135,7 @@ class RecordFunction(ProcessFunction):  # type: ignore[misc]
             self.rejected[error.reason.value].inc()
             yield (
                 DEAD_LETTER,
-                records.dead_letter(error.reason.value, error.detail, key, partition, offset, raw),
+                dead_letter(error.reason.value, error.detail, key, partition, offset, raw),
             )
             return
         if key != str(event.user_id):
@@ -142,7 +144,7 @@ class RecordFunction(ProcessFunction):  # type: ignore[misc]
             detail = f"record key {shown!r} is not its user_id {event.user_id}"
             yield (
                 DEAD_LETTER,
-                records.dead_letter(KEY_MISMATCH, detail, key, partition, offset, raw),
+                dead_letter(KEY_MISMATCH, detail, key, partition, offset, raw),
             )
             return
         if event.rating >= self.rules.high_rating:
@@ -162,9 +164,7 @@ class LateFunction(ProcessFunction):  # type: ignore[misc]
         user, item, rating, event_time, partition, offset = value
         self.late.inc()
         watermark = ctx.timer_service().current_watermark() // _MS
-        yield records.late_event(
-            Event(user, item, rating, event_time), partition, offset, watermark
-        )
+        yield late_event(Event(user, item, rating, event_time), partition, offset, watermark)
 
 
 class SequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
@@ -182,7 +182,7 @@ class SequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
         src, dst, event_time = value
         recent: RecentItems = self.recent.value() or RecentItems()
         for items, newest in recent.extend([Transition(src, dst, event_time)], self.length):
-            yield records.user_sequence_sample(items, newest)
+            yield user_sequence_sample(items, newest)
         self.recent.update(recent)
 
 
@@ -243,7 +243,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             counted += len(transitions)
             if self.stream.emit_counts:
                 for dst in dict.fromkeys(dst for dst, _ in transitions):
-                    yield COUNTS, records.count_update(src, dst, neighbours.count(dst))
+                    yield COUNTS, count_update(src, dst, neighbours.count(dst))
             if walks:
                 started[src] = walks
         self.items.put_all(updated)  # one call into the JVM per batch, not one per item
@@ -328,17 +328,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         # One side-output record per call for each, split in the JVM (`JOINED`): a record
         # per sample or hop message cost more than the steps.
         if advanced.done:
-            samples = (records.walk_sample(w.path, w.newest_event_time) for w in advanced.done)
+            samples = (walk_sample(w.path, w.newest_event_time) for w in advanced.done)
             yield SAMPLES, JOINED.join(samples)
         if advanced.outbound:
             yield HOPS, JOINED.join(encode_batch(o, b) for o, b in advanced.outbound.items())
-
-
-def parse_transitions(batch: str) -> dict[int, list[tuple[int, int]]]:
-    """A shard's batch as the JVM writes it ("SRC DST EVENT_TIME" joined by ","), grouped by
-    source item in order of arrival."""
-    by_src: dict[int, list[tuple[int, int]]] = {}
-    for transition in batch.split(","):
-        src, dst, event_time = transition.split(" ")
-        by_src.setdefault(int(src), []).append((int(dst), int(event_time)))
-    return by_src

@@ -56,6 +56,13 @@ from streaming.job.functions import (
 from streaming.job.kafka_io import text_sink
 from streaming.job.positions import Position
 from streaming.kafka_clients import flink_table_options, java_client_properties
+from streaming.records import (
+    HOP_BATCH_SQL,
+    HOP_ONE_SQL,
+    HOP_SHARD_SQL,
+    SIGHTING_SQL,
+    TRANSITION_BATCH_SQL,
+)
 
 __all__ = ["build_job"]
 
@@ -295,18 +302,13 @@ def _transition_rows(t_env: StreamTableEnvironment, transitions: DataStream, bou
 
 
 def _item_batches(t_env: StreamTableEnvironment, settings: Settings, bounded: bool) -> DataStream:
-    """Each shard's transitions in batches of `stream.batch_ms` (as `parse_transitions`
-    reads them): one Python call per batch instead of one per transition. Joined from an
-    ARRAY_AGG: LISTAGG appends each row by copying the string so far (its concatenation was
-    37% of the thread it runs in; the array took a third off that thread)."""
+    """Each shard's transitions in batches of `stream.batch_ms` (`TRANSITION_BATCH_SQL`):
+    one Python call per batch instead of one per transition."""
     stream = settings.stream
     time = "ingested" if bounded else "seen"
-    transition = (
-        "CAST(src AS STRING) || ' ' || CAST(dst AS STRING) || ' ' || CAST(event_time AS STRING)"
-    )
     table = t_env.sql_query(
         f"""SELECT CAST(MOD(src, {stream.item_shards}) AS STRING),
-            ROW({TRANSITIONS}, ARRAY_JOIN(ARRAY_AGG({transition}), ','))
+            ROW({TRANSITIONS}, {TRANSITION_BATCH_SQL})
         FROM TABLE(TUMBLE(TABLE transition_rows, DESCRIPTOR({time}),
             INTERVAL '{stream.batch_ms / 1000:.3f}' SECOND))
         GROUP BY MOD(src, {stream.item_shards}), window_start, window_end"""
@@ -333,27 +335,20 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
     t_env.execute_sql(
         f"""CREATE TEMPORARY TABLE hops (
             v STRING,
-            shard AS JSON_VALUE(v, '$.shard'),
+            shard AS {HOP_SHARD_SQL},
             seen AS PROCTIME()
         ) WITH ({_options(options)})"""
     )
     if settings.stream.hop_batch_ms == 0:
-        table = t_env.sql_query(f"SELECT shard, ROW({WALKS}, '[' || v || ']') FROM hops")
+        table = t_env.sql_query(f"SELECT shard, ROW({WALKS}, {HOP_ONE_SQL}) FROM hops")
     else:
         table = t_env.sql_query(
-            f"""SELECT shard, ROW({WALKS}, '[' || ARRAY_JOIN(ARRAY_AGG(v), ',') || ']')
+            f"""SELECT shard, ROW({WALKS}, {HOP_BATCH_SQL})
             FROM TABLE(TUMBLE(TABLE hops, DESCRIPTOR(seen),
                 INTERVAL '{settings.stream.hop_batch_ms / 1000:.3f}' SECOND))
             GROUP BY shard, window_start, window_end"""
         )
     return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
-
-
-_SIGHTING_JSON = (
-    """'{"first":' || CASE WHEN n = 1 THEN 'true' ELSE 'false' END || ',"item_id":' || """
-    """CAST(item_id AS STRING) || ',"neighbours":{"' || CAST(neighbour AS STRING) || '":' || """
-    """CAST(times AS STRING) || '}}'"""
-)
 
 
 def _sightings(t_env: StreamTableEnvironment, joined: DataStream, limit: int) -> DataStream:
@@ -401,7 +396,7 @@ def _sightings(t_env: StreamTableEnvironment, joined: DataStream, limit: int) ->
         WINDOW w AS (
             PARTITION BY item_id ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     ) WHERE known - CASE WHEN times = 1 THEN 1 ELSE 0 END < {limit}"""
-    return _strings(t_env, t_env.sql_query(f"SELECT {_SIGHTING_JSON} FROM ({rows})"))
+    return _strings(t_env, t_env.sql_query(f"SELECT {SIGHTING_SQL} FROM ({rows})"))
 
 
 def _split(t_env: StreamTableEnvironment, joined: DataStream, name: str) -> DataStream:

@@ -7,7 +7,6 @@ the latest checkpoint. Only the slow vector-set build runs beside it.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
@@ -27,6 +26,7 @@ from streaming.core.neighbours import neighbour_average
 from streaming.embeddings.vectors import Embeddings
 from streaming.errors import RuntimeServiceError
 from streaming.kafka_clients import kafka_python_config
+from streaming.records import read_sample, read_sighting
 from streaming.report import Report
 from streaming.store import connect
 from streaming.store.versions import (
@@ -152,17 +152,6 @@ class _Training:
         return self._model
 
 
-def _parse_sample(raw: bytes) -> tuple[list[int], int]:
-    record = json.loads(raw)
-    items = [int(item) for item in record["items"]]
-    return items, int(record.get("newest_event_time", 0))
-
-
-def _parse_sighting(raw: bytes) -> tuple[int, dict[int, int]]:
-    record = json.loads(raw)
-    return int(record["item_id"]), {int(n): int(c) for n, c in record["neighbours"].items()}
-
-
 class Trainer:
     def __init__(self, settings: Settings, report: Report = print) -> None:
         self.settings = settings
@@ -224,11 +213,11 @@ class Trainer:
             for record in records:
                 try:
                     if tp.topic == samples_topic:
-                        items, newest = _parse_sample(record.value)
+                        items, newest = read_sample(record.value)
                         samples.append(items)
                         newest_event_time = max(newest_event_time, newest)
                     else:
-                        item, counts = _parse_sighting(record.value)
+                        item, counts = read_sighting(record.value)
                         sightings.setdefault(item, {}).update(counts)
                 except (ValueError, KeyError, TypeError, AttributeError):
                     self.metrics.malformed.inc()

@@ -11,10 +11,9 @@ from streaming.core.events import (
     InvalidEventError,
     Reason,
     event_from_fields,
-    event_from_json,
     event_from_mapping,
-    event_to_json,
 )
+from streaming.records import event_from_json, event_to_json
 
 RULES = EventSettings()
 GOOD = {"user_id": 7, "item_id": 42, "rating": 4.5, "event_time": 1_600_000_000}

@@ -1,4 +1,4 @@
-"""The per-item walk logic: batches on the feedback topic, one hop, and walk starts."""
+"""The per-item walk logic: one hop, and walk starts."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ import random
 import pytest
 
 from streaming.core.neighbours import ItemNeighbours
-from streaming.core.walks import (
-    Walk,
-    WalkStarter,
-    add_transitions,
-    advance_walks,
-    decode_batches,
-    encode_batch,
-)
+from streaming.core.walks import Walk, WalkStarter, add_transitions, advance_walks
 
 
 def _neighbours(counts: dict[int, int]) -> ItemNeighbours:
@@ -22,13 +15,6 @@ def _neighbours(counts: dict[int, int]) -> ItemNeighbours:
     for item, count in counts.items():
         neighbours.add(item, count)
     return neighbours
-
-
-def test_batches_round_trip_and_merge_by_item() -> None:
-    walks = {7: [Walk((1, 7), 10), Walk((7,), 0)], 15: [Walk((2, 15), 3)]}
-    more = {7: [Walk((4, 5, 7), 2)]}
-    joined = f"[{encode_batch(3, walks)},{encode_batch(3, more)}]"
-    assert decode_batches(joined) == {7: [*walks[7], *more[7]], 15: walks[15]}
 
 
 def test_walks_step_on_through_items_at_hand_and_leave_for_others() -> None:

@@ -13,6 +13,7 @@ from batch.graph import transition_graph, user_sequences
 from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, load_settings, parse_assignments
 from streaming.rating_files import load_events
+from streaming.records import read_count_update
 from streaming.topics import ensure_topics
 from tests.kafka_records import read_topic
 
@@ -94,7 +95,7 @@ def final_counts(settings: Settings) -> dict[tuple[int, int], int]:
     """Transition counts from the job's count updates (counts only grow; repeats are equal)."""
     counts: dict[tuple[int, int], int] = {}
     for *_, value in read_topic(settings, settings.kafka.topics.counts):
-        src, dst, count = map(int, value.split())
+        src, dst, count = read_count_update(value)
         counts[(src, dst)] = max(count, counts.get((src, dst), 0))
     return counts
 

@@ -21,11 +21,12 @@ from scipy.stats import chi2, chisquare
 
 from batch.graph import transition_graph, user_sequences
 from streaming.config import Settings
-from streaming.core.events import Event, event_to_json
+from streaming.core.events import Event
 from streaming.core.sequences import RecentItems, Transition
 from streaming.kafka_clients import kafka_python_config
 from streaming.producer import produce_file
 from streaming.rating_files import load_events
+from streaming.records import event_to_json, read_late_event
 from tests.conftest import poll
 from tests.job.jobs import JobWorld, batch_counts, final_counts, job_world, synthetic
 from tests.kafka_records import read_topic, send_events, send_raw
@@ -726,5 +727,5 @@ def test_a_live_job_far_behind_does_not_take_a_stalled_partition_for_an_idle_one
     finally:
         JobWorld.kill(job)
         producer.close()
-    reported = sorted(Event(*(json.loads(v)[f] for f in Event._fields)) for *_, v in late)
+    reported = sorted(read_late_event(v).event for *_, v in late)
     assert reported == sorted(set(resumed) - set(on_time))

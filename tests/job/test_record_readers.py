@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from pyflink.java_gateway import get_gateway
 
 from streaming.config import EventSettings, Settings
-from streaming.core.events import Event, InvalidEventError, event_from_json, event_to_json
+from streaming.core.events import Event, InvalidEventError
 from streaming.job.environment import execution_environment
 from streaming.job.pipeline import _java_rules
+from streaming.records import event_from_json, event_to_json
 from tests.nasty_records import NOW_S, NastyRecord, nasty_records
 
 pytestmark = pytest.mark.integration

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from streaming.config import Settings, load_settings, parse_assignments
+from streaming.records import walk_sample
 from streaming.topics import ensure_topics
 from tests.kafka_records import send_raw
 
@@ -41,10 +42,7 @@ class TrainerWorld:
     flags: list[str]
 
     def send_samples(self, walks: list[list[int]]) -> None:
-        records = [
-            (None, json.dumps({"kind": "walk", "items": w, "newest_event_time": 1}).encode())
-            for w in walks
-        ]
+        records = [(None, walk_sample(tuple(w), 1).encode()) for w in walks]
         send_raw(self.settings, self.settings.kafka.topics.samples, records)
 
     def send_sightings(self, sightings: dict[int, dict[int, int]]) -> None:

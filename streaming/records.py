@@ -1,0 +1,284 @@
+"""Every topic's record format: its writer and its parser side by side, per topic.
+
+Where Flink SQL writes or reads a format, the SQL expression that does is here too, as plain
+text (the job's queries splice it in), next to the Python side that reads or writes the same
+bytes. The job, the trainer, the producer and the tests all import the formats from here, so
+a format changes in one place; the schemas are documented in docs/streaming-job.md ("Topics
+and their records"). A change to any format here is a change operators must hear about:
+say so in CHANGELOG.md.
+
+The module imports neither Flink nor gensim nor Redis: the job and the trainer both use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from streaming.config import EventSettings
+from streaming.core.events import Event, InvalidEventError, Reason, event_from_mapping
+from streaming.core.walks import Walk
+
+__all__ = [
+    "count_update",
+    "dead_letter",
+    "event_from_json",
+    "event_to_json",
+    "late_event",
+    "read_sample",
+    "read_sighting",
+    "walk_sample",
+]
+
+
+def _dumps(record: Mapping[str, object]) -> str:
+    return json.dumps(record, separators=(",", ":"), sort_keys=True)
+
+
+# --- ratings (`kafka.topics.ratings`, key: user id) ------------------------------------------
+# Any JSON object with the four fields is a rating; the compact form `event_to_json` writes
+# (these four fields in this order, no spaces) is read in the JVM by `CompactEvent.java`
+# without a Python call, every other form by `event_from_json`.
+
+
+def event_to_json(event: Event) -> bytes:
+    """The compact form of a valid event: the producer's record value.
+
+    Formatted directly (several times faster than json.dumps), and the same bytes as
+    `json.dumps(event._asdict(), separators=(",", ":"))`: ids and times are ints, ratings
+    finite floats, whose repr is JSON's."""
+    return (
+        f'{{"user_id":{event.user_id},"item_id":{event.item_id},'
+        f'"rating":{event.rating!r},"event_time":{event.event_time}}}'
+    ).encode()
+
+
+def event_from_json(
+    raw: bytes | str | None, rules: EventSettings, received_s: int | None = None
+) -> Event:
+    """An event from a ratings record's value (None: a Kafka tombstone), received at
+    `received_s`; fields other than the four are ignored, so producers can add their own.
+    Raises `InvalidEventError` with its reason for anything that is not a valid event."""
+    if raw is None:
+        raise InvalidEventError(Reason.NULL_VALUE, "the record has no value (a tombstone)")
+    size = len(raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw)
+    if size > rules.max_record_bytes:
+        raise InvalidEventError(
+            Reason.OVERSIZED, f"record has {size} bytes, more than {rules.max_record_bytes}"
+        )
+    try:
+        # decode first: json.loads would guess UTF-16/32 from the bytes; the wire is UTF-8
+        record = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except UnicodeDecodeError as exc:
+        raise InvalidEventError(Reason.BAD_ENCODING, f"not UTF-8: {exc.reason}") from None
+    except ValueError as exc:
+        raise InvalidEventError(Reason.BAD_JSON, str(exc)) from None
+    except RecursionError:
+        raise InvalidEventError(Reason.BAD_JSON, "nested too deeply") from None
+    return event_from_mapping(record, rules, received_s)
+
+
+# --- dead letters (`kafka.topics.dead_letter`) -------------------------------------------------
+
+DEAD_LETTER_VALUE_BYTES = 16_384
+"""A dead letter carries at most this much of the rejected value (and of its key), so it stays
+far below any broker's record limit however large the record was."""
+
+
+class DeadLetter(NamedTuple):
+    reason: str
+    detail: str
+    key: str | None
+    partition: int
+    offset: int
+    value: bytes | None
+    """The rejected value, or its first `DEAD_LETTER_VALUE_BYTES` when `truncated`."""
+    value_bytes: int | None
+    truncated: bool
+
+
+def dead_letter(
+    reason: str, detail: str, key: str | None, partition: int, offset: int, raw: bytes | None
+) -> str:
+    """A rejected ratings record, with where it came from, so it can be found and replayed.
+
+    The value is kept whole up to `DEAD_LETTER_VALUE_BYTES`, else cut there and marked
+    `"truncated": true`, with `value_bytes` its full size; `value` repeats it as text when it
+    is UTF-8. A tombstone (no value) has `value_base64` null."""
+    kept = None if raw is None else raw[:DEAD_LETTER_VALUE_BYTES]
+    record: dict[str, object] = {
+        "reason": reason,
+        "detail": detail,
+        "key": None if key is None else key[:DEAD_LETTER_VALUE_BYTES],
+        "partition": partition,
+        "offset": offset,
+        "value_base64": None if kept is None else base64.b64encode(kept).decode(),
+        "value_bytes": None if raw is None else len(raw),
+        "truncated": raw is not None and len(raw) > DEAD_LETTER_VALUE_BYTES,
+    }
+    if kept is not None:
+        with contextlib.suppress(UnicodeDecodeError):  # not text: value_base64 carries it
+            record["value"] = kept.decode("utf-8")
+    return _dumps(record)
+
+
+def read_dead_letter(raw: bytes | str) -> DeadLetter:
+    """A dead letter's fields, the value as bytes (from `value_base64`)."""
+    record = json.loads(raw)
+    encoded = record["value_base64"]
+    return DeadLetter(
+        record["reason"],
+        record["detail"],
+        record["key"],
+        int(record["partition"]),
+        int(record["offset"]),
+        None if encoded is None else base64.b64decode(encoded),
+        record["value_bytes"],
+        bool(record["truncated"]),
+    )
+
+
+# --- late events (`kafka.topics.late`) ---------------------------------------------------------
+
+
+class LateEvent(NamedTuple):
+    event: Event
+    partition: int
+    offset: int
+    watermark: int
+    """Event time (seconds) the stream had reached, at least, when the event arrived."""
+
+
+def late_event(event: Event, partition: int, offset: int, watermark: int) -> str:
+    """A valid high rating that arrived at or behind the watermark (event time, seconds)."""
+    return _dumps(
+        {**event._asdict(), "partition": partition, "offset": offset, "watermark": watermark}
+    )
+
+
+def read_late_event(raw: bytes | str) -> LateEvent:
+    record = json.loads(raw)
+    event = Event(*(record[field] for field in Event._fields))
+    return LateEvent(event, record["partition"], record["offset"], record["watermark"])
+
+
+# --- transition batches (job-internal: Flink SQL -> the item function) -------------------------
+# One shard's transitions of one window, "SRC DST EVENT_TIME" joined by ",", aggregated from
+# the columns src, dst, event_time. Joined from an ARRAY_AGG: LISTAGG appends each row by
+# copying the string so far (its concatenation was 37% of the thread it runs in; the array
+# took a third off that thread).
+
+TRANSITION_BATCH_SQL = (
+    "ARRAY_JOIN(ARRAY_AGG("
+    "CAST(src AS STRING) || ' ' || CAST(dst AS STRING) || ' ' || CAST(event_time AS STRING)"
+    "), ',')"
+)
+"""The aggregate that writes a transition batch (read by `parse_transitions`)."""
+
+
+def parse_transitions(batch: str) -> dict[int, list[tuple[int, int]]]:
+    """A batch as `TRANSITION_BATCH_SQL` writes it, as (item, event time) by source item, each
+    item's in order of arrival."""
+    by_src: dict[int, list[tuple[int, int]]] = {}
+    for transition in batch.split(","):
+        src, dst, event_time = transition.split(" ")
+        by_src.setdefault(int(src), []).append((int(dst), int(event_time)))
+    return by_src
+
+
+# --- walk hops (`kafka.topics.walk_hops`, internal: the item function -> itself) ---------------
+# One message per shard, written by `encode_batch`; the job reads a message's shard in SQL and
+# hands the item function a JSON array of them (one, or a shard's within `stream.hop_batch_ms`),
+# which `decode_batches` reads. The SQL reads the message from column v.
+
+HOP_SHARD_SQL = "JSON_VALUE(v, '$.shard')"
+"""The shard a hop message is bound for (its Kafka key in effect)."""
+HOP_ONE_SQL = "'[' || v || ']'"
+"""One hop message as the array `decode_batches` reads."""
+HOP_BATCH_SQL = "'[' || ARRAY_JOIN(ARRAY_AGG(v), ',') || ']'"
+"""A window's hop messages (grouped by shard) as the array `decode_batches` reads."""
+
+
+def encode_batch(shard: int, walks: Mapping[int, list[Walk]]) -> str:
+    """Walks bound for items of one shard, by item: one message on the feedback topic."""
+    return json.dumps(
+        {
+            "shard": shard,
+            "walks": {
+                str(item): [[list(w.path), w.newest_event_time] for w in batch]
+                for item, batch in walks.items()
+            },
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode_batches(text: str) -> dict[int, list[Walk]]:
+    """Walks of a JSON array of `encode_batch` messages, by item."""
+    walks: dict[int, list[Walk]] = {}
+    for record in json.loads(text):
+        for item, batch in record["walks"].items():
+            arrived = [Walk(tuple(path), int(newest)) for path, newest in batch]
+            walks.setdefault(int(item), []).extend(arrived)
+    return walks
+
+
+# --- samples (`kafka.topics.samples`: the job -> the trainer) ----------------------------------
+
+
+def walk_sample(path: tuple[int, ...], newest_event_time: int) -> str:
+    """A finished walk for the trainer, with the newest event time that caused it."""
+    return _dumps({"kind": "walk", "items": list(path), "newest_event_time": newest_event_time})
+
+
+def user_sequence_sample(items: list[int], newest_event_time: int) -> str:
+    """A stretch of one user's ordered high ratings (Item2vec) for the trainer."""
+    return _dumps({"kind": "sequence", "items": items, "newest_event_time": newest_event_time})
+
+
+def read_sample(raw: bytes | str) -> tuple[list[int], int]:
+    """A sample of either kind: its items and newest event time (0 when it has none).
+
+    Raises ValueError, KeyError, TypeError or AttributeError for a malformed record."""
+    record = json.loads(raw)
+    items = [int(item) for item in record["items"]]
+    return items, int(record.get("newest_event_time", 0))
+
+
+# --- items (`kafka.topics.items`: the job's SQL -> the trainer) --------------------------------
+# One sighting per record: an item, one neighbour and how often the item has seen it so far,
+# `first` on the item's first sighting. Written by Flink SQL from the columns n (the item's
+# sightings so far), item_id, neighbour and times.
+
+SIGHTING_SQL = (
+    """'{"first":' || CASE WHEN n = 1 THEN 'true' ELSE 'false' END || ',"item_id":' || """
+    """CAST(item_id AS STRING) || ',"neighbours":{"' || CAST(neighbour AS STRING) || '":' || """
+    """CAST(times AS STRING) || '}}'"""
+)
+"""The expression that writes an items record (read by `read_sighting`)."""
+
+
+def read_sighting(raw: bytes | str) -> tuple[int, dict[int, int]]:
+    """An items record: the item and its neighbours' counts (one in what the job writes).
+
+    Raises ValueError, KeyError, TypeError or AttributeError for a malformed record."""
+    record = json.loads(raw)
+    return int(record["item_id"]), {int(n): int(c) for n, c in record["neighbours"].items()}
+
+
+# --- count updates (`kafka.topics.counts`, with `stream.emit_counts`) --------------------------
+
+
+def count_update(src: int, dst: int, count: int) -> str:
+    """A pair's transition count after a batch that changed it: "SRC DST COUNT"."""
+    return f"{src} {dst} {count}"
+
+
+def read_count_update(raw: bytes | str) -> tuple[int, int, int]:
+    """(src, dst, count) of a count update."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    src, dst, count = map(int, text.split())
+    return src, dst, count

@@ -1,0 +1,180 @@
+"""Each topic's record format: what its writer writes, its parser gives back.
+
+For the formats Flink SQL writes (transition batches, items), the parser is tested on the
+exact string the SQL expression builds; the job's integration tests run the SQL itself."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+
+import streaming.producer
+from streaming.config import EventSettings
+from streaming.core.events import Event
+from streaming.core.walks import Walk
+from streaming.records import (
+    DEAD_LETTER_VALUE_BYTES,
+    HOP_BATCH_SQL,
+    HOP_ONE_SQL,
+    HOP_SHARD_SQL,
+    SIGHTING_SQL,
+    TRANSITION_BATCH_SQL,
+    DeadLetter,
+    LateEvent,
+    count_update,
+    dead_letter,
+    decode_batches,
+    encode_batch,
+    event_from_json,
+    event_to_json,
+    late_event,
+    parse_transitions,
+    read_count_update,
+    read_dead_letter,
+    read_late_event,
+    read_sample,
+    read_sighting,
+    user_sequence_sample,
+    walk_sample,
+)
+
+WIDE = EventSettings(
+    min_rating=-1e30, max_rating=1e30, max_event_time=10**12, max_record_bytes=200,
+    max_ahead_s=10**12,
+)  # fmt: skip
+
+
+def _concatenation(sql: str, row: dict[str, int]) -> str:
+    """What Flink SQL makes of a `||` concatenation of string literals, CAST(column AS
+    STRING) and CASE WHEN column = N THEN 'a' ELSE 'b' END, for one row of integers."""
+    parts = []
+    for part in sql.split(" || "):
+        cast = re.fullmatch(r"CAST\((\w+) AS STRING\)", part)
+        case = re.fullmatch(r"CASE WHEN (\w+) = (\d+) THEN '(\w*)' ELSE '(\w*)' END", part)
+        if cast:
+            parts.append(str(row[cast[1]]))
+        elif case:
+            parts.append(case[3] if row[case[1]] == int(case[2]) else case[4])
+        else:
+            assert re.fullmatch(r"'([^']|'')*'", part), part
+            parts.append(part[1:-1].replace("''", "'"))
+    return "".join(parts)
+
+
+def _events(n: int) -> list[Event]:
+    rng = random.Random(5)
+    ratings = [0.0, -0.0, 0.5, 3.5, 5.0, 1e-7, 2.5e21, 1 / 3]
+    return [
+        Event(
+            rng.randrange(10 ** rng.randrange(1, 19)),
+            rng.randrange(10 ** rng.randrange(1, 19)),
+            rng.choice([*ratings, rng.uniform(-1e6, 1e6)]),
+            rng.randrange(10 ** rng.randrange(1, 13)),
+        )
+        for _ in range(n)
+    ]
+
+
+def test_the_producer_sends_the_compact_form() -> None:
+    assert streaming.producer.event_to_json is event_to_json
+
+
+def test_ratings_compact_form_round_trips_and_is_plain_compact_json() -> None:
+    for event in _events(2_000):
+        raw = event_to_json(event)
+        assert raw == json.dumps(event._asdict(), separators=(",", ":")).encode()
+        assert event_from_json(raw, WIDE) == event
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("7", b'{"user_id":7}'),
+        (None, None),  # a tombstone without a key
+        ("8", b"\xff\xfe not UTF-8"),
+        ("9", b"x" * (DEAD_LETTER_VALUE_BYTES + 5)),
+    ],
+)
+def test_dead_letters_round_trip(key: str | None, raw: bytes | None) -> None:
+    record = dead_letter("bad_json", "detail", key, 3, 41, raw)
+    truncated = raw is not None and len(raw) > DEAD_LETTER_VALUE_BYTES
+    assert read_dead_letter(record) == DeadLetter(
+        "bad_json",
+        "detail",
+        key,
+        3,
+        41,
+        None if raw is None else raw[:DEAD_LETTER_VALUE_BYTES],
+        None if raw is None else len(raw),
+        truncated,
+    )
+    fields = json.loads(record)
+    assert ("value" in fields) == (raw is not None and not raw.startswith(b"\xff"))
+
+
+def test_late_events_round_trip() -> None:
+    event = Event(1, 2, 4.5, 1_700_000_000)
+    assert read_late_event(late_event(event, 2, 99, 1_700_000_060)) == LateEvent(
+        event, 2, 99, 1_700_000_060
+    )
+
+
+def test_transition_batches_are_read_as_the_sql_writes_them() -> None:
+    aggregate = re.fullmatch(r"ARRAY_JOIN\(ARRAY_AGG\((.*)\), ','\)", TRANSITION_BATCH_SQL)
+    assert aggregate is not None
+    rows = [(5, 7, 100), (9, 2, 101), (5, 8, 102), (5, 7, 2**63 - 1)]
+    batch = ",".join(
+        _concatenation(aggregate[1], {"src": src, "dst": dst, "event_time": time})
+        for src, dst, time in rows
+    )
+    assert batch == "5 7 100,9 2 101,5 8 102,5 7 9223372036854775807"
+    assert parse_transitions(batch) == {
+        5: [(7, 100), (8, 102), (7, 2**63 - 1)],
+        9: [(2, 101)],
+    }
+    assert parse_transitions("1 2 3") == {1: [(2, 3)]}
+
+
+def test_walk_hops_round_trip_one_and_batched_as_the_sql_joins_them() -> None:
+    walks = {7: [Walk((1, 7), 10), Walk((7,), 0)], 15: [Walk((2, 15), 3)]}
+    more = {7: [Walk((4, 5, 7), 2)]}
+    first, second = encode_batch(3, walks), encode_batch(3, more)
+    assert json.loads(first)["shard"] == 3  # what HOP_SHARD_SQL reads
+    assert HOP_SHARD_SQL == "JSON_VALUE(v, '$.shard')"
+    # HOP_ONE_SQL and HOP_BATCH_SQL: "[" message(s) joined by "," "]"
+    assert HOP_ONE_SQL == "'[' || v || ']'"
+    assert HOP_BATCH_SQL == "'[' || ARRAY_JOIN(ARRAY_AGG(v), ',') || ']'"
+    assert decode_batches(f"[{first}]") == walks
+    assert decode_batches(f"[{first},{second}]") == {7: [*walks[7], *more[7]], 15: walks[15]}
+
+
+def test_samples_of_both_kinds_round_trip() -> None:
+    assert read_sample(walk_sample((3, 1, 4), 17)) == ([3, 1, 4], 17)
+    assert read_sample(user_sequence_sample([2, 7, 1], 18).encode()) == ([2, 7, 1], 18)
+    assert read_sample(b'{"kind":"walk","items":[1,2]}') == ([1, 2], 0)
+
+
+@pytest.mark.parametrize("raw", [b"", b"[]", b'{"items":5}', b'{"items":["x"]}', b"{}"])
+def test_a_malformed_sample_raises_what_the_trainer_counts(raw: bytes) -> None:
+    with pytest.raises((ValueError, KeyError, TypeError, AttributeError)):
+        read_sample(raw)
+
+
+def test_items_records_are_read_as_the_sql_writes_them() -> None:
+    first = _concatenation(SIGHTING_SQL, {"n": 1, "item_id": 3, "neighbour": 7, "times": 2})
+    later = _concatenation(SIGHTING_SQL, {"n": 4, "item_id": 12, "neighbour": 5, "times": 1})
+    assert first == '{"first":true,"item_id":3,"neighbours":{"7":2}}'
+    assert json.loads(later) == {"first": False, "item_id": 12, "neighbours": {"5": 1}}
+    assert read_sighting(first.encode()) == (3, {7: 2})
+    assert read_sighting(later) == (12, {5: 1})
+    for raw in (b"{}", b'{"item_id":1,"neighbours":[]}'):
+        with pytest.raises((ValueError, KeyError, TypeError, AttributeError)):
+            read_sighting(raw)
+
+
+def test_count_updates_round_trip() -> None:
+    assert read_count_update(count_update(4, 9, 12)) == (4, 9, 12)
+    assert read_count_update(count_update(4, 9, 12).encode()) == (4, 9, 12)
