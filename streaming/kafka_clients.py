@@ -186,6 +186,14 @@ def _bootstrap_failure(kafka: KafkaSettings, errors: list[BaseException]) -> str
                 "signs the brokers' certificates and that they name the host you connect to, "
                 "and kafka.ssl_certfile/ssl_keyfile if the brokers require a client certificate"
             )
+    if _sasl(kafka) is not None:
+        # a refusal the broker sent as it closed the connection can be lost with it
+        return (
+            f"no Kafka broker answered at {servers} over {protocol}, or it refused the SASL "
+            f"login of {kafka.sasl_username!r}: check that the brokers run and listen for "
+            f"{protocol} there, and kafka.bootstrap_servers, kafka.security_protocol, "
+            "kafka.sasl_username, kafka.sasl_password and kafka.sasl_mechanism"
+        )
     return (
         f"no Kafka broker answered at {servers} over {protocol}: check that the brokers run "
         f"and listen for {protocol} there (kafka.bootstrap_servers, kafka.security_protocol)"
