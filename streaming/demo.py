@@ -35,7 +35,13 @@ from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, TopicSettings, load_settings, parse_assignments
 from streaming.core.events import Event
 from streaming.core.sequences import UserSequence
-from streaming.embeddings.labels import item_groups, item_labels, load_communities, neighbour_table
+from streaming.embeddings.labels import (
+    Communities,
+    item_groups,
+    item_labels,
+    load_communities,
+    neighbour_table,
+)
 from streaming.embeddings.vectors import Embeddings
 from streaming.errors import RuntimeServiceError, StoreError
 from streaming.kafka_clients import kafka_admin, kafka_python_config
@@ -218,7 +224,7 @@ def _synthetic(demo_home: Path, spec: SyntheticSpec, report: Report) -> Path:
     return directory / "ratings.csv"
 
 
-def _communities(ratings: Path) -> dict[int, int] | None:
+def _communities(ratings: Path) -> Communities | None:
     items = ratings.with_name("items.csv")
     return load_communities(items) if items.is_file() else None
 
@@ -524,7 +530,7 @@ def _result(
     observer: _Observer,
     embeddings: Embeddings,
     streamed: tuple[int, float, float],
-    communities: dict[int, int] | None,
+    communities: Communities | None,
     plot: Path,
 ) -> DemoResult:
     sent, send_seconds, drain_seconds = streamed
@@ -555,7 +561,7 @@ def _result(
         )
 
 
-def _popular(columns: EventColumns, communities: dict[int, int] | None) -> list[int]:
+def _popular(columns: EventColumns, communities: Communities | None) -> list[int]:
     """The most-rated items, one per community when communities are known."""
     counts = np.bincount(columns.item_id)
     chosen: list[int] = []

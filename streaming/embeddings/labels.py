@@ -17,6 +17,7 @@ from streaming.errors import DataError
 
 __all__ = [
     "ITEMS_HEADER",
+    "Communities",
     "item_groups",
     "item_labels",
     "load_communities",
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 ITEMS_HEADER = "item_id,community"
+
+Communities = dict[int, int]
+"""Item id -> its planted community (a synthetic `items.csv`)."""
 
 
 def read_pairs(path: Path, header: str) -> Iterator[tuple[str, str]]:
@@ -40,9 +44,9 @@ def read_pairs(path: Path, header: str) -> Iterator[tuple[str, str]]:
             yield fields[0], fields[1]
 
 
-def load_communities(path: Path) -> dict[int, int]:
+def load_communities(path: Path) -> Communities:
     """Read a synthetic items.csv: item id -> community."""
-    result: dict[int, int] = {}
+    result: Communities = {}
     for item, community in read_pairs(path, ITEMS_HEADER):
         result[int(item)] = int(community)
     return result
