@@ -6,7 +6,8 @@ from pathlib import Path
 import streaming
 
 SOURCE = Path(streaming.__file__).parent
-ALLOWED = {SOURCE / "cli.py", SOURCE / "demo.py"}
+DEMO = SOURCE / "demo"
+ALLOWED = {SOURCE / "cli.py", *DEMO.rglob("*.py")}
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -21,6 +22,11 @@ def _imported_modules(path: Path) -> set[str]:
 
 def _imports_batch(path: Path) -> bool:
     return any(name == "batch" or name.startswith("batch.") for name in _imported_modules(path))
+
+
+def test_the_exceptions_name_the_cli_module_and_the_demo_package() -> None:
+    assert (SOURCE / "cli.py").is_file()
+    assert (DEMO / "__init__.py").is_file()
 
 
 def test_no_component_imports_batch() -> None:
