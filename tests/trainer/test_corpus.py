@@ -6,7 +6,7 @@ from pathlib import Path
 
 from streaming.config import TrainerSettings
 from streaming.trainer.corpus import Corpus
-from streaming.trainer.loop import _trainable
+from streaming.trainer.cycles import trainable
 
 
 def _tokens(corpus: Corpus, start: int = 0) -> list[tuple[int, list[str]]]:
@@ -61,10 +61,10 @@ def test_only_whole_segments_before_the_window_are_dropped(tmp_path: Path) -> No
     assert len(list(tmp_path.glob("seg-*.txt"))) == 3
 
 
-def test_only_samples_that_are_not_held_out_count_as_trainable() -> None:
+def test_only_samples_that_are_not_held_out_count_astrainable() -> None:
     options = TrainerSettings(held_out_every=50)
     # sample 0 is held out: a corpus of one sample has nothing to train on
-    assert [_trainable(0, end, options) for end in (0, 1, 2, 50, 51)] == [0, 0, 1, 49, 49]
-    assert _trainable(50, 100, options) == 49
-    assert _trainable(1, 50, options) == 49
-    assert _trainable(7, 7, options) == 0
+    assert [trainable(0, end, options) for end in (0, 1, 2, 50, 51)] == [0, 0, 1, 49, 49]
+    assert trainable(50, 100, options) == 49
+    assert trainable(1, 50, options) == 49
+    assert trainable(7, 7, options) == 0
