@@ -18,16 +18,16 @@ from batch.evaluate import (
     rank_scores,
     temporal_holdout,
 )
-from batch.graph import Sequences, user_sequences
 from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, TrainingSettings, WalkSettings
+from streaming.embeddings.graph import Sequences, user_sequences
 from streaming.embeddings.labels import item_labels, load_communities, neighbour_table
 from streaming.errors import ConfigError, DataError
 from streaming.rating_files import FORMATS, load_events
 from streaming.report import Report
 
 if TYPE_CHECKING:
-    from batch.pipeline import EmbedResult
+    from streaming.embeddings.pipeline import EmbedResult
 
 __all__ = [
     "add_batch_arguments",
@@ -116,7 +116,9 @@ def run_batch(settings: Settings, args: argparse.Namespace, report: Report = pri
         training = training.model_copy(update={"method": args.method})
     report(f"batch: {args.ratings} ({args.format}), method {training.method}, seed {training.seed}")
     sequences = _load_sequences(settings, args, report)
-    from batch.pipeline import embed_sequences  # gensim: loaded by the commands that train
+    from streaming.embeddings.pipeline import (
+        embed_sequences,  # gensim: loaded by the commands that train
+    )
 
     result = embed_sequences(sequences, training, settings.walks, report=report)
     meta = {
@@ -293,7 +295,7 @@ def run_eval(settings: Settings, args: argparse.Namespace, report: Report = prin
     for name, training, walks, fill_cold in _variants(settings, args):
         report(f"  training {name} ...")
         began = time.perf_counter()
-        from batch.pipeline import embed_sequences
+        from streaming.embeddings.pipeline import embed_sequences
 
         result = embed_sequences(holdout.train, training, walks, fill_cold, report=lambda _: None)
         seconds = time.perf_counter() - began

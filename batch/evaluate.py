@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from batch.graph import Ints, Sequences
+from streaming.embeddings.graph import Ints, Sequences
 from streaming.embeddings.vectors import Embeddings
 
 __all__ = [

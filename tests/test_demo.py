@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from batch.evaluate import community_precision
-from batch.graph import transition_graph, user_sequences
 from streaming.cli import main
 from streaming.config import Settings
+from streaming.embeddings.graph import transition_graph, user_sequences
 from streaming.embeddings.labels import load_communities
 from streaming.plot import version_embeddings
 from streaming.rating_files import load_events

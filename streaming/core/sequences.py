@@ -1,9 +1,10 @@
 """One user's high ratings, in event-time order, turned into item-to-item transitions.
 
-Batch applies these rules to a whole file at once (`batch.graph`) and a test holds the two
-to the same answers; the demo follows each user with it. The streaming job applies the same
-order in Flink SQL (`streaming.job.pipeline`), where an event at or behind the watermark is
-late for every user, not only for those whose sequence has passed its position.
+Batch applies these rules to a whole file at once (`streaming.embeddings.graph`) and a test
+holds the two to the same answers; the demo follows each user with it. The streaming job
+applies the same order in Flink SQL (`streaming.job.pipeline`), where an event at or behind
+the watermark is late for every user, not only for those whose sequence has passed its
+position.
 
 Rules (the reference pipeline's defects fixed):
 - order is by integer event time, ties broken by item id (never by string timestamps);

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from batch.evaluate import community_precision, popularity_scores, rank_scores, temporal_holdout
-from batch.graph import Sequences
+from streaming.embeddings.graph import Sequences
 from streaming.embeddings.vectors import Embeddings
 
 

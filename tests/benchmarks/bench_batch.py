@@ -4,7 +4,8 @@ Speeds are measured side by side in one run, repeated, and reported as medians w
 baseline's median and the ratio, because the machine is shared and noisy.
 
 - walks: 200,000 walks of 10 items on a seeded random graph of 20,000 items and >= 1M
-  weighted edges; ours (`batch.walks.WalkSampler`) against pecanpy's first-order walks
+  weighted edges; ours (`streaming.embeddings.walks.WalkSampler`) against pecanpy's
+  first-order walks
   (`PreCompFirstOrder`, p = q = 1, numba, one thread per core), which run in their own
   virtualenv (pecanpy pins numpy < 2) and are driven over a pipe so runs interleave.
 - batch: `walkstream batch` on ml-latest-small, wall time of the whole command.
@@ -26,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from batch.graph import TransitionGraph
-from batch.walks import WalkSampler, as_sentences
+from streaming.embeddings.graph import TransitionGraph
+from streaming.embeddings.walks import WalkSampler, as_sentences
 
 ROOT = Path(__file__).resolve().parents[2]
 ML_SMALL = ROOT.parent / "shared" / "data" / "ml-latest-small" / "ratings.csv"

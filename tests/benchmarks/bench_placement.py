@@ -13,7 +13,7 @@ baseline of `bench_stream` against three pipelines that keep the job's ordering 
 - `python-batches`: `jvm-parse-once` up to the transitions, which are then grouped per item
   shard into 200 ms processing-time batches; one Python call per batch adds them to each
   item's `ItemNeighbours` in a MapState. It prints how many transitions it counted, to set
-  against the exact number `batch.graph` gives for the same file.
+  against the exact number `streaming.embeddings.graph` gives for the same file.
 """
 
 from __future__ import annotations

@@ -30,12 +30,12 @@ import numpy as np
 from gensim.models import Word2Vec
 
 from batch.evaluate import community_precision
-from batch.graph import transition_graph, user_sequences
 from batch.synthetic import SyntheticSpec, generate
-from batch.walks import WalkSampler, as_sentences
 from streaming.config import Settings, TrainingSettings
+from streaming.embeddings.graph import transition_graph, user_sequences
 from streaming.embeddings.labels import load_communities
 from streaming.embeddings.vectors import Embeddings
+from streaming.embeddings.walks import WalkSampler, as_sentences
 from streaming.embeddings.word2vec import trained_vectors
 from streaming.rating_files import load_events
 from streaming.runtime import LocalStack

@@ -3,8 +3,8 @@ from collections import Counter
 
 import numpy as np
 
-from batch.graph import transition_graph, user_sequences
 from streaming.core.sequences import Admission, RecentItems, Transition, UserSequence
+from streaming.embeddings.graph import transition_graph, user_sequences
 
 
 def test_orders_by_event_time_then_item_id() -> None:

@@ -9,9 +9,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch.graph import transition_graph, user_sequences
 from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, load_settings, parse_assignments
+from streaming.embeddings.graph import transition_graph, user_sequences
 from streaming.rating_files import load_events
 from streaming.records import read_count_update
 from streaming.topics import ensure_topics

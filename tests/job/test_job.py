@@ -19,10 +19,10 @@ from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 from scipy.stats import chi2, chisquare
 
-from batch.graph import transition_graph, user_sequences
 from streaming.config import Settings
 from streaming.core.events import Event
 from streaming.core.sequences import RecentItems, Transition
+from streaming.embeddings.graph import transition_graph, user_sequences
 from streaming.kafka_clients import kafka_python_config
 from streaming.producer import produce_file
 from streaming.rating_files import load_events

@@ -1,6 +1,6 @@
 import numpy as np
 
-from batch.graph import TransitionGraph, transition_graph, user_sequences
+from streaming.embeddings.graph import TransitionGraph, transition_graph, user_sequences
 
 
 def _columns(rows: list[tuple[int, int, float, int]]) -> tuple[np.ndarray, ...]:

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from batch.cold import fill_cold
-from batch.graph import TransitionGraph
 from streaming.core.neighbours import neighbour_average
+from streaming.embeddings.cold import fill_cold
+from streaming.embeddings.graph import TransitionGraph
 
 
 def _graph(edges: dict[tuple[int, int], int]) -> TransitionGraph:

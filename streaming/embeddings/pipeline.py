@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from batch.cold import fill_cold
-from batch.graph import Sequences, TransitionGraph, transition_graph
-from batch.walks import WalkSampler, as_sentences
 from streaming.config import TrainingSettings, WalkSettings
+from streaming.embeddings.cold import fill_cold
+from streaming.embeddings.graph import Sequences, TransitionGraph, transition_graph
 from streaming.embeddings.vectors import Embeddings
+from streaming.embeddings.walks import WalkSampler, as_sentences
 from streaming.embeddings.word2vec import train_word2vec, trained_vectors
 from streaming.report import Report
 

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from batch.graph import TransitionGraph
+from streaming.embeddings.graph import TransitionGraph
 from streaming.embeddings.vectors import Embeddings, Vectors
 
 __all__ = ["fill_cold"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from batch.graph import TransitionGraph
-from batch.walks import WalkSampler, as_sentences
+from streaming.embeddings.graph import TransitionGraph
+from streaming.embeddings.walks import WalkSampler, as_sentences
 
 # item -> {next item: count}; item 5 has no out-edges (walks stop there)
 EDGES = {

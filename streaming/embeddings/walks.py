@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from batch.graph import TransitionGraph
+from streaming.embeddings.graph import TransitionGraph
 
 __all__ = ["WalkSampler", "as_sentences"]
 
