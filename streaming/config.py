@@ -368,10 +368,10 @@ class StreamSettings(_Section):
     refresh_interval_s: int = Field(
         60, ge=1, description="how often an item starts its background walks"
     )
-    user_sequence_length: int = Field(
-        0,
-        ge=0,
-        description="every N released items of a user are also an Item2vec sample (0: off)",
+    transition_samples: bool = Field(
+        True,
+        description="every transition is also a sample, so the trainer rebuilds each user's "
+        "whole sequence (Item2vec) and the graph the batch pipeline would build",
     )
     item_neighbours: int = Field(
         5, ge=1, description="an item's first N neighbours are announced on the items topic"
@@ -406,13 +406,6 @@ class StreamSettings(_Section):
             raise ValueError("needs behind_idle_timeout_s >= idle_timeout_s")
         return self
 
-    @field_validator("user_sequence_length")
-    @classmethod
-    def _sample_of_pairs(cls, value: int) -> int:
-        if value == 1:
-            raise ValueError("a user-sequence sample needs at least 2 items (0 turns them off)")
-        return value
-
 
 class FlinkSettings(_Section):
     parallelism: int = Field(1, ge=1, le=1024, description="default operator parallelism")
@@ -436,6 +429,12 @@ class TrainerSettings(_Section):
     )
     full_every: int = Field(
         10, ge=1, description="every Nth cycle retrains from scratch on the window"
+    )
+    settle_s: float = Field(
+        20.0,
+        ge=0,
+        description="no new samples for this long: a full retrain of the window replaces a "
+        "served version that is not one (0: never)",
     )
     window_samples: int = Field(
         500_000, ge=1, description="samples kept in the corpus (a full retrain holds them)"

@@ -23,6 +23,7 @@ from streaming.core.events import Event, InvalidEventError, Reason, event_from_m
 from streaming.core.walks import Walk
 
 __all__ = [
+    "MALFORMED",
     "count_update",
     "dead_letter",
     "event_from_json",
@@ -30,6 +31,7 @@ __all__ = [
     "late_event",
     "read_sample",
     "read_sighting",
+    "transition_sample",
     "walk_sample",
 ]
 
@@ -229,23 +231,56 @@ def decode_batches(text: str) -> dict[int, list[Walk]]:
 # --- samples (`kafka.topics.samples`: the job -> the trainer) ----------------------------------
 
 
+class Sample(NamedTuple):
+    """A samples record: a walk, or one transition of one user's sequence (`user` set)."""
+
+    kind: str
+    items: list[int]
+    newest_event_time: int
+    user: int | None = None
+
+
 def walk_sample(path: tuple[int, ...], newest_event_time: int) -> str:
     """A finished walk for the trainer, with the newest event time that caused it."""
     return _dumps({"kind": "walk", "items": list(path), "newest_event_time": newest_event_time})
 
 
-def user_sequence_sample(items: list[int], newest_event_time: int) -> str:
-    """A stretch of one user's ordered high ratings (Item2vec) for the trainer."""
-    return _dumps({"kind": "sequence", "items": items, "newest_event_time": newest_event_time})
+def transition_sample(user: int, src: int, dst: int, event_time: int) -> str:
+    """One transition of a user's ordered high ratings: the trainer chains a user's
+    transitions, ordered by (event time, dst), back into the user's whole sequence."""
+    return _dumps(
+        {"kind": "transition", "items": [src, dst], "newest_event_time": event_time, "user": user}
+    )
 
 
-def read_sample(raw: bytes | str) -> tuple[list[int], int]:
-    """A sample of either kind: its items and newest event time (0 when it has none).
+TRANSITION_SAMPLE_SQL = (
+    """'{"items":[' || CAST(src AS STRING) || ',' || CAST(dst AS STRING) || """
+    """'],"kind":"transition","newest_event_time":' || CAST(event_time AS STRING) || """
+    """',"user":' || CAST(user_id AS STRING) || '}'"""
+)
+"""The expression that writes `transition_sample`'s bytes from the columns user_id, src, dst
+and event_time."""
 
-    Raises ValueError, KeyError, TypeError or AttributeError for a malformed record."""
+
+MALFORMED = (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError)
+"""What `read_sample` and `read_sighting` raise for a malformed record, whatever its bytes."""
+
+
+def read_sample(raw: bytes | str) -> Sample:
+    """A sample of either kind. A transition has exactly two items and a user.
+
+    Raises one of `MALFORMED` for a malformed record."""
     record = json.loads(raw)
     items = [int(item) for item in record["items"]]
-    return items, int(record.get("newest_event_time", 0))
+    newest = int(record.get("newest_event_time", 0))
+    kind = record.get("kind", "walk")
+    if kind == "transition":
+        if len(items) != 2:
+            raise ValueError(f"a transition has two items, this one {len(items)}")
+        return Sample(kind, items, newest, int(record["user"]))
+    if kind != "walk":
+        raise ValueError(f"unknown sample kind {kind!r}")
+    return Sample(kind, items, newest)
 
 
 # --- items (`kafka.topics.items`: the job's SQL -> the trainer) --------------------------------
@@ -264,7 +299,7 @@ SIGHTING_SQL = (
 def read_sighting(raw: bytes | str) -> tuple[int, dict[int, int]]:
     """An items record: the item and its neighbours' counts (one in what the job writes).
 
-    Raises ValueError, KeyError, TypeError or AttributeError for a malformed record."""
+    Raises one of `MALFORMED` for a malformed record."""
     record = json.loads(raw)
     return int(record["item_id"]), {int(n): int(c) for n, c in record["neighbours"].items()}
 

@@ -70,7 +70,7 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
         ({"runtime": {"kafka_heap": "lots"}}, "runtime.kafka_heap"),
         ({"flink": {"checkpoint_interval_ms": "5"}}, "flink.checkpoint_interval_ms"),
         ({"kafka": {"brokers": "x:1"}}, "kafka.brokers"),
-        ({"stream": {"user_sequence_length": "1"}}, "stream.user_sequence_length"),
+        ({"stream": {"user_sequence_length": "20"}}, "stream.user_sequence_length"),  # removed
         ({"stream": {"refresh_interval_s": "0"}}, "stream.refresh_interval_s"),
     ],
 )

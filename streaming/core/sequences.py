@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
-__all__ = ["Admission", "RecentItems", "Transition", "UserSequence"]
+__all__ = ["Admission", "Transition", "UserSequence"]
 
 
 class Transition(NamedTuple):
@@ -74,27 +74,3 @@ class UserSequence:
     def next_release_time(self) -> int | None:
         """Event time of the earliest buffered rating: when the job should next call advance."""
         return self.pending[0][0] if self.pending else None
-
-
-@dataclass
-class RecentItems:
-    """A user's released items since their last user-sequence sample (Item2vec-style).
-
-    Every `length` items make one sample. Consecutive samples share their boundary item, so
-    every consecutive pair of the user's sequence is inside some sample.
-    """
-
-    items: list[int] = field(default_factory=list)
-
-    def extend(self, transitions: list[Transition], length: int) -> list[tuple[list[int], int]]:
-        """Add what the user's sequence released; return the samples it completed, each with
-        the event time of its newest rating."""
-        samples = []
-        for transition in transitions:
-            if not self.items:
-                self.items.append(transition.src)
-            self.items.append(transition.dst)
-            if len(self.items) >= length:
-                samples.append((self.items, transition.event_time))
-                self.items = [transition.dst]
-        return samples

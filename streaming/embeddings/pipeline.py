@@ -1,4 +1,5 @@
-"""The batch pipeline's steps, each timed: sequences -> graph -> walks -> Word2Vec -> cold fill."""
+"""The batch pipeline's steps, each timed: sequences -> graph -> corpus (sequences and walks)
+-> Word2Vec -> cold fill. The trainer's full retrain builds its corpus with the same function."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from streaming.embeddings.walks import WalkSampler, as_sentences
 from streaming.embeddings.word2vec import train_word2vec, trained_vectors
 from streaming.report import Report
 
-__all__ = ["EmbedResult", "embed_sequences"]
+__all__ = ["EmbedResult", "embed_sequences", "training_corpus"]
 
 
 @dataclass
@@ -44,6 +45,27 @@ def _timed(seconds: dict[str, float], step: str, report: Report) -> Iterator[Non
     report(f"  {step:<10} {seconds[step]:7.2f}s")
 
 
+def training_corpus(
+    sequences: Sequences,
+    graph: TransitionGraph,
+    training: TrainingSettings,
+    walks: WalkSettings,
+) -> tuple[list[list[str]], int]:
+    """Word2Vec's sentences for `training.method`: every user sequence of two or more items
+    (Item2vec) and `walks.n_walks` walks over `graph`, seeded by `training.seed` (DeepWalk,
+    Node2vec with `walks.p`/`walks.q`); and how many walks it drew."""
+    corpus: list[list[str]] = []
+    if training.method in ("item2vec", "both"):
+        corpus += [[str(item) for item in row] for row in sequences.as_lists() if len(row) > 1]
+    if training.method in ("deepwalk", "both") and walks.n_walks > 0 and graph.n_edges > 0:
+        sampled = WalkSampler(graph, walks.p, walks.q).sample(
+            walks.n_walks, walks.length, seed=training.seed
+        )
+        corpus += as_sentences(sampled, graph.items)
+        return corpus, len(sampled)
+    return corpus, 0
+
+
 def embed_sequences(
     sequences: Sequences,
     training: TrainingSettings,
@@ -60,16 +82,10 @@ def embed_sequences(
         "edges": graph.n_edges,
         "transitions": int(graph.counts.sum()),
     }
-    corpus: list[list[str]] = []
-    if training.method in ("item2vec", "both"):
-        corpus += [[str(item) for item in row] for row in sequences.as_lists() if len(row) > 1]
-    if training.method in ("deepwalk", "both") and walks.n_walks > 0:
-        with _timed(seconds, "walks", report):
-            sampled = WalkSampler(graph, walks.p, walks.q).sample(
-                walks.n_walks, walks.length, seed=training.seed
-            )
-            corpus += as_sentences(sampled, graph.items)
-        counts["walks"] = len(sampled)
+    with _timed(seconds, "corpus", report):
+        corpus, walk_count = training_corpus(sequences, graph, training, walks)
+    if walk_count:
+        counts["walks"] = walk_count
     counts["corpus_tokens"] = sum(len(sentence) for sentence in corpus)
     with _timed(seconds, "word2vec", report):
         model = train_word2vec(corpus, training, report)

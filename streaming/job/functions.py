@@ -23,7 +23,6 @@ from streaming.config import EventSettings, StreamSettings
 from streaming.core.events import Event, InvalidEventError, Reason
 from streaming.core.item_cache import ItemCache
 from streaming.core.neighbours import ItemNeighbours
-from streaming.core.sequences import RecentItems, Transition
 from streaming.core.sightings import SightingFilter
 from streaming.core.walks import Walk, WalkStarter, add_transitions, advance_walks
 from streaming.records import (
@@ -34,7 +33,6 @@ from streaming.records import (
     event_from_json,
     late_event,
     parse_transitions,
-    user_sequence_sample,
     walk_sample,
 )
 
@@ -49,12 +47,10 @@ __all__ = [
     "SAMPLES",
     "SIGHTINGS",
     "TRANSITIONS",
-    "TRANSITION_TYPE",
     "WALKS",
     "ItemFunction",
     "LateFunction",
     "RecordFunction",
-    "SequenceFunction",
 ]
 
 RECORD_TYPE = Types.ROW(
@@ -71,8 +67,6 @@ HIGH_RATING_TYPE = Types.ROW_NAMED(
 )
 """A valid high rating and where it was read, on its way to be judged on time or late."""
 # Keyed inputs are Row(key, payload): Flink keys them in the JVM on field 0.
-TRANSITION_TYPE = Types.ROW([Types.LONG(), Types.LONG(), Types.LONG()])
-"""(previous item, item, event time) of a user's transition; keyed by user id."""
 ITEM_INPUT_TYPE = Types.ROW([Types.INT(), Types.STRING()])
 """(kind, payload): a batch of transitions (`parse_transitions`) or of walks
 (`decode_batches`); keyed by the shard of their items."""
@@ -165,25 +159,6 @@ class LateFunction(ProcessFunction):  # type: ignore[misc]
         self.late.inc()
         watermark = ctx.timer_service().current_watermark() // _MS
         yield late_event(Event(user, item, rating, event_time), partition, offset, watermark)
-
-
-class SequenceFunction(KeyedProcessFunction):  # type: ignore[misc]
-    """Per user: Item2vec samples of `length` items from the user's ordered transitions."""
-
-    def __init__(self, length: int) -> None:
-        self.length = length
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self.recent = runtime_context.get_state(
-            ValueStateDescriptor("recent", Types.PICKLED_BYTE_ARRAY())
-        )
-
-    def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
-        src, dst, event_time = value
-        recent: RecentItems = self.recent.value() or RecentItems()
-        for items, newest in recent.extend([Transition(src, dst, event_time)], self.length):
-            yield user_sequence_sample(items, newest)
-        self.recent.update(recent)
 
 
 class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]

@@ -8,7 +8,7 @@ ratings --(SQL) route: compact & high ----+--keyBy user--> UserTransitions (Java
 transitions --batch per shard (SQL)--keyBy shard--+--> ItemFunction --> samples, counts
 walk.hops --(optional batch, SQL)--keyBy shard---+      | | walks it cannot step --> walk.hops
                  new edges' sightings, while the item knows < N others (SQL) +--> items
-transitions --keyBy user--> SequenceFunction --> samples (when user-sequence samples are on)
+transitions --(SQL)--> samples: one per transition (`stream.transition_samples`)
 ```
 
 Per-event work runs in the JVM: a record in the producer's compact form is checked by a Java
@@ -45,13 +45,11 @@ from streaming.job.functions import (
     RECORD_TYPE,
     SAMPLES,
     SIGHTINGS,
-    TRANSITION_TYPE,
     TRANSITIONS,
     WALKS,
     ItemFunction,
     LateFunction,
     RecordFunction,
-    SequenceFunction,
 )
 from streaming.job.kafka_io import text_sink
 from streaming.job.positions import Position
@@ -62,6 +60,7 @@ from streaming.records import (
     HOP_SHARD_SQL,
     SIGHTING_SQL,
     TRANSITION_BATCH_SQL,
+    TRANSITION_SAMPLE_SQL,
 )
 
 __all__ = ["build_job"]
@@ -265,15 +264,6 @@ def _transitions(
     )
     late = DataStream(j_transitions.getSideOutput(pairing.lateTag()))
     return late, DataStream(j_transitions)
-
-
-def _user_transitions(t_env: StreamTableEnvironment) -> DataStream:
-    return t_env.to_append_stream(
-        t_env.sql_query(
-            "SELECT CAST(user_id AS STRING), ROW(src, dst, event_time) FROM transition_rows"
-        ),
-        Types.ROW([Types.STRING(), TRANSITION_TYPE]),
-    )
 
 
 def _transition_rows(t_env: StreamTableEnvironment, transitions: DataStream, bounded: bool) -> None:
@@ -509,15 +499,7 @@ def build_job(
         write(hops, "walk-hops-sink", topics.walk_hops)
     if settings.stream.emit_counts:
         write(items.get_side_output(COUNTS), "counts-sink", topics.counts, True)
-    if settings.stream.user_sequence_length:
-        _part(t_env, "sequences")
-        samples = (
-            _key_by_first_field(_user_transitions(t_env), TRANSITION_TYPE)
-            .process(
-                SequenceFunction(settings.stream.user_sequence_length),
-                output_type=Types.STRING(),
-            )
-            .uid("sequences")
-            .name("sequences")
-        )
-        write(samples, "sequence-samples-sink", topics.samples)
+    if settings.stream.transition_samples:
+        _part(t_env, "transitions")
+        table = t_env.sql_query(f"SELECT {TRANSITION_SAMPLE_SQL} FROM transition_rows")
+        write(_strings(t_env, table), "transition-samples-sink", topics.samples)

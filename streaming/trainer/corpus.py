@@ -1,11 +1,12 @@
-"""The trainer's durable corpus: walk samples on disk, with the Kafka offsets they came from.
+"""The trainer's durable corpus: samples on disk, with the Kafka offsets they came from.
 
-Samples are appended to segment files (`seg-NNNNNNNN.txt`, one sample per line: item ids
-separated by spaces). `manifest.json` says how many bytes of each segment count, the next
-Kafka offset of every consumed partition, and the neighbour counts announced on the items
-topic. The manifest is replaced atomically (write, fsync, rename) after the segment data is
-fsynced, so after a crash the trainer truncates segments to the manifest and resumes at its
-offsets: no sample lost, none counted twice. Kafka's committed offsets only report progress.
+Samples are appended to segment files (`seg-NNNNNNNN.txt`, one sample per line): a walk as
+its item ids separated by spaces, a user's transition as `@USER EVENT_TIME SRC DST`.
+`manifest.json` says how many bytes of each segment count, the next Kafka offset of every
+consumed partition, and the neighbour counts announced on the items topic. The manifest is
+replaced atomically (write, fsync, rename) after the segment data is fsynced, so after a
+crash the trainer truncates segments to the manifest and resumes at its offsets: no sample
+lost, none counted twice. Kafka's committed offsets only report progress.
 """
 
 from __future__ import annotations
@@ -15,13 +16,39 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from streaming.trainer.durable import write_atomically
 
-__all__ = ["Corpus", "Segment"]
+__all__ = ["Corpus", "Entry", "Segment", "UserTransition"]
 
 _MANIFEST = "manifest.json"
+
+
+class UserTransition(NamedTuple):
+    """One step of a user's ordered high ratings, from `src` to `dst` at `event_time`."""
+
+    user: int
+    event_time: int
+    src: int
+    dst: int
+
+
+Entry = list[str] | UserTransition
+"""A corpus entry: a walk's item ids as tokens, or a user's transition."""
+
+
+def _line(entry: Sequence[int] | UserTransition) -> str:
+    if isinstance(entry, UserTransition):
+        return f"@{entry.user} {entry.event_time} {entry.src} {entry.dst}\n"
+    return " ".join(map(str, entry)) + "\n"
+
+
+def _entry(line: str) -> Entry:
+    if line.startswith("@"):
+        user, event_time, src, dst = line[1:].split()
+        return UserTransition(int(user), int(event_time), int(src), int(dst))
+    return line.split()
 
 
 @dataclass
@@ -103,14 +130,15 @@ class Corpus:
 
     def append(
         self,
-        samples: Sequence[Sequence[int]],
+        samples: Sequence[Sequence[int] | UserTransition],
         offsets: Mapping[str, int],
         neighbours: Mapping[int, Mapping[int, int]],
         newest_event_time: int = 0,
     ) -> None:
-        """Make `samples` and the consumer position after them durable, together."""
+        """Make `samples` (walks and user transitions) and the consumer position after them
+        durable, together."""
         state = self._state
-        lines = [" ".join(map(str, sample)) + "\n" for sample in samples if sample]
+        lines = [_line(sample) for sample in samples if sample]
         written = 0
         while written < len(lines):
             segment = self._open_segment()
@@ -160,8 +188,8 @@ class Corpus:
         }
         write_atomically(self.directory / _MANIFEST, json.dumps(raw, separators=(",", ":")))
 
-    def samples(self, start: int = 0) -> Iterator[tuple[int, list[str]]]:
-        """(sequence number, token list) of the samples from `start` still in the corpus."""
+    def samples(self, start: int = 0) -> Iterator[tuple[int, Entry]]:
+        """(sequence number, entry) of the samples from `start` still in the corpus."""
         for segment in self._state.segments:
             if segment.end <= start:
                 continue
@@ -169,4 +197,4 @@ class Corpus:
                 data = handle.read(segment.size).decode()
             for seq, line in enumerate(data.splitlines(), segment.first):
                 if seq >= start:
-                    yield seq, line.split()
+                    yield seq, _entry(line)

@@ -9,17 +9,20 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from gensim.models import Word2Vec
 
-from streaming.config import TrainerSettings, TrainingSettings
+from streaming.config import TrainerSettings, TrainingSettings, WalkSettings
+from streaming.embeddings.graph import Sequences, transition_graph
+from streaming.embeddings.pipeline import training_corpus
 from streaming.trainer.checkpoints import Checkpoint
-from streaming.trainer.corpus import Corpus
+from streaming.trainer.corpus import Corpus, UserTransition
 from streaming.trainer.model import train_full, train_incremental
 
-__all__ = ["Plan", "Training", "is_due", "plan_cycle", "train", "trainable"]
+__all__ = ["Plan", "Training", "chain", "is_due", "plan_cycle", "train", "trainable"]
 
 _HELD_OUT_LIMIT = 5_000
 
@@ -59,16 +62,70 @@ class Plan:
     end: int  # corpus sequence number the cycle trains up to (exclusive)
     offsets: dict[str, int]
     newest_event_time: int
-    corpus: list[list[str]]  # the window (full) or the new samples (incremental)
-    new: int
+    corpus: list[list[str]]  # what the cycle trains on (an incremental one: and `replay`)
+    new: int  # samples since the previous model
     replay: list[list[str]]
     held_out: list[list[str]]
     base: Word2Vec | None  # the checkpointed model an incremental cycle continues
     began: float
+    users: int = 0  # user sequences in `corpus`
 
     @property
     def kind(self) -> str:
         return "full" if self.full else "incremental"
+
+
+def chain(transitions: Iterable[UserTransition]) -> Sequences:
+    """Users' transitions (in any order; a repeated one counts once) chained back into their
+    ordered sequences: by (event time, dst), the order the job released them in. A transition
+    whose src is not the previous one's dst (the window cut what came between) starts a new
+    row, so no row joins two items the user did not rate one after the other."""
+    by_user: dict[int, set[tuple[int, int, int]]] = {}
+    for t in transitions:
+        by_user.setdefault(t.user, set()).add((t.event_time, t.dst, t.src))
+    users: list[int] = []
+    indptr: list[int] = [0]
+    items: list[int] = []
+    times: list[int] = []
+
+    def close(row_items: list[int], row_times: list[int], user: int) -> None:
+        if len(row_items) > 1:
+            users.append(user)
+            items.extend(row_items)
+            times.extend(row_times)
+            indptr.append(len(items))
+
+    for user in sorted(by_user):
+        row_items: list[int] = []
+        row_times: list[int] = []
+        for event_time, dst, src in sorted(by_user[user]):
+            if not row_items or row_items[-1] != src:
+                close(row_items, row_times, user)
+                row_items, row_times = [src], [event_time]
+            row_items.append(dst)
+            row_times.append(event_time)
+        close(row_items, row_times, user)
+    return Sequences(
+        np.array(users, dtype=np.int64),
+        np.array(indptr, dtype=np.int64),
+        np.array(items, dtype=np.int64),
+        np.array(times, dtype=np.int64),
+    )
+
+
+def _recent_context(
+    sequences: Sequences, new_per_user: dict[int, int], window: int
+) -> list[list[str]]:
+    """For each user with new transitions, the end of their last row: the new items and up
+    to `window` items before them, so new items are learnt in their user's context."""
+    last_row = {int(user): k for k, user in enumerate(sequences.users.tolist())}
+    sentences = []
+    for user, new in new_per_user.items():
+        row = last_row.get(user)
+        if row is not None:
+            tail = sequences.items_of(row)[-(new + 1 + window) :]
+            sentences.append([str(item) for item in tail.tolist()])
+    return sentences
 
 
 def plan_cycle(
@@ -78,32 +135,58 @@ def plan_cycle(
     full: bool,
     options: TrainerSettings,
     training: TrainingSettings,
+    walks: WalkSettings,
 ) -> Plan:
-    """Snapshot what the cycle after `previous` trains on: the whole window (`full`), or the
-    samples since `previous` continuing `base`. One pass over the window; an incremental
-    cycle keeps only the new samples and a seeded reservoir of older ones, so its memory does
-    not grow with the window."""
+    """Snapshot what the cycle after `previous` trains on.
+
+    A full cycle trains on what `walkstream batch` would build from the window's events: the
+    users' whole sequences, chained from their transitions, and walks drawn over their
+    transition graph (`training_corpus`), so that the model equals the batch model of the
+    same events. A window without transitions (the job writes none) trains on its walks.
+    An incremental cycle continues `base` on the new walks, the new items of each user in
+    their context, and a seeded reservoir of older walks, so its memory does not grow with
+    the window. Every `held_out_every`th walk is held out for the drift gate."""
     cycle = previous.cycle + 1 if previous else 1
     start = previous.trained_through if previous else corpus.first_seq
     held_out: deque[list[str]] = deque(maxlen=_HELD_OUT_LIMIT)
-    older: list[list[str]] = []  # the whole trainable window (full) or the reservoir
+    older: list[list[str]] = []  # a reservoir of older walks
     new: list[list[str]] = []
+    transitions: list[UserTransition] = []
+    new_per_user: dict[int, int] = {}
     rng = np.random.default_rng([training.seed, cycle])
     seen_older = 0
     replay = int(options.replay_ratio * max(0, corpus.next_seq - start))
     for seq, sample in corpus.samples():
-        if seq % options.held_out_every == 0:
+        if isinstance(sample, UserTransition):
+            transitions.append(sample)
+            if seq >= start:
+                new_per_user[sample.user] = new_per_user.get(sample.user, 0) + 1
+        elif seq % options.held_out_every == 0:
             held_out.append(sample)
         elif seq >= start:
             new.append(sample)
-        elif full:
-            older.append(sample)
         else:
             seen_older += 1
             if len(older) < replay:
                 older.append(sample)
             elif (slot := int(rng.integers(seen_older))) < replay:
                 older[slot] = sample
+    sequences = chain(transitions)
+    trained: list[list[str]]
+    replayed: list[list[str]] = []
+    new_transitions = sum(new_per_user.values())
+    if full and transitions:
+        sentences, _ = training_corpus(sequences, transition_graph(sequences), training, walks)
+        trained = sentences
+    elif full:
+        trained = [
+            sample
+            for seq, sample in corpus.samples()
+            if isinstance(sample, list) and seq % options.held_out_every != 0
+        ]
+    else:
+        trained = [*new, *_recent_context(sequences, new_per_user, training.window)]
+        replayed = older
     return Plan(
         cycle=cycle,
         full=full,
@@ -111,12 +194,13 @@ def plan_cycle(
         end=corpus.next_seq,
         offsets=dict(corpus.offsets),
         newest_event_time=corpus.newest_event_time,
-        corpus=[*older, *new] if full else new,
-        new=len(new),
-        replay=[] if full else older,
+        corpus=trained,
+        new=len(new) + new_transitions,
+        replay=replayed,
         held_out=list(held_out),
         base=None if full else base,
         began=time.monotonic(),
+        users=len(sequences) if full else len(new_per_user),
     )
 
 

@@ -11,9 +11,9 @@ from kafka.structs import OffsetAndMetadata
 
 from streaming.config import Settings
 from streaming.kafka_clients import kafka_python_config
-from streaming.records import read_sample, read_sighting
+from streaming.records import MALFORMED, read_sample, read_sighting
 from streaming.topics import ensure_topics, topic_partitions
-from streaming.trainer.corpus import Corpus
+from streaming.trainer.corpus import Corpus, UserTransition
 from streaming.trainer.metrics import TrainerMetrics
 
 __all__ = ["Intake", "Sightings"]
@@ -54,7 +54,7 @@ class Intake:
         polled = self.consumer.poll(timeout_ms=timeout_ms)
         if not polled:
             return 0, {}
-        samples: list[list[int]] = []
+        samples: list[list[int] | UserTransition] = []
         newest_event_time = 0
         sightings: Sightings = {}
         offsets: dict[TopicPartition, int] = {}
@@ -62,13 +62,19 @@ class Intake:
             for record in records:
                 try:
                     if tp.topic == self._samples_topic:
-                        items, newest = read_sample(record.value)
-                        samples.append(items)
-                        newest_event_time = max(newest_event_time, newest)
+                        sample = read_sample(record.value)
+                        if sample.user is None:
+                            samples.append(sample.items)
+                        else:
+                            src, dst = sample.items
+                            samples.append(
+                                UserTransition(sample.user, sample.newest_event_time, src, dst)
+                            )
+                        newest_event_time = max(newest_event_time, sample.newest_event_time)
                     else:
                         item, counts = read_sighting(record.value)
                         sightings.setdefault(item, {}).update(counts)
-                except (ValueError, KeyError, TypeError, AttributeError):
+                except MALFORMED:
                     self.metrics.malformed.inc()
             offsets[tp] = records[-1].offset + 1
         durable = {f"{tp.topic}:{tp.partition}": offset for tp, offset in offsets.items()}

@@ -60,13 +60,17 @@ class Trainer:
         plan = self._plan()
         return self._finish(plan, train(plan, self.settings.training))
 
-    def _plan(self) -> Plan:
+    def _plan(self, settling: bool = False) -> Plan:
         options = self.settings.trainer
         previous = self.checkpoint
         latest = self.checkpoints.latest()
         cycle = previous.cycle + 1 if previous else 1
         full = (
-            latest is None or previous is None or self.force_full or cycle % options.full_every == 0
+            settling
+            or latest is None
+            or previous is None
+            or self.force_full
+            or cycle % options.full_every == 0
         )
         plan = plan_cycle(
             self.corpus,
@@ -75,6 +79,7 @@ class Trainer:
             full,
             options,
             self.settings.training,
+            self.settings.walks,
         )
         self.report(
             f"trainer: cycle {plan.cycle} ({plan.kind}) training on "
@@ -198,11 +203,14 @@ class Trainer:
             + (f"; metrics on 127.0.0.1:{port}" if port else "")
         )
         published = 0
-        since = checked = time.monotonic()
+        since = checked = arrived = time.monotonic()
+        settled_at = -1  # the corpus end a settling retrain last started at
         training: Training | None = None
         try:
             while not stop.is_set() and (cycles is None or published < cycles):
-                _, sightings = intake.poll()
+                added, sightings = intake.poll()
+                if added:
+                    arrived = time.monotonic()
                 if sightings:
                     self.publisher.publish_cold(sightings, self.corpus.neighbours)
                 if time.monotonic() - checked >= 1.0:
@@ -216,11 +224,28 @@ class Trainer:
                 if training is None and self._due(trained, time.monotonic() - since):
                     self.metrics.lag.set(intake.lag())
                     training = Training(self._plan(), self.settings.training)
+                elif (
+                    training is None
+                    and self._unsettled(time.monotonic() - arrived)
+                    and settled_at != self.corpus.next_seq
+                ):
+                    settled_at = self.corpus.next_seq
+                    self.report("trainer: no new samples: a full retrain of the window")
+                    training = Training(self._plan(settling=True), self.settings.training)
         finally:
             intake.close()
             if training is not None:
                 training.done.wait()  # gensim cannot be interrupted; its result is dropped
             self.publisher.close()
+
+    def _unsettled(self, quiet_s: float) -> bool:
+        """Quiet for `trainer.settle_s`, and the served version is not a full retrain of the
+        whole corpus: the best model of what the trainer has is one more cycle away."""
+        settle_s = self.settings.trainer.settle_s
+        checkpoint = self.checkpoint
+        if not settle_s or quiet_s < settle_s or checkpoint is None:
+            return False
+        return checkpoint.kind != "full" or checkpoint.trained_through < self.corpus.next_seq
 
     def _due(self, trained_through: int, idle_s: float) -> bool:
         options = self.settings.trainer

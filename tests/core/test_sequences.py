@@ -3,7 +3,7 @@ from collections import Counter
 
 import numpy as np
 
-from streaming.core.sequences import Admission, RecentItems, Transition, UserSequence
+from streaming.core.sequences import Admission, Transition, UserSequence
 from streaming.embeddings.graph import transition_graph, user_sequences
 
 
@@ -90,15 +90,3 @@ def test_streaming_with_bounded_disorder_matches_batch() -> None:
     batch = transition_graph(user_sequences(users, items, ratings, times, 3.5)).to_dict()
     assert dict(streamed) == batch
     assert sum(batch.values()) > 1_000
-
-
-def test_recent_items_make_samples_that_share_their_boundary_item() -> None:
-    sequence, recent = UserSequence(), RecentItems()
-    for when, item in enumerate([1, 2, 2, 3, 4, 5, 6, 7]):
-        sequence.add(item, when)
-    first = recent.extend(sequence.advance(3), length=3)  # releases 1, 2, 2, 3
-    assert first == [([1, 2, 3], 3)]
-    assert recent.items == [3]
-    assert recent.extend(sequence.advance(10), length=3) == [([3, 4, 5], 5), ([5, 6, 7], 7)]
-    assert recent.items == [7]
-    assert recent.extend([], length=3) == []

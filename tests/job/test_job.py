@@ -21,12 +21,13 @@ from scipy.stats import chi2, chisquare
 
 from streaming.config import Settings
 from streaming.core.events import Event
-from streaming.core.sequences import RecentItems, Transition
 from streaming.embeddings.graph import transition_graph, user_sequences
 from streaming.kafka_clients import kafka_python_config
 from streaming.producer import produce_file
 from streaming.rating_files import load_events
-from streaming.records import event_to_json, read_late_event
+from streaming.records import event_to_json, read_late_event, read_sample
+from streaming.trainer.corpus import UserTransition
+from streaming.trainer.cycles import chain
 from tests.conftest import poll
 from tests.job.jobs import JobWorld, batch_counts, final_counts, job_world, synthetic
 from tests.kafka_records import read_topic, send_events, send_raw
@@ -84,42 +85,47 @@ def test_replay_gives_exactly_the_batch_counts(
     assert min(timestamp for _, _, timestamp, *_ in items + counts) >= began_ms
 
 
-def test_user_sequence_samples_follow_each_users_order(
+def test_a_bounded_replay_writes_every_transition_and_they_chain_into_the_batch_sequences(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
-    length = 5
-    world = job_world(local_stack, unique, tmp_path, **{"stream.user_sequence_length": length})
+    world = job_world(local_stack, unique, tmp_path)
     ratings = synthetic(tmp_path, 20_000, seed=3)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
     world.run("--from", "earliest", "--until", "latest")
 
     columns, _ = load_events(ratings, "csv", world.settings.events)
-    ordered = user_sequences(
+    batch = user_sequences(
         columns.user_id, columns.item_id, columns.rating, columns.event_time, 3.5
     )
-    expected: Counter[tuple[tuple[int, ...], int]] = Counter()
-    for k in range(len(ordered)):
-        items = ordered.items[ordered.indptr[k] : ordered.indptr[k + 1]].tolist()
-        times = ordered.times[ordered.indptr[k] : ordered.indptr[k + 1]].tolist()
-        transitions = [
-            Transition(a, b, t)
-            for a, b, t in zip(items[:-1], items[1:], times[1:], strict=True)
-            if a != b
-        ]
-        for sample, newest in RecentItems().extend(transitions, length):
-            expected[(tuple(sample), newest)] += 1
+    expected = Counter()
+    for k, user in enumerate(batch.users.tolist()):
+        items = batch.items_of(k).tolist()
+        times = batch.times[batch.indptr[k] : batch.indptr[k + 1]].tolist()
+        for (a, b), t in zip(pairwise(items), times[1:], strict=True):
+            if a != b:
+                expected[UserTransition(user, t, a, b)] += 1
     samples = [
-        json.loads(value) for *_, value in read_topic(world.settings, world.topic("samples"))
+        read_sample(value) for *_, value in read_topic(world.settings, world.topic("samples"))
     ]
-    assert {s["kind"] for s in samples} == {"sequence"}  # a bounded replay starts no walks
-    assert Counter((tuple(s["items"]), s["newest_event_time"]) for s in samples) == expected
+    assert {s.kind for s in samples} == {"transition"}  # a bounded replay starts no walks
+    written = Counter(
+        UserTransition(s.user, s.newest_event_time, *s.items) for s in samples if s.user is not None
+    )
+    assert written == expected  # each transition once, with its user and event time
     assert sum(expected.values()) > 1_000
+    chained = chain(written)
+    # Each user's whole sequence, but an item rated twice in a row once (no transition).
+    without_repeats = [
+        [item for k, item in enumerate(row) if k == 0 or item != row[k - 1]]
+        for row in batch.as_lists()
+    ]
+    assert chained.as_lists() == [row for row in without_repeats if len(row) > 1]
 
 
 def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_graph(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
-    world = job_world(local_stack, unique, tmp_path)
+    world = job_world(local_stack, unique, tmp_path, **{"stream.transition_samples": "false"})
     ratings = synthetic(tmp_path, 150_000, seed=2)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
     columns, _ = load_events(ratings, "csv", world.settings.events)
@@ -140,7 +146,7 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
         JobWorld.kill(job)
     # As after an upgrade that adds an output: the restored graph has one more operator, and
     # every piece of state must still find its operator.
-    upgraded = replace(world, flags=[*world.flags, "--set", "stream.user_sequence_length=4"])
+    upgraded = replace(world, flags=[*world.flags, "--set", "stream.transition_samples=true"])
     restored = upgraded.start("--from", "earliest", "--from-checkpoint", "latest")
     try:
         poll(lambda: final_counts(world.settings) == expected, 240, "the oracle's counts")
@@ -148,7 +154,7 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
         JobWorld.kill(restored)
     assert final_counts(world.settings) == expected
     samples = read_topic(world.settings, world.topic("samples"))
-    assert any(json.loads(value)["kind"] == "sequence" for *_, value in samples)
+    assert any(json.loads(value)["kind"] == "transition" for *_, value in samples)
 
 
 def test_a_restored_bounded_replay_is_refused(
@@ -188,12 +194,12 @@ def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
 ) -> None:
     """A checkpoint's state is found by operator id: the ids of the parts made after the
     walk feedback must not move when a setting changes it, or when a job has none."""
-    world = job_world(local_stack, unique, tmp_path)
+    world = job_world(local_stack, unique, tmp_path, **{"stream.transition_samples": "false"})
     assignments = world.flags[1::2]
     variants = {
         "live": assignments,
         "batched": [*assignments, "stream.hop_batch_ms=200"],
-        "sequences": [*assignments, "stream.user_sequence_length=4"],
+        "transitions": [*assignments, "stream.transition_samples=true"],
         "bounded": [*assignments, "--until"],
     }
     printed = subprocess.run(
@@ -205,8 +211,8 @@ def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
     # Gained operators only, all of the part that changed: every live state still restores.
     assert live < uids["batched"]
     assert all(u.startswith("hops-") for u in uids["batched"] - live)
-    assert live < uids["sequences"]
-    assert all("sequence" in u for u in uids["sequences"] - live)
+    assert live < uids["transitions"]
+    assert all("transition" in u for u in uids["transitions"] - live)
     stateful = ("ratings-", "order-", "sightings-")
     assert {u for u in uids["bounded"] if u.startswith(stateful)} == {
         u for u in live if u.startswith(stateful)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from streaming.config import TrainerSettings
-from streaming.trainer.corpus import Corpus
+from streaming.trainer.corpus import Corpus, Entry, UserTransition
 from streaming.trainer.cycles import trainable
 
 
-def _tokens(corpus: Corpus, start: int = 0) -> list[tuple[int, list[str]]]:
+def _tokens(corpus: Corpus, start: int = 0) -> list[tuple[int, Entry]]:
     return list(corpus.samples(start))
 
 
@@ -68,3 +68,14 @@ def test_only_samples_that_are_not_held_out_count_astrainable() -> None:
     assert trainable(50, 100, options) == 49
     assert trainable(1, 50, options) == 49
     assert trainable(7, 7, options) == 0
+
+
+def test_user_transitions_survive_a_restart_next_to_walks(tmp_path: Path) -> None:
+    corpus = Corpus(tmp_path, window=100, segment_samples=3)
+    corpus.append([[1, 2], UserTransition(7, 100, 1, 2), UserTransition(7, 101, 2, 3)], {}, {})
+    again = Corpus(tmp_path, window=100, segment_samples=3)
+    assert _tokens(again) == [
+        (0, ["1", "2"]),
+        (1, UserTransition(user=7, event_time=100, src=1, dst=2)),
+        (2, UserTransition(user=7, event_time=101, src=2, dst=3)),
+    ]

@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,14 @@ from streaming.trainer import Trainer
 from streaming.trainer.corpus import Corpus
 from tests.conftest import poll
 from tests.ports import free_port
-from tests.trainer.trainers import COMMUNITIES, SIZE, community, community_walks, trainer_world
+from tests.trainer.trainers import (
+    COMMUNITIES,
+    SIZE,
+    community,
+    community_users,
+    community_walks,
+    trainer_world,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +135,56 @@ def test_cold_items_appear_within_seconds_and_a_lost_redis_is_refilled(
     finally:
         stop.set()
         thread.join()
+
+
+def test_when_the_stream_goes_quiet_a_full_retrain_of_the_window_is_served(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    world = trainer_world(
+        local_stack,
+        unique,
+        tmp_path,
+        **{"trainer.min_new_samples": 3_000, "trainer.settle_s": 2, "walks.n_walks": 2_000},
+    )
+    rng = np.random.default_rng(10)
+    world.send_samples(community_walks(rng, OLD, 3_000))
+    lines: list[str] = []
+    trainer = Trainer(world.settings, report=lines.append)
+    stop = threading.Event()
+    thread = threading.Thread(target=trainer.run, kwargs={"stop": stop})
+    thread.start()
+    client = EmbeddingClient.from_settings(world.settings.redis)
+    try:
+        first = poll(lambda: client.version, 60, "a first version")
+        # Fewer than min_new_samples, and the interval (600 s) is far: only settling retrains.
+        users = community_users(rng, OLD, 150)
+        world.send_transitions(users)
+        world.send_samples(community_walks(rng, OLD, 200))
+
+        def settled() -> dict[str, Any] | None:
+            if client.version == first:
+                return None
+            info: dict[str, Any] = client.current().meta()["info"]
+            return info if info["samples"]["to"] == 3_200 + len(users) else None
+
+        info = poll(settled, 120, "a full retrain of the whole corpus")
+        assert info["kind"] == "full"
+        assert not any("(incremental)" in line for line in lines), lines
+        assert sum("no new samples: a full retrain" in line for line in lines) == 1
+        assert _precision(client, OLD[::5]) > 0.9
+    finally:
+        stop.set()
+        thread.join()
+    # Settled: a restart with nothing new retrains nothing.
+    again: list[str] = []
+    Trainer(world.settings, report=again.append).run(stop=_after(5.0))
+    assert not any("training on" in line for line in again), again
+
+
+def _after(seconds: float) -> threading.Event:
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    return stop
 
 
 def _committed(settings: Settings) -> int:

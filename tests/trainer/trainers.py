@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from streaming.config import Settings, load_settings, parse_assignments
-from streaming.records import walk_sample
+from streaming.records import transition_sample, walk_sample
 from streaming.topics import ensure_topics
+from streaming.trainer.corpus import UserTransition
 from tests.kafka_records import send_raw
 
 COMMUNITIES, SIZE = 8, 25
@@ -36,6 +38,24 @@ def community_walks(
     return walks
 
 
+def community_users(
+    rng: np.random.Generator, items: list[int], users: int, length: int = 12
+) -> list[UserTransition]:
+    """The transitions of `users` users, each rating `length` items of one community in turn."""
+    by_community: dict[int, list[int]] = {}
+    for item in items:
+        by_community.setdefault(community(item), []).append(item)
+    groups = list(by_community.values())
+    transitions = []
+    for user in range(users):
+        group = groups[rng.integers(len(groups))]
+        rated = [int(x) for x in rng.choice(group, size=length, replace=False)]
+        transitions += [
+            UserTransition(user, 1_000 + k, a, b) for k, (a, b) in enumerate(pairwise(rated))
+        ]
+    return transitions
+
+
 @dataclass
 class TrainerWorld:
     settings: Settings
@@ -43,6 +63,13 @@ class TrainerWorld:
 
     def send_samples(self, walks: list[list[int]]) -> None:
         records = [(None, walk_sample(tuple(w), 1).encode()) for w in walks]
+        send_raw(self.settings, self.settings.kafka.topics.samples, records)
+
+    def send_transitions(self, transitions: list[UserTransition]) -> None:
+        records = [
+            (str(t.user).encode(), transition_sample(t.user, t.src, t.dst, t.event_time).encode())
+            for t in transitions
+        ]
         send_raw(self.settings, self.settings.kafka.topics.samples, records)
 
     def send_sightings(self, sightings: dict[int, dict[int, int]]) -> None:

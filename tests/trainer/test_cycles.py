@@ -1,0 +1,122 @@
+"""Cycle plans: a full cycle trains on the batch corpus of its window's events; an incremental
+one on what is new, in context."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+from streaming.config import TrainerSettings, TrainingSettings, WalkSettings
+from streaming.embeddings.graph import Sequences, transition_graph, user_sequences
+from streaming.embeddings.pipeline import training_corpus
+from streaming.trainer.checkpoints import Checkpoint
+from streaming.trainer.corpus import Corpus, UserTransition
+from streaming.trainer.cycles import chain, plan_cycle
+
+OPTIONS = TrainerSettings(held_out_every=10, replay_ratio=1.0)
+TRAINING = TrainingSettings(seed=3)
+WALKS = WalkSettings(n_walks=500, length=6)
+
+
+def _ratings(seed: int, users: int = 40) -> Sequences:
+    """Users' sequences with ties in event time and items rated again later, never twice in
+    a row (the job keeps no transition from an item to itself)."""
+    rng = random.Random(seed)
+    rows: list[tuple[int, int, float, int]] = []
+    for user in range(1, users + 1):
+        when, previous, tie = rng.randrange(1_000), -1, False
+        for _ in range(rng.randrange(1, 25)):
+            # a tie in event time is ordered by item, as the job orders it: a larger one
+            allowed = [i for i in range(60) if (i > previous if tie else i != previous)]
+            item = rng.choice(allowed)
+            rows.append((user, item, 5.0, when))
+            tie = item < 59 and rng.random() < 0.3
+            when += 0 if tie else rng.choice([1, 7])
+            previous = item
+    columns = [np.array(column) for column in zip(*rows, strict=True)]
+    sequences = user_sequences(*columns, high_rating=3.5)
+    items = sequences.items
+    repeat = np.r_[False, items[1:] == items[:-1]]
+    repeat[sequences.indptr[:-1]] = False
+    assert not repeat.any()
+    return sequences
+
+
+def _transitions(sequences: Sequences) -> list[UserTransition]:
+    """What the job writes: each pair of consecutive items, with the later one's time."""
+    found = []
+    for k, user in enumerate(sequences.users.tolist()):
+        items = sequences.items_of(k).tolist()
+        times = sequences.times[sequences.indptr[k] : sequences.indptr[k + 1]].tolist()
+        for j in range(1, len(items)):
+            found.append(UserTransition(user, times[j], items[j - 1], items[j]))
+    return found
+
+
+def _rows(sequences: Sequences) -> list[list[int]]:
+    return [row for row in sequences.as_lists() if len(row) > 1]
+
+
+def test_transitions_in_any_order_and_repeated_chain_into_each_users_sequence() -> None:
+    sequences = _ratings(seed=1)
+    transitions = _transitions(sequences)
+    shuffled = transitions + random.Random(2).sample(transitions, len(transitions) // 5)
+    random.Random(3).shuffle(shuffled)
+    chained = chain(shuffled)
+    assert chained.as_lists() == _rows(sequences)
+    assert len(chained) == len(_rows(sequences)) > 20
+
+
+def test_a_gap_in_a_users_transitions_starts_a_new_row() -> None:
+    cut = [UserTransition(1, 10, 5, 6), UserTransition(1, 12, 8, 9), UserTransition(1, 13, 9, 4)]
+    assert chain(cut).as_lists() == [[5, 6], [8, 9, 4]]
+    assert chain(cut).users.tolist() == [1, 1]
+
+
+def _corpus(tmp_path: Path, samples: list[list[int] | UserTransition]) -> Corpus:
+    corpus = Corpus(tmp_path, window=10**6, segment_samples=1_000)
+    corpus.append(samples, {"samples:0": len(samples)}, {})
+    return corpus
+
+
+def test_a_full_cycle_trains_on_the_batch_corpus_of_its_windows_events(tmp_path: Path) -> None:
+    sequences = _ratings(seed=4)
+    walks: list[list[int] | UserTransition] = [[1, 2, 3], [4, 5], [6, 7, 8]] * 10
+    samples = [*walks, *_transitions(sequences)]
+    random.Random(5).shuffle(samples)
+    plan = plan_cycle(_corpus(tmp_path, samples), None, None, True, OPTIONS, TRAINING, WALKS)
+    expected, drawn = training_corpus(sequences, transition_graph(sequences), TRAINING, WALKS)
+    assert plan.corpus == expected
+    assert drawn == WALKS.n_walks
+    assert plan.users == len(_rows(sequences))
+    assert plan.replay == []
+    held = [s for k, s in enumerate(samples) if k % 10 == 0 and isinstance(s, list)]
+    assert plan.held_out == [[str(i) for i in walk] for walk in held]
+
+
+def test_a_full_cycle_without_transitions_trains_on_the_windows_walks(tmp_path: Path) -> None:
+    walks: list[list[int] | UserTransition] = [[k, k + 1] for k in range(30)]
+    plan = plan_cycle(_corpus(tmp_path, walks), None, None, True, OPTIONS, TRAINING, WALKS)
+    assert plan.corpus == [[str(k), str(k + 1)] for k in range(30) if k % 10 != 0]
+
+
+def test_an_incremental_cycle_trains_the_new_items_in_their_users_context(
+    tmp_path: Path,
+) -> None:
+    old = [UserTransition(1, t, t, t + 1) for t in range(100, 160)]  # user 1: 100 ... 160
+    corpus = _corpus(tmp_path, [*old, [7, 8, 9], [10, 11]])
+    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
+    previous = Checkpoint(
+        cycle=full.cycle, kind="full", version=1, trained_through=full.end, offsets={},
+        newest_event_time=0, seed=3, training={},
+    )  # fmt: skip
+    corpus.append([UserTransition(1, 160, 160, 161), [12, 13]], {"samples:0": 65}, {})
+    window = 5
+    training = TRAINING.model_copy(update={"window": window})
+    plan = plan_cycle(corpus, previous, None, False, OPTIONS, training, WALKS)
+    context = [str(i) for i in range(161 - 1 - window, 162)]  # the new item, what came before
+    assert plan.corpus == [["12", "13"], context]
+    assert plan.new == 2
+    assert plan.replay == [["10", "11"]]  # the older walks not held out: seq 60 is held out
