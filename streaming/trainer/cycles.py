@@ -145,10 +145,17 @@ def plan_cycle(
     same events. A window without transitions (the job writes none) trains on its walks.
     An incremental cycle continues `base` on the new walks, the new items of each user in
     their context, and a seeded reservoir of older walks, so its memory does not grow with
-    the window. Every `held_out_every`th walk is held out for the drift gate."""
+    the window.
+
+    Every `held_out_every`th sample is held out of training. The drift gate scores on the
+    held-out transitions (next-item pairs: what readers ask the model), or, in a window
+    without transitions, on the held-out walks. A held-out transition splits its user's
+    sequence, so no sentence and no walk teaches that pair."""
     cycle = previous.cycle + 1 if previous else 1
     start = previous.trained_through if previous else corpus.first_seq
-    held_out: deque[list[str]] = deque(maxlen=_HELD_OUT_LIMIT)
+    every = options.held_out_every
+    held_walks: deque[list[str]] = deque(maxlen=_HELD_OUT_LIMIT)
+    held_transitions: set[UserTransition] = set()
     older: list[list[str]] = []  # a reservoir of older walks
     new: list[list[str]] = []
     transitions: list[UserTransition] = []
@@ -158,11 +165,14 @@ def plan_cycle(
     replay = int(options.replay_ratio * max(0, corpus.next_seq - start))
     for seq, sample in corpus.samples():
         if isinstance(sample, UserTransition):
+            if seq % every == 0:
+                held_transitions.add(sample)
+                continue
             transitions.append(sample)
             if seq >= start:
                 new_per_user[sample.user] = new_per_user.get(sample.user, 0) + 1
-        elif seq % options.held_out_every == 0:
-            held_out.append(sample)
+        elif seq % every == 0:
+            held_walks.append(sample)
         elif seq >= start:
             new.append(sample)
         else:
@@ -171,7 +181,13 @@ def plan_cycle(
                 older.append(sample)
             elif (slot := int(rng.integers(seen_older))) < replay:
                 older[slot] = sample
-    sequences = chain(transitions)
+    # A held-out transition is out of training even where an at-least-once write repeated it.
+    sequences = chain(t for t in transitions if t not in held_transitions)
+    held_out = (
+        [[str(t.src), str(t.dst)] for t in sorted(held_transitions)][-_HELD_OUT_LIMIT:]
+        if held_transitions
+        else list(held_walks)
+    )
     trained: list[list[str]]
     replayed: list[list[str]] = []
     new_transitions = sum(new_per_user.values())
@@ -182,7 +198,7 @@ def plan_cycle(
         trained = [
             sample
             for seq, sample in corpus.samples()
-            if isinstance(sample, list) and seq % options.held_out_every != 0
+            if isinstance(sample, list) and seq % every != 0
         ]
     else:
         trained = [*new, *_recent_context(sequences, new_per_user, training.window)]
@@ -197,7 +213,7 @@ def plan_cycle(
         corpus=trained,
         new=len(new) + new_transitions,
         replay=replayed,
-        held_out=list(held_out),
+        held_out=held_out,
         base=None if full else base,
         began=time.monotonic(),
         users=len(sequences) if full else len(new_per_user),

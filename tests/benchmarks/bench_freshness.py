@@ -28,6 +28,7 @@ import numpy as np
 
 from streaming.core.events import Event
 from streaming.producer import Pacer, RatingProducer
+from streaming.records import read_sample
 from streaming.runtime import LocalStack
 from tests.benchmarks.stack import private_settings
 from tests.kafka_records import read_topic
@@ -108,10 +109,14 @@ def main() -> int:
         finally:
             os.killpg(job.pid, signal.SIGKILL)
             job.wait()
-        samples = read_topic(settings, settings.kafka.topics.samples)
+        samples = [
+            (stamp, read_sample(value))
+            for _, _, stamp, _, value in read_topic(settings, settings.kafka.topics.samples)
+        ]
         stack.down()
-    times = np.array([json.loads(value)["newest_event_time"] for *_, value in samples])
-    latency = np.array([stamp for _, _, stamp, *_ in samples]) / 1000 - times
+    walks = [(stamp, sample) for stamp, sample in samples if sample.kind == "walk"]
+    times = np.array([sample.newest_event_time for _, sample in walks])
+    latency = np.array([stamp for stamp, _ in walks]) / 1000 - times
     measured = times >= measured_from
     result = {
         "date": time.strftime("%Y-%m-%d"),

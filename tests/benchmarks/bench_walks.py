@@ -25,6 +25,7 @@ from kafka import KafkaConsumer
 
 from streaming.config import Settings, load_settings, parse_assignments
 from streaming.errors import RuntimeServiceError
+from streaming.records import read_sample
 from streaming.runtime import LocalStack
 from streaming.topics import topic_partitions
 from tests.benchmarks.stack import private_settings, synthetic_topic
@@ -77,11 +78,12 @@ def _run(
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
-    samples = read_topic(settings, topic)
-    stamps = [stamp for _, _, stamp, _, _ in samples]
-    steps = sum(len(json.loads(value)["items"]) - 1 for *_, value in samples)
+    samples = [(stamp, read_sample(value)) for _, _, stamp, _, value in read_topic(settings, topic)]
+    walks = [(stamp, sample) for stamp, sample in samples if sample.kind == "walk"]
+    stamps = [stamp for stamp, _ in walks]
+    steps = sum(len(sample.items) - 1 for _, sample in walks)
     seconds = (max(stamps) - min(stamps)) / 1000
-    return {"walks": len(samples), "steps": steps, "seconds": seconds, "rate": steps / seconds}
+    return {"walks": len(walks), "steps": steps, "seconds": seconds, "rate": steps / seconds}
 
 
 def main() -> int:

@@ -40,6 +40,12 @@ def _oracle(events: list[Event], high_rating: float = 3.5) -> dict[tuple[int, in
     return transition_graph(user_sequences(*columns, high_rating)).to_dict()
 
 
+def _walks(world: JobWorld) -> list[dict[str, Any]]:
+    """The walk samples the job wrote (the samples topic also has its transitions)."""
+    samples = [json.loads(v) for *_, v in read_topic(world.settings, world.topic("samples"))]
+    return [sample for sample in samples if sample["kind"] == "walk"]
+
+
 def _events_of(records: list[tuple[int, int, int, bytes | None, bytes]]) -> list[Event]:
     return [Event(**json.loads(value)) for *_, value in records]
 
@@ -504,7 +510,7 @@ def test_background_refresh_starts_walks_in_proportion_to_weight(
     def between_rounds() -> tuple[list[dict[str, Any]], dict[int, float]] | None:
         """The samples once each item started 3+ whole rounds of one walk per unit of weight
         (a round's walks finish within a moment of each other; rounds are seconds apart)."""
-        samples = [json.loads(v) for *_, v in read_topic(world.settings, world.topic("samples"))]
+        samples = _walks(world)
         starts = Counter(sample["items"][0] for sample in samples)
         rounds = {item: starts[item] / weight for item, weight in weights.items()}
         whole = all(r >= 3 and r == int(r) for r in rounds.values()) and set(starts) <= set(weights)
@@ -543,18 +549,13 @@ def test_streamed_walks_follow_the_transition_counts(
     expected_walks = rate * (transitions + 50)
     job = world.start("--from", "earliest")
     try:
-        samples = poll(
-            lambda: (
-                (s := read_topic(world.settings, world.topic("samples")))
-                and len(s) >= expected_walks
-                and s
-            ),
+        walks = poll(
+            lambda: (w := _walks(world)) and len(w) >= expected_walks and w,
             240,
             f"{expected_walks} walks",
         )
     finally:
         JobWorld.kill(job)
-    walks = [json.loads(value) for *_, value in samples]
     assert len(walks) == expected_walks
 
     # starts: exactly `rate` walks per transition out of each item, when it happened

@@ -84,16 +84,33 @@ def _corpus(tmp_path: Path, samples: list[list[int] | UserTransition]) -> Corpus
 def test_a_full_cycle_trains_on_the_batch_corpus_of_its_windows_events(tmp_path: Path) -> None:
     sequences = _ratings(seed=4)
     walks: list[list[int] | UserTransition] = [[1, 2, 3], [4, 5], [6, 7, 8]] * 10
-    samples = [*walks, *_transitions(sequences)]
+    samples = [*walks[1:], *_transitions(sequences)]
     random.Random(5).shuffle(samples)
-    plan = plan_cycle(_corpus(tmp_path, samples), None, None, True, OPTIONS, TRAINING, WALKS)
+    samples.insert(0, walks[0])  # sample 0 is held out: a walk
+    options = OPTIONS.model_copy(update={"held_out_every": 10**6})
+    plan = plan_cycle(_corpus(tmp_path, samples), None, None, True, options, TRAINING, WALKS)
     expected, drawn = training_corpus(sequences, transition_graph(sequences), TRAINING, WALKS)
     assert plan.corpus == expected
     assert drawn == WALKS.n_walks
     assert plan.users == len(_rows(sequences))
     assert plan.replay == []
-    held = [s for k, s in enumerate(samples) if k % 10 == 0 and isinstance(s, list)]
-    assert plan.held_out == [[str(i) for i in walk] for walk in held]
+    assert plan.held_out == [["1", "2", "3"]]  # no transition held out: the walks are
+
+
+def test_held_out_transitions_are_out_of_training_and_what_the_gate_scores(
+    tmp_path: Path,
+) -> None:
+    sequences = _ratings(seed=6)
+    transitions = _transitions(sequences)
+    random.Random(7).shuffle(transitions)
+    samples: list[list[int] | UserTransition] = [*transitions, transitions[0], [1, 2, 3]]
+    plan = plan_cycle(_corpus(tmp_path, samples), None, None, True, OPTIONS, TRAINING, WALKS)
+    held = {t for k, t in enumerate(transitions) if k % 10 == 0}
+    kept = chain(t for t in transitions if t not in held)  # the repeat of a held-out one too
+    expected, _ = training_corpus(kept, transition_graph(kept), TRAINING, WALKS)
+    assert plan.corpus == expected
+    assert plan.held_out == [[str(t.src), str(t.dst)] for t in sorted(held)]
+    assert len(kept) > len(_rows(sequences))  # each held-out transition split its row
 
 
 def test_a_full_cycle_without_transitions_trains_on_the_windows_walks(tmp_path: Path) -> None:
