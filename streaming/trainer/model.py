@@ -171,7 +171,7 @@ def gate(
     if current is None:
         return GateResult(True, 1.0, hit_rate(candidate, held_out), 0.0, "first version")
     overlap = neighbour_overlap(candidate, current, stable_items)
-    if not held_out:  # no walks (a bounded replay writes only transitions): nothing to judge on
+    if not held_out:
         return GateResult(True, overlap, 0.0, 0.0, "no held-out samples to compare on")
     # Both ranked among the items both know: a version of 30 items must not look better
     # than one of 3,000 because it has fewer wrong answers to choose from.
