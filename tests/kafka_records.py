@@ -69,3 +69,14 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 60) -> list[Re
             records += [(tp.partition, m.offset, m.timestamp, m.key, m.value) for m in batch]
     consumer.close()
     return records
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[str, int]:
+    """The end offset of each partition of `topic`, keyed "topic:partition" as the trainer
+    keys its positions."""
+    consumer = KafkaConsumer(**kafka_python_config(settings.kafka))
+    try:
+        ends = consumer.end_offsets(topic_partitions(settings.kafka, [topic]))
+    finally:
+        consumer.close()
+    return {f"{tp.topic}:{tp.partition}": offset for tp, offset in ends.items()}

@@ -128,6 +128,21 @@ def _recent_context(
     return sentences
 
 
+def _cut(walks: list[list[str]], pairs: set[tuple[str, str]]) -> list[list[str]]:
+    """`walks` split wherever they step over one of `pairs`; pieces of one item dropped."""
+    if not pairs:
+        return walks
+    pieces = []
+    for walk in walks:
+        start = 0
+        for k in range(1, len(walk)):
+            if (walk[k - 1], walk[k]) in pairs:
+                pieces.append(walk[start:k])
+                start = k
+        pieces.append(walk[start:])
+    return [piece for piece in pieces if len(piece) > 1]
+
+
 def plan_cycle(
     corpus: Corpus,
     previous: Checkpoint | None,
@@ -150,7 +165,8 @@ def plan_cycle(
     Every `held_out_every`th sample is held out of training. The drift gate scores on the
     held-out transitions (next-item pairs: what readers ask the model), or, in a window
     without transitions, on the held-out walks. A held-out transition splits its user's
-    sequence, so no sentence and no walk teaches that pair."""
+    sequence, and the job's walks are cut where they step over a pair that only held-out
+    transitions make, so no sentence and no walk teaches it."""
     cycle = previous.cycle + 1 if previous else 1
     start = previous.trained_through if previous else corpus.first_seq
     every = options.held_out_every
@@ -188,6 +204,10 @@ def plan_cycle(
         if held_transitions
         else list(held_walks)
     )
+    # The job's walks step over every transition it counted, held-out ones too: cut them
+    # where they cross a pair that only held-out transitions make.
+    taught = {(t.src, t.dst) for t in transitions if t not in held_transitions}
+    untaught = {(str(t.src), str(t.dst)) for t in held_transitions if (t.src, t.dst) not in taught}
     trained: list[list[str]]
     replayed: list[list[str]] = []
     new_transitions = sum(new_per_user.values())
@@ -199,10 +219,10 @@ def plan_cycle(
             sample
             for seq, sample in corpus.samples()
             if isinstance(sample, list) and seq % every != 0
-        ]
+        ]  # a window without transitions has nothing to cut
     else:
-        trained = [*new, *_recent_context(sequences, new_per_user, training.window)]
-        replayed = older
+        trained = [*_cut(new, untaught), *_recent_context(sequences, new_per_user, training.window)]
+        replayed = _cut(older, untaught)
     return Plan(
         cycle=cycle,
         full=full,

@@ -137,3 +137,18 @@ def test_an_incremental_cycle_trains_the_new_items_in_their_users_context(
     assert plan.corpus == [["12", "13"], context]
     assert plan.new == 2
     assert plan.replay == [["10", "11"]]  # the older walks not held out: seq 60 is held out
+
+
+def test_the_jobs_walks_are_cut_where_they_step_over_a_held_out_pair(tmp_path: Path) -> None:
+    held = UserTransition(2, 50, 500, 501)  # sample 0: held out, and no one else's pair
+    taught = [UserTransition(3, 60 + k, 600 + k, 601 + k) for k in range(8)]
+    corpus = _corpus(tmp_path, [held, *taught])
+    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
+    previous = Checkpoint(
+        cycle=full.cycle, kind="full", version=1, trained_through=full.end, offsets={},
+        newest_event_time=0, seed=3, training={},
+    )  # fmt: skip
+    corpus.append([[499, 500, 501, 502, 500, 501], [600, 601, 602]], {"samples:0": 11}, {})
+    plan = plan_cycle(corpus, previous, None, False, OPTIONS, TRAINING, WALKS)
+    assert plan.held_out == [["500", "501"]]  # the walk at sample 10 is not trained on either
+    assert plan.corpus == [["499", "500"], ["501", "502", "500"]]
