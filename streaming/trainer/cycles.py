@@ -162,18 +162,22 @@ def plan_cycle(
     their context, and a seeded reservoir of older walks, so its memory does not grow with
     the window.
 
-    Every `held_out_every`th sample is held out of training. The drift gate scores on the
-    held-out transitions (next-item pairs: what readers ask the model), or, in a window
-    without transitions, on the held-out walks. A held-out transition splits its user's
-    sequence, and the job's walks are cut where they step over a pair that only held-out
-    transitions make, so no sentence and no walk teaches it."""
+    The drift gate asks whether the candidate predicts what users did since the current
+    version at least as well as the current version does: every `held_out_every`th
+    transition that is new since `previous` is held out of this cycle's training (it is
+    trained on by the cycles after), and the gate scores both on those next-item pairs. A
+    held-out transition splits its user's sequence, and the job's walks are cut where they
+    step over a pair that only held-out transitions make, so no sentence and no walk teaches
+    it. A full retrain thus trains on everything but a share of the newest transitions: once
+    the stream settles, on everything. In a window without transitions, every
+    `held_out_every`th walk is held out instead."""
     cycle = previous.cycle + 1 if previous else 1
     start = previous.trained_through if previous else corpus.first_seq
     every = options.held_out_every
     held_walks: deque[list[str]] = deque(maxlen=_HELD_OUT_LIMIT)
     held_transitions: set[UserTransition] = set()
     older: list[list[str]] = []  # a reservoir of older walks
-    new: list[list[str]] = []
+    new: list[tuple[int, list[str]]] = []
     transitions: list[UserTransition] = []
     new_per_user: dict[int, int] = {}
     rng = np.random.default_rng([training.seed, cycle])
@@ -181,16 +185,18 @@ def plan_cycle(
     replay = int(options.replay_ratio * max(0, corpus.next_seq - start))
     for seq, sample in corpus.samples():
         if isinstance(sample, UserTransition):
-            if seq % every == 0:
+            if previous is not None and seq >= start and seq % every == 0:
                 held_transitions.add(sample)
                 continue
             transitions.append(sample)
             if seq >= start:
                 new_per_user[sample.user] = new_per_user.get(sample.user, 0) + 1
+        elif seq >= start:
+            new.append((seq, sample))
+            if seq % every == 0:
+                held_walks.append(sample)
         elif seq % every == 0:
             held_walks.append(sample)
-        elif seq >= start:
-            new.append(sample)
         else:
             seen_older += 1
             if len(older) < replay:
@@ -199,11 +205,13 @@ def plan_cycle(
                 older[slot] = sample
     # A held-out transition is out of training even where an at-least-once write repeated it.
     sequences = chain(t for t in transitions if t not in held_transitions)
-    held_out = (
-        [[str(t.src), str(t.dst)] for t in sorted(held_transitions)][-_HELD_OUT_LIMIT:]
-        if held_transitions
-        else list(held_walks)
-    )
+    if transitions or held_transitions:
+        newest = sorted(held_transitions, key=lambda t: (t.event_time, t))[-_HELD_OUT_LIMIT:]
+        held_out = [[str(t.src), str(t.dst)] for t in newest]
+        new_walks = [walk for _, walk in new]
+    else:  # walks only: the gate scores on held-out walks, so they are not trained on
+        held_out = list(held_walks)
+        new_walks = [walk for seq, walk in new if seq % every != 0]
     # The job's walks step over every transition it counted, held-out ones too: cut them
     # where they cross a pair that only held-out transitions make.
     taught = {(t.src, t.dst) for t in transitions if t not in held_transitions}
@@ -221,7 +229,10 @@ def plan_cycle(
             if isinstance(sample, list) and seq % every != 0
         ]  # a window without transitions has nothing to cut
     else:
-        trained = [*_cut(new, untaught), *_recent_context(sequences, new_per_user, training.window)]
+        trained = [
+            *_cut(new_walks, untaught),
+            *_recent_context(sequences, new_per_user, training.window),
+        ]
         replayed = _cut(older, untaught)
     return Plan(
         cycle=cycle,
@@ -231,7 +242,7 @@ def plan_cycle(
         offsets=dict(corpus.offsets),
         newest_event_time=corpus.newest_event_time,
         corpus=trained,
-        new=len(new) + new_transitions,
+        new=len(new_walks) + new_transitions,
         replay=replayed,
         held_out=held_out,
         base=None if full else base,

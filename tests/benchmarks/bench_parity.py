@@ -108,12 +108,13 @@ def _settle(settings: Settings, log: Path, quiet_s: float, deadline_s: float) ->
             continue
         if client.version is None or time.monotonic() - changed < quiet_s:
             continue
-        meta = client.current().meta()
+        view = client.current()
+        meta = {**view.meta(), "version": view.version}
         info = meta["info"]
         covered = {k: v for k, v in info.get("offsets", {}).items() if k.startswith(samples)}
         if info.get("kind") == "full" and covered == ends:
-            print(f"settled: version {meta['version']} after {time.monotonic() - began:.0f}s")
-            return dict(meta)
+            print(f"settled: version {view.version} after {time.monotonic() - began:.0f}s")
+            return meta
     tail = log.read_text()[-3000:] if log.exists() else ""
     raise TimeoutError(f"the served version did not settle in {deadline_s:.0f}s:\n{tail}")
 
@@ -164,6 +165,12 @@ def _stream(
             start("trainer", "trainer")
             meta = _settle(settings, logs / "trainer.log", 40.0, deadline_s)
             embeddings = _served(settings)
+            cycles = [
+                line
+                for line in (logs / "trainer.log").read_text().splitlines()
+                if "trainer: cycle" in line and "training on" not in line
+            ]
+            print("\n".join(cycles), flush=True)
         finally:
             for child in children:
                 if child.poll() is None:
@@ -179,6 +186,7 @@ def _stream(
         **_scores(embeddings, holdout, items),
         "version": meta["version"],
         "samples": meta["info"].get("samples"),
+        "cycles": cycles,
         "seconds": round(seconds, 1),
     }
 

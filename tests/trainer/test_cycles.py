@@ -84,32 +84,42 @@ def _corpus(tmp_path: Path, samples: list[list[int] | UserTransition]) -> Corpus
 def test_a_full_cycle_trains_on_the_batch_corpus_of_its_windows_events(tmp_path: Path) -> None:
     sequences = _ratings(seed=4)
     walks: list[list[int] | UserTransition] = [[1, 2, 3], [4, 5], [6, 7, 8]] * 10
-    samples = [*walks[1:], *_transitions(sequences)]
+    samples = [*walks, *_transitions(sequences)]
     random.Random(5).shuffle(samples)
-    samples.insert(0, walks[0])  # sample 0 is held out: a walk
-    options = OPTIONS.model_copy(update={"held_out_every": 10**6})
-    plan = plan_cycle(_corpus(tmp_path, samples), None, None, True, options, TRAINING, WALKS)
+    plan = plan_cycle(_corpus(tmp_path, samples), None, None, True, OPTIONS, TRAINING, WALKS)
     expected, drawn = training_corpus(sequences, transition_graph(sequences), TRAINING, WALKS)
     assert plan.corpus == expected
     assert drawn == WALKS.n_walks
     assert plan.users == len(_rows(sequences))
     assert plan.replay == []
-    assert plan.held_out == [["1", "2", "3"]]  # no transition held out: the walks are
+    assert plan.held_out == []  # the first version: nothing to compare with, nothing held out
 
 
-def test_held_out_transitions_are_out_of_training_and_what_the_gate_scores(
+def _after(plan_end: int, cycle: int = 1) -> Checkpoint:
+    return Checkpoint(
+        cycle=cycle, kind="full", version=cycle, trained_through=plan_end, offsets={},
+        newest_event_time=0, seed=3, training={},
+    )  # fmt: skip
+
+
+def test_the_gate_holds_out_a_share_of_the_transitions_new_since_the_current_version(
     tmp_path: Path,
 ) -> None:
     sequences = _ratings(seed=6)
     transitions = _transitions(sequences)
     random.Random(7).shuffle(transitions)
-    samples: list[list[int] | UserTransition] = [*transitions, transitions[0], [1, 2, 3]]
-    plan = plan_cycle(_corpus(tmp_path, samples), None, None, True, OPTIONS, TRAINING, WALKS)
-    held = {t for k, t in enumerate(transitions) if k % 10 == 0}
+    old, new = transitions[:200], transitions[200:]
+    corpus = _corpus(tmp_path, [*old])
+    first = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
+    assert first.held_out == []  # no current version to compare with: nothing held out
+    corpus.append([*new, new[0], [1, 2, 3]], {"samples:0": len(transitions) + 2}, {})
+    plan = plan_cycle(corpus, _after(first.end), None, True, OPTIONS, TRAINING, WALKS)
+    held = {t for k, t in enumerate(new, start=200) if k % 10 == 0}
     kept = chain(t for t in transitions if t not in held)  # the repeat of a held-out one too
     expected, _ = training_corpus(kept, transition_graph(kept), TRAINING, WALKS)
     assert plan.corpus == expected
-    assert plan.held_out == [[str(t.src), str(t.dst)] for t in sorted(held)]
+    newest_first = sorted(held, key=lambda t: (t.event_time, t))
+    assert plan.held_out == [[str(t.src), str(t.dst)] for t in newest_first]
     assert len(kept) > len(_rows(sequences))  # each held-out transition split its row
 
 
@@ -125,30 +135,23 @@ def test_an_incremental_cycle_trains_the_new_items_in_their_users_context(
     old = [UserTransition(1, t, t, t + 1) for t in range(100, 160)]  # user 1: 100 ... 160
     corpus = _corpus(tmp_path, [*old, [7, 8, 9], [10, 11]])
     full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
-    previous = Checkpoint(
-        cycle=full.cycle, kind="full", version=1, trained_through=full.end, offsets={},
-        newest_event_time=0, seed=3, training={},
-    )  # fmt: skip
     corpus.append([UserTransition(1, 160, 160, 161), [12, 13]], {"samples:0": 65}, {})
     window = 5
     training = TRAINING.model_copy(update={"window": window})
-    plan = plan_cycle(corpus, previous, None, False, OPTIONS, training, WALKS)
+    plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, training, WALKS)
     context = [str(i) for i in range(161 - 1 - window, 162)]  # the new item, what came before
     assert plan.corpus == [["12", "13"], context]
     assert plan.new == 2
-    assert plan.replay == [["10", "11"]]  # the older walks not held out: seq 60 is held out
+    assert plan.replay == [["10", "11"]]  # older walks; sample 60, a walk, is held out
 
 
 def test_the_jobs_walks_are_cut_where_they_step_over_a_held_out_pair(tmp_path: Path) -> None:
-    held = UserTransition(2, 50, 500, 501)  # sample 0: held out, and no one else's pair
-    taught = [UserTransition(3, 60 + k, 600 + k, 601 + k) for k in range(8)]
-    corpus = _corpus(tmp_path, [held, *taught])
+    taught = [UserTransition(3, 60 + k, 600 + k, 601 + k) for k in range(10)]
+    corpus = _corpus(tmp_path, [*taught])
     full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
-    previous = Checkpoint(
-        cycle=full.cycle, kind="full", version=1, trained_through=full.end, offsets={},
-        newest_event_time=0, seed=3, training={},
-    )  # fmt: skip
-    corpus.append([[499, 500, 501, 502, 500, 501], [600, 601, 602]], {"samples:0": 11}, {})
-    plan = plan_cycle(corpus, previous, None, False, OPTIONS, TRAINING, WALKS)
-    assert plan.held_out == [["500", "501"]]  # the walk at sample 10 is not trained on either
-    assert plan.corpus == [["499", "500"], ["501", "502", "500"]]
+    held = UserTransition(2, 50, 500, 501)  # sample 10: held out, and no one else's pair
+    walks = [[499, 500, 501, 502, 500, 501], [600, 601, 602]]
+    corpus.append([held, *walks], {"samples:0": 13}, {})
+    plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, TRAINING, WALKS)
+    assert plan.held_out == [["500", "501"]]
+    assert plan.corpus == [["499", "500"], ["501", "502", "500"], ["600", "601", "602"]]
