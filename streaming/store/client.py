@@ -4,6 +4,8 @@
 client = EmbeddingClient.from_settings(load_settings().redis)  # the local stack's password too
 client.vectors([1, 2, 3])          # {item: float32 array}, all from the current version
 client.similar(1, k=10)            # [(item, cosine), ...]
+client.similar_many([1, 2], k=10)  # one list per item, searched as a batch
+client.nearest(vector, k=10)       # the items nearest to any vector
 for view in client.follow():       # a VersionView per newly published version
     view.vectors([1, 2, 3])        # pinned: every read comes from view.version
 ```
@@ -12,11 +14,17 @@ Every call of `EmbeddingClient` resolves the current version once and reads only
 version's keys. A version's keys outlive the switch by the publisher's grace period; a
 reader that held a version longer than that gets a `StoreError` (re-resolve), not a
 silently empty answer.
+
+Nearest-item queries run in the reader's process: a view loads its version's index (built by
+the publisher before the switch; see streaming.store.index) once, plus the items added to the
+version since, and keeps them for later calls; the client keeps the view of the current
+version across calls and replaces it when the version changes.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
@@ -27,6 +35,7 @@ import redis
 from streaming.config import RedisSettings
 from streaming.errors import StoreError
 from streaming.store.connection import connect
+from streaming.store.index import Neighbours, load_index, unit_rows
 from streaming.store.versions import VersionKeys, current_version, decode_vector
 
 __all__ = ["EmbeddingClient", "VersionView"]
@@ -42,7 +51,9 @@ class VersionView:
         self.version = version
         self._redis = connection
         self._keys = keys
-        self._matrix: tuple[list[int], Matrix, int] | None = None
+        # (meta count it was loaded at, search structure): cached for the view's lifetime
+        self._loaded: tuple[int, Neighbours] | None = None
+        self._load_lock = threading.Lock()
 
     def _read(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Run `commands` with a check that the version still exists, in one round trip."""
@@ -101,47 +112,71 @@ class VersionView:
         return {item for item, flag in zip(ids, flags, strict=True) if flag}
 
     def similar(self, item: int, k: int = 10) -> list[tuple[int, float]]:
-        """The `k` items nearest to `item` by cosine, best first; [] if it has no vector.
+        """The `k` items nearest to `item` by cosine, best first; [] if it has no vector."""
+        return self.similar_many([item], k)[0]
 
-        Uses the server's vector set (VSIM, approximate) once it is ready, otherwise an
-        exact scan of the version's vectors, cached per version.
-        """
-        vector_set, blob = self._read(
-            ("HGET", self._keys.meta(self.version), "vector_set"),
-            ("HGET", self._keys.vectors(self.version), int(item)),
-        )
-        if blob is None:
+    def similar_many(self, items: Iterable[int], k: int = 10) -> list[list[tuple[int, float]]]:
+        """`similar` for each of `items` (same order), searched as one batch."""
+        ids = [int(item) for item in items]
+        if not ids:
             return []
-        if vector_set == b"ready":
-            (reply,) = self._read(
-                (
-                    "VSIM",
-                    self._keys.vector_set(self.version),
-                    "ELE",
-                    int(item),
-                    "COUNT",
-                    k + 1,
-                    "WITHSCORES",
-                )
-            )
-            pairs = zip(reply[::2], reply[1::2], strict=True)
-            # VSIM scores are (1 + cosine) / 2
-            found = [(int(other), 2 * float(score) - 1) for other, score in pairs]
-            return [(other, score) for other, score in found if other != int(item)][:k]
-        return self._scan(int(item), decode_vector(blob), k)
+        count, blobs = self._read(
+            ("HGET", self._keys.meta(self.version), "count"),
+            ("HMGET", self._keys.vectors(self.version), *ids),
+        )
+        known = [i for i, blob in enumerate(blobs) if blob is not None]
+        answers: list[list[tuple[int, float]]] = [[] for _ in ids]
+        if not known:
+            return answers
+        queries = np.stack([decode_vector(blobs[i]) for i in known])
+        exclude = np.array([ids[i] for i in known], dtype=np.int64)
+        found = self._neighbours(int(count)).nearest(queries, k, exclude)
+        for i, row in zip(known, found, strict=True):
+            answers[i] = row
+        return answers
 
-    def _scan(self, item: int, query: Vector, k: int) -> list[tuple[int, float]]:
-        (count,) = self._read(("HLEN", self._keys.vectors(self.version)))
-        if self._matrix is None or self._matrix[2] != count:  # cold items may have joined
+    def nearest(self, vector: npt.ArrayLike, k: int = 10) -> list[tuple[int, float]]:
+        """The `k` items of this version nearest to `vector` by cosine, best first."""
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        (count,) = self._read(("HGET", self._keys.meta(self.version), "count"))
+        return self._neighbours(int(count)).nearest(query, k, None)[0]
+
+    def _neighbours(self, count: int) -> Neighbours:
+        """The search structure of this version at `count` items: loaded once, reloaded
+        (only the items added since) when the version grew."""
+        loaded = self._loaded
+        if loaded is not None and loaded[0] == count:
+            return loaded[1]
+        with self._load_lock:
+            if self._loaded is None or self._loaded[0] != count:
+                self._loaded = self._load()
+            return self._loaded[1]
+
+    def _load(self) -> tuple[int, Neighbours]:
+        with self._redis.pipeline(transaction=True) as pipe:  # meta and `added` agree
+            pipe.exists(self._keys.meta(self.version))
+            pipe.hmget(
+                self._keys.meta(self.version), ["count", "dim", "index_count", "index_digest"]
+            )
+            pipe.lrange(self._keys.added(self.version), 0, -1)
+            exists, (count, dim, index_count, index_digest), added = pipe.execute()
+        if not exists:
+            self._read()  # raises the version-gone error
+        if index_count is None:  # no index: scan the whole version exactly
             ids, matrix = self.all_vectors()
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            self._matrix = (ids, matrix / np.where(norms > 0, norms, 1), len(ids))
-        ids, unit, _ = self._matrix
-        norm = float(np.linalg.norm(query))
-        scores = unit @ (query / (norm if norm > 0 else 1))
-        order = np.argsort(-scores, kind="stable")
-        found = [(ids[i], float(scores[i])) for i in order[: k + 1] if ids[i] != item]
-        return found[:k]
+            return int(count), Neighbours(None, np.array(ids, dtype=np.int64), unit_rows(matrix))
+        index = self._loaded[1].index if self._loaded is not None else None
+        if index is None:
+            (blob,) = self._read(("GET", self._keys.index(self.version)))
+            index = load_index(blob, index_digest.decode(), int(dim), int(index_count))
+        extra = [int(item) for item in added]
+        vectors = self.vectors(extra)
+        matrix = (
+            np.stack([vectors[item] for item in extra])
+            if extra
+            else np.zeros((0, int(dim)), dtype=np.float32)
+        )
+        return int(count), Neighbours(index, np.array(extra, dtype=np.int64), unit_rows(matrix))
 
 
 class EmbeddingClient:
@@ -172,6 +207,7 @@ class EmbeddingClient:
     def _open(self, settings: RedisSettings) -> None:
         self._redis = connect(settings)
         self._keys = VersionKeys(settings.key_prefix)
+        self._view: VersionView | None = None
 
     @property
     def version(self) -> int | None:
@@ -186,7 +222,11 @@ class EmbeddingClient:
                 f"no embedding version under prefix {self._keys.prefix!r} yet: "
                 "start the trainer (or `walkstream batch --publish`) first"
             )
-        return VersionView(self._redis, self._keys, version)
+        view = self._view
+        if view is None or view.version != version:  # the view keeps what it loaded
+            view = VersionView(self._redis, self._keys, version)
+            self._view = view
+        return view
 
     def vectors(self, items: Iterable[int]) -> dict[int, Vector]:
         return self.current().vectors(items)
@@ -196,6 +236,12 @@ class EmbeddingClient:
 
     def similar(self, item: int, k: int = 10) -> list[tuple[int, float]]:
         return self.current().similar(item, k)
+
+    def similar_many(self, items: Iterable[int], k: int = 10) -> list[list[tuple[int, float]]]:
+        return self.current().similar_many(items, k)
+
+    def nearest(self, vector: npt.ArrayLike, k: int = 10) -> list[tuple[int, float]]:
+        return self.current().nearest(vector, k)
 
     def follow(self, block_s: float = 5.0) -> Iterator[VersionView]:
         """Yield a view of the newest version, then of each version as it is published;
