@@ -66,6 +66,7 @@ bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines 
 	$(BIN)/python -m tests.benchmarks.bench_freshness
 	$(BIN)/python -m tests.benchmarks.bench_walks
 	$(BIN)/python -m tests.benchmarks.bench_trainer
+	$(BIN)/python -m tests.benchmarks.bench_serving
 
 bench-replay: setup ## replay a 10-million-event topic through the job: wall time, peak memory
 	$(BIN)/python -m tests.benchmarks.bench_replay

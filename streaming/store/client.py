@@ -51,8 +51,8 @@ class VersionView:
         self.version = version
         self._redis = connection
         self._keys = keys
-        # (meta count it was loaded at, search structure): cached for the view's lifetime
-        self._loaded: tuple[int, Neighbours] | None = None
+        # the search structure, kept for the view's lifetime; reloaded when the version grew
+        self._loaded: Neighbours | None = None
         self._load_lock = threading.Lock()
 
     def _read(self, *commands: tuple[Any, ...]) -> list[Any]:
@@ -145,27 +145,25 @@ class VersionView:
         """The search structure of this version at `count` items: loaded once, reloaded
         (only the items added since) when the version grew."""
         loaded = self._loaded
-        if loaded is not None and loaded[0] == count:
-            return loaded[1]
+        if loaded is not None and loaded.size == count:
+            return loaded
         with self._load_lock:
-            if self._loaded is None or self._loaded[0] != count:
+            if self._loaded is None or self._loaded.size != count:
                 self._loaded = self._load()
-            return self._loaded[1]
+            return self._loaded
 
-    def _load(self) -> tuple[int, Neighbours]:
-        with self._redis.pipeline(transaction=True) as pipe:  # meta and `added` agree
-            pipe.exists(self._keys.meta(self.version))
-            pipe.hmget(
-                self._keys.meta(self.version), ["count", "dim", "index_count", "index_digest"]
-            )
-            pipe.lrange(self._keys.added(self.version), 0, -1)
-            exists, (count, dim, index_count, index_digest), added = pipe.execute()
-        if not exists:
-            self._read()  # raises the version-gone error
+    def _load(self) -> Neighbours:
+        """Plain reads only (a read-only ACL user can run them). The added items are read
+        from their list, whose length is the version's growth: a load that raced a writer's
+        addition is smaller than the next `count`, and the next call loads again."""
+        (dim, index_count, index_digest), added = self._read(
+            ("HMGET", self._keys.meta(self.version), "dim", "index_count", "index_digest"),
+            ("LRANGE", self._keys.added(self.version), 0, -1),
+        )
         if index_count is None:  # no index: scan the whole version exactly
             ids, matrix = self.all_vectors()
-            return int(count), Neighbours(None, np.array(ids, dtype=np.int64), unit_rows(matrix))
-        index = self._loaded[1].index if self._loaded is not None else None
+            return Neighbours(None, np.array(ids, dtype=np.int64), unit_rows(matrix))
+        index = self._loaded.index if self._loaded is not None else None
         if index is None:
             (blob,) = self._read(("GET", self._keys.index(self.version)))
             index = load_index(blob, index_digest.decode(), int(dim), int(index_count))
@@ -176,7 +174,7 @@ class VersionView:
             if extra
             else np.zeros((0, int(dim)), dtype=np.float32)
         )
-        return int(count), Neighbours(index, np.array(extra, dtype=np.int64), unit_rows(matrix))
+        return Neighbours(index, np.array(extra, dtype=np.int64), unit_rows(matrix))
 
 
 class EmbeddingClient:
