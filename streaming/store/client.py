@@ -24,6 +24,7 @@ version across calls and replaces it when the version changes.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
@@ -39,6 +40,8 @@ from streaming.store.index import Neighbours, load_index, unit_rows
 from streaming.store.versions import VersionKeys, current_version, decode_vector
 
 __all__ = ["EmbeddingClient", "VersionView"]
+
+_log = logging.getLogger(__name__)
 
 Vector = npt.NDArray[np.float32]
 Matrix = npt.NDArray[np.float32]
@@ -135,6 +138,11 @@ class VersionView:
             answers[i] = row
         return answers
 
+    def warm(self) -> None:
+        """Load this version's search structure now rather than on the first query."""
+        (count,) = self._read(("HGET", self._keys.meta(self.version), "count"))
+        self._neighbours(int(count))
+
     def nearest(self, vector: npt.ArrayLike, k: int = 10) -> list[tuple[int, float]]:
         """The `k` items of this version nearest to `vector` by cosine, best first."""
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
@@ -206,6 +214,9 @@ class EmbeddingClient:
         self._redis = connect(settings)
         self._keys = VersionKeys(settings.key_prefix)
         self._view: VersionView | None = None
+        self._preloaded: VersionView | None = None
+        self._stop = threading.Event()
+        self._preloader: threading.Thread | None = None
 
     @property
     def version(self) -> int | None:
@@ -222,9 +233,48 @@ class EmbeddingClient:
             )
         view = self._view
         if view is None or view.version != version:  # the view keeps what it loaded
-            view = VersionView(self._redis, self._keys, version)
+            preloaded = self._preloaded
+            if preloaded is not None and preloaded.version == version:
+                view = preloaded
+            else:
+                view = VersionView(self._redis, self._keys, version)
             self._view = view
         return view
+
+    def preload(self, block_s: float = 1.0) -> None:
+        """Load each version as soon as the publisher announces it (`P:prepared`, before its
+        switch) in a background thread, so the first query on a new version finds its index
+        loaded. Holds up to two versions in memory; `close()` stops it."""
+        if self._preloader is not None:
+            return
+        self._preloader = threading.Thread(
+            target=self._preload_loop, args=(block_s,), name="walkstream-preload", daemon=True
+        )
+        self._preloader.start()
+
+    @property
+    def preloaded(self) -> int | None:
+        """The newest version the preloader has loaded, if any."""
+        view = self._preloaded
+        return view.version if view is not None else None
+
+    def _preload_loop(self, block_s: float) -> None:
+        last_id: bytes | str = "$"
+        while not self._stop.is_set():
+            reply = cast(
+                list[Any],
+                self._redis.xread({self._keys.prepared: last_id}, block=int(block_s * 1000)),
+            )
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    view = VersionView(self._redis, self._keys, int(fields[b"version"]))
+                    try:
+                        view.warm()
+                    except StoreError as exc:  # gone already: queries load what is current
+                        _log.warning("preloading version %s failed: %s", view.version, exc)
+                        continue
+                    self._preloaded = view
 
     def vectors(self, items: Iterable[int]) -> dict[int, Vector]:
         return self.current().vectors(items)
@@ -270,4 +320,7 @@ class EmbeddingClient:
         ]
 
     def close(self) -> None:
+        self._stop.set()
+        if self._preloader is not None:
+            self._preloader.join()
         self._redis.close()

@@ -14,6 +14,8 @@ Every key starts with the configured prefix `P`:
 - `P:v:{V}:vset`     vector set (Redis >= 8) of the same vectors, for VSIM
 - `P:current`        string: the version readers should use
 - `P:versions`       stream: one entry per published version (version, count, created_at)
+- `P:prepared`       stream: one entry per version written with its index, before its switch
+                     (readers that preload load it then)
 - `P:version-events` pub/sub channel: the version number, after each switch
 - `P:version-seq`    counter that numbers versions
 
@@ -47,6 +49,7 @@ from streaming.store.index import build_index, digest
 __all__ = [
     "VersionKeys",
     "add_to_version",
+    "announce_prepared",
     "build_vector_set",
     "current_version",
     "decode_vector",
@@ -76,6 +79,10 @@ class VersionKeys:
     @property
     def stream(self) -> str:
         return f"{self.prefix}:versions"
+
+    @property
+    def prepared(self) -> str:
+        return f"{self.prefix}:prepared"
 
     @property
     def channel(self) -> str:
@@ -149,14 +156,24 @@ def publish_version(
     cold_ids: Iterable[int],
     info: Mapping[str, Any],
     grace_s: int = 3600,
+    preload_s: float = 0.0,
 ) -> int:
-    """Write a whole version and its index, verify it, switch `current` to it; return its
-    number."""
+    """Write a whole version and its index, verify it, announce it as prepared, wait
+    `preload_s` (readers that preload load it meanwhile), switch `current` to it; return
+    its number."""
     ids = np.fromiter((int(item) for item in item_ids), dtype=np.int64)
     version = write_version(client, prefix, ids, vectors, cold_ids, info)
     write_index(client, prefix, version, ids, vectors)
+    announce_prepared(client, prefix, version)
+    if preload_s > 0:
+        time.sleep(preload_s)  # the readers' window to load the version, not a retry
     switch_to(client, prefix, version, grace_s)
     return version
+
+
+def announce_prepared(client: redis.Redis, prefix: str, version: int) -> None:
+    """Tell preloading readers that a written version (with its index) will become current."""
+    client.xadd(VersionKeys(prefix).prepared, {"version": version}, maxlen=100, approximate=True)
 
 
 def write_index(

@@ -14,12 +14,15 @@ from streaming.store import EmbeddingClient, connect
 from streaming.store.versions import (
     VersionKeys,
     add_to_version,
+    announce_prepared,
     build_vector_set,
     publish_version,
     supports_vector_sets,
     switch_to,
+    write_index,
     write_version,
 )
+from tests.conftest import poll
 
 pytestmark = pytest.mark.integration
 
@@ -202,3 +205,32 @@ def test_no_version_yet_says_what_to_do(local_stack: Settings, unique: str) -> N
     assert client.version is None
     with pytest.raises(StoreError, match="start the trainer"):
         client.vectors([1])
+
+
+def test_a_preloading_client_has_the_next_version_loaded_before_its_switch(
+    local_stack: Settings, unique: str
+) -> None:
+    redis_client = connect(local_stack.redis)
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((100, 4)).astype(np.float32)
+    publish_version(redis_client, unique, range(100), vectors, [], {})
+    client = _client(local_stack, unique)
+    client.preload(block_s=0.2)
+    try:
+        # the preloader reads announcements made after it started: announce until it has one
+        version = write_version(redis_client, unique, range(100), 2 * vectors, [], {})
+        write_index(redis_client, unique, version, np.arange(100), 2 * vectors)
+
+        def loaded() -> bool:
+            announce_prepared(redis_client, unique, version)
+            return client.preloaded == version
+
+        poll(loaded, 30, "the preloader to load the announced version")
+        assert client.version != version  # not current yet
+        switch_to(redis_client, unique, version)
+        view = client.current()
+        assert view.version == version
+        assert view._loaded is not None  # loaded before the switch, not by this query
+        assert [item for item, _ in view.similar(3, k=4)] == _exact(list(range(100)), vectors, 3, 4)
+    finally:
+        client.close()
