@@ -36,12 +36,13 @@ Matrix = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
 Found = list[tuple[int, float]]
 
-# HNSW build: 16 links per node, 64 candidates per insert; search explores 128 candidates.
-# Measured at 200,000 x 64 (make bench, bench_serving): recall@10 >= 0.99 against exact
-# cosine at this exploration factor.
+# HNSW build: 16 links per node, 64 candidates per insert; a search explores 64 candidates.
+# Measured at 200,000 x 64 in planted communities: recall@10 0.9975 against exact cosine
+# (0.9995 at 128, half the queries/s); 12 links and 40 candidates per insert halve the build
+# but fall below 0.99 (bench_serving, docs/benchmarks.md).
 CONNECTIVITY = 16
 EXPANSION_ADD = 64
-EXPANSION_SEARCH = 128
+EXPANSION_SEARCH = 64
 # Exact scans compare at most this many query-item pairs at once (memory of a score block).
 _SCAN_BLOCK = 4_000_000
 
