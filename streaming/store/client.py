@@ -123,17 +123,40 @@ class VersionView:
         ids = [int(item) for item in items]
         if not ids:
             return []
-        count, blobs = self._read(
+        count, blobs = self._read(*self._similar_reads(ids))
+        return self._answer(ids, k, int(count), blobs)
+
+    def _similar_while_current(
+        self, items: Iterable[int], k: int
+    ) -> list[list[tuple[int, float]]] | None:
+        """`similar_many` in one round trip that also resolves `P:current`: None (nothing
+        answered) if this version is no longer current."""
+        ids = [int(item) for item in items]
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._keys.current)
+            for command in self._similar_reads(ids):
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            current, count, blobs = pipe.execute()
+        if current is None or int(current) != self.version or count is None:
+            return None
+        return self._answer(ids, k, int(count), blobs)
+
+    def _similar_reads(self, ids: list[int]) -> list[tuple[Any, ...]]:
+        return [
             ("HGET", self._keys.meta(self.version), "count"),
             ("HMGET", self._keys.vectors(self.version), *ids),
-        )
+        ]
+
+    def _answer(
+        self, ids: list[int], k: int, count: int, blobs: list[bytes | None]
+    ) -> list[list[tuple[int, float]]]:
         known = [i for i, blob in enumerate(blobs) if blob is not None]
         answers: list[list[tuple[int, float]]] = [[] for _ in ids]
         if not known:
             return answers
-        queries = np.stack([decode_vector(blobs[i]) for i in known])
+        queries = np.stack([decode_vector(blob) for blob in blobs if blob is not None])
         exclude = np.array([ids[i] for i in known], dtype=np.int64)
-        found = self._neighbours(int(count)).nearest(queries, k, exclude)
+        found = self._neighbours(count).nearest(queries, k, exclude)
         for i, row in zip(known, found, strict=True):
             answers[i] = row
         return answers
@@ -283,10 +306,18 @@ class EmbeddingClient:
         return self.current().vector(item)
 
     def similar(self, item: int, k: int = 10) -> list[tuple[int, float]]:
-        return self.current().similar(item, k)
+        return self.similar_many([item], k)[0]
 
     def similar_many(self, items: Iterable[int], k: int = 10) -> list[list[tuple[int, float]]]:
-        return self.current().similar_many(items, k)
+        ids = [int(item) for item in items]
+        if not ids:
+            return []
+        view = self._view
+        if view is not None:  # still current? then one round trip answers
+            answer = view._similar_while_current(ids, k)
+            if answer is not None:
+                return answer
+        return self.current().similar_many(ids, k)
 
     def nearest(self, vector: npt.ArrayLike, k: int = 10) -> list[tuple[int, float]]:
         return self.current().nearest(vector, k)

@@ -144,6 +144,10 @@ def test_the_client_keeps_a_version_loaded_until_the_version_changes(
     assert client.current() is not first
     assert client.current().version == second
     assert {item for item, _ in client.similar(1, k=3)} == {2, 3, 4}
+    # a switch between two calls: the next call answers from the new version
+    publish_version(redis_client, unique, [1, 5], np.ones((2, 3), np.float32), [], {})
+    assert client.similar_many([1, 2], k=3) == [[(5, pytest.approx(1.0))], []]
+    assert client.similar_many([], k=3) == []
 
 
 def test_a_version_without_an_index_is_scanned_exactly(local_stack: Settings, unique: str) -> None:
