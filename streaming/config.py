@@ -453,6 +453,12 @@ class TrainerSettings(_Section):
         0.7, ge=0, description="drift gate: held-out HR@10 at least this times current's"
     )
     grace_s: int = Field(3600, ge=1, description="old versions stay readable this long")
+    preload_s: float = Field(
+        2.0,
+        ge=0,
+        description="a written version is announced this long before it becomes current, "
+        "so that preloading readers have its index loaded when it does",
+    )
     metrics_port: int = Field(
         29100, ge=0, lt=65536, description="Prometheus metrics on 127.0.0.1 (0: off)"
     )

@@ -4,6 +4,8 @@
 client = EmbeddingClient.from_settings(load_settings().redis)  # the local stack's password too
 client.vectors([1, 2, 3])          # {item: float32 array}, all from the current version
 client.similar(1, k=10)            # [(item, cosine), ...]
+client.similar_many([1, 2], k=10)  # one list per item, searched as a batch
+client.nearest(vector, k=10)       # the items nearest to any vector
 for view in client.follow():       # a VersionView per newly published version
     view.vectors([1, 2, 3])        # pinned: every read comes from view.version
 ```
@@ -12,11 +14,18 @@ Every call of `EmbeddingClient` resolves the current version once and reads only
 version's keys. A version's keys outlive the switch by the publisher's grace period; a
 reader that held a version longer than that gets a `StoreError` (re-resolve), not a
 silently empty answer.
+
+Nearest-item queries run in the reader's process: a view loads its version's index (built by
+the publisher before the switch; see streaming.store.index) once, plus the items added to the
+version since, and keeps them for later calls; the client keeps the view of the current
+version across calls and replaces it when the version changes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
@@ -27,9 +36,12 @@ import redis
 from streaming.config import RedisSettings
 from streaming.errors import StoreError
 from streaming.store.connection import connect
+from streaming.store.index import Neighbours, load_index, unit_rows
 from streaming.store.versions import VersionKeys, current_version, decode_vector
 
 __all__ = ["EmbeddingClient", "VersionView"]
+
+_log = logging.getLogger(__name__)
 
 Vector = npt.NDArray[np.float32]
 Matrix = npt.NDArray[np.float32]
@@ -42,7 +54,9 @@ class VersionView:
         self.version = version
         self._redis = connection
         self._keys = keys
-        self._matrix: tuple[list[int], Matrix, int] | None = None
+        # the search structure, kept for the view's lifetime; reloaded when the version grew
+        self._loaded: Neighbours | None = None
+        self._load_lock = threading.Lock()
 
     def _read(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Run `commands` with a check that the version still exists, in one round trip."""
@@ -101,47 +115,97 @@ class VersionView:
         return {item for item, flag in zip(ids, flags, strict=True) if flag}
 
     def similar(self, item: int, k: int = 10) -> list[tuple[int, float]]:
-        """The `k` items nearest to `item` by cosine, best first; [] if it has no vector.
+        """The `k` items nearest to `item` by cosine, best first; [] if it has no vector."""
+        return self.similar_many([item], k)[0]
 
-        Uses the server's vector set (VSIM, approximate) once it is ready, otherwise an
-        exact scan of the version's vectors, cached per version.
-        """
-        vector_set, blob = self._read(
-            ("HGET", self._keys.meta(self.version), "vector_set"),
-            ("HGET", self._keys.vectors(self.version), int(item)),
-        )
-        if blob is None:
+    def similar_many(self, items: Iterable[int], k: int = 10) -> list[list[tuple[int, float]]]:
+        """`similar` for each of `items` (same order), searched as one batch."""
+        ids = [int(item) for item in items]
+        if not ids:
             return []
-        if vector_set == b"ready":
-            (reply,) = self._read(
-                (
-                    "VSIM",
-                    self._keys.vector_set(self.version),
-                    "ELE",
-                    int(item),
-                    "COUNT",
-                    k + 1,
-                    "WITHSCORES",
-                )
-            )
-            pairs = zip(reply[::2], reply[1::2], strict=True)
-            # VSIM scores are (1 + cosine) / 2
-            found = [(int(other), 2 * float(score) - 1) for other, score in pairs]
-            return [(other, score) for other, score in found if other != int(item)][:k]
-        return self._scan(int(item), decode_vector(blob), k)
+        count, blobs = self._read(*self._similar_reads(ids))
+        return self._answer(ids, k, int(count), blobs)
 
-    def _scan(self, item: int, query: Vector, k: int) -> list[tuple[int, float]]:
-        (count,) = self._read(("HLEN", self._keys.vectors(self.version)))
-        if self._matrix is None or self._matrix[2] != count:  # cold items may have joined
+    def _similar_while_current(
+        self, items: Iterable[int], k: int
+    ) -> list[list[tuple[int, float]]] | None:
+        """`similar_many` in one round trip that also resolves `P:current`: None (nothing
+        answered) if this version is no longer current."""
+        ids = [int(item) for item in items]
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._keys.current)
+            for command in self._similar_reads(ids):
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            current, count, blobs = pipe.execute()
+        if current is None or int(current) != self.version or count is None:
+            return None
+        return self._answer(ids, k, int(count), blobs)
+
+    def _similar_reads(self, ids: list[int]) -> list[tuple[Any, ...]]:
+        return [
+            ("HGET", self._keys.meta(self.version), "count"),
+            ("HMGET", self._keys.vectors(self.version), *ids),
+        ]
+
+    def _answer(
+        self, ids: list[int], k: int, count: int, blobs: list[bytes | None]
+    ) -> list[list[tuple[int, float]]]:
+        known = [i for i, blob in enumerate(blobs) if blob is not None]
+        answers: list[list[tuple[int, float]]] = [[] for _ in ids]
+        if not known:
+            return answers
+        queries = np.stack([decode_vector(blob) for blob in blobs if blob is not None])
+        exclude = np.array([ids[i] for i in known], dtype=np.int64)
+        found = self._neighbours(count).nearest(queries, k, exclude)
+        for i, row in zip(known, found, strict=True):
+            answers[i] = row
+        return answers
+
+    def warm(self) -> None:
+        """Load this version's search structure now rather than on the first query."""
+        (count,) = self._read(("HGET", self._keys.meta(self.version), "count"))
+        self._neighbours(int(count))
+
+    def nearest(self, vector: npt.ArrayLike, k: int = 10) -> list[tuple[int, float]]:
+        """The `k` items of this version nearest to `vector` by cosine, best first."""
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        (count,) = self._read(("HGET", self._keys.meta(self.version), "count"))
+        return self._neighbours(int(count)).nearest(query, k, None)[0]
+
+    def _neighbours(self, count: int) -> Neighbours:
+        """The search structure of this version at `count` items: loaded once, reloaded
+        (only the items added since) when the version grew."""
+        loaded = self._loaded
+        if loaded is not None and loaded.size == count:
+            return loaded
+        with self._load_lock:
+            if self._loaded is None or self._loaded.size != count:
+                self._loaded = self._load()
+            return self._loaded
+
+    def _load(self) -> Neighbours:
+        """Plain reads only (a read-only ACL user can run them). The added items are read
+        from their list, whose length is the version's growth: a load that raced a writer's
+        addition is smaller than the next `count`, and the next call loads again."""
+        (dim, index_count, index_digest), added = self._read(
+            ("HMGET", self._keys.meta(self.version), "dim", "index_count", "index_digest"),
+            ("LRANGE", self._keys.added(self.version), 0, -1),
+        )
+        if index_count is None:  # no index: scan the whole version exactly
             ids, matrix = self.all_vectors()
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            self._matrix = (ids, matrix / np.where(norms > 0, norms, 1), len(ids))
-        ids, unit, _ = self._matrix
-        norm = float(np.linalg.norm(query))
-        scores = unit @ (query / (norm if norm > 0 else 1))
-        order = np.argsort(-scores, kind="stable")
-        found = [(ids[i], float(scores[i])) for i in order[: k + 1] if ids[i] != item]
-        return found[:k]
+            return Neighbours(None, np.array(ids, dtype=np.int64), unit_rows(matrix))
+        index = self._loaded.index if self._loaded is not None else None
+        if index is None:
+            (blob,) = self._read(("GET", self._keys.index(self.version)))
+            index = load_index(blob, index_digest.decode(), int(dim), int(index_count))
+        extra = [int(item) for item in added]
+        vectors = self.vectors(extra)
+        matrix = (
+            np.stack([vectors[item] for item in extra])
+            if extra
+            else np.zeros((0, int(dim)), dtype=np.float32)
+        )
+        return Neighbours(index, np.array(extra, dtype=np.int64), unit_rows(matrix))
 
 
 class EmbeddingClient:
@@ -172,6 +236,10 @@ class EmbeddingClient:
     def _open(self, settings: RedisSettings) -> None:
         self._redis = connect(settings)
         self._keys = VersionKeys(settings.key_prefix)
+        self._view: VersionView | None = None
+        self._preloaded: VersionView | None = None
+        self._stop = threading.Event()
+        self._preloader: threading.Thread | None = None
 
     @property
     def version(self) -> int | None:
@@ -186,7 +254,50 @@ class EmbeddingClient:
                 f"no embedding version under prefix {self._keys.prefix!r} yet: "
                 "start the trainer (or `walkstream batch --publish`) first"
             )
-        return VersionView(self._redis, self._keys, version)
+        view = self._view
+        if view is None or view.version != version:  # the view keeps what it loaded
+            preloaded = self._preloaded
+            if preloaded is not None and preloaded.version == version:
+                view = preloaded
+            else:
+                view = VersionView(self._redis, self._keys, version)
+            self._view = view
+        return view
+
+    def preload(self, block_s: float = 1.0) -> None:
+        """Load each version as soon as the publisher announces it (`P:prepared`, before its
+        switch) in a background thread, so the first query on a new version finds its index
+        loaded. Holds up to two versions in memory; `close()` stops it."""
+        if self._preloader is not None:
+            return
+        self._preloader = threading.Thread(
+            target=self._preload_loop, args=(block_s,), name="walkstream-preload", daemon=True
+        )
+        self._preloader.start()
+
+    @property
+    def preloaded(self) -> int | None:
+        """The newest version the preloader has loaded, if any."""
+        view = self._preloaded
+        return view.version if view is not None else None
+
+    def _preload_loop(self, block_s: float) -> None:
+        last_id: bytes | str = "$"
+        while not self._stop.is_set():
+            reply = cast(
+                list[Any],
+                self._redis.xread({self._keys.prepared: last_id}, block=int(block_s * 1000)),
+            )
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    view = VersionView(self._redis, self._keys, int(fields[b"version"]))
+                    try:
+                        view.warm()
+                    except StoreError as exc:  # gone already: queries load what is current
+                        _log.warning("preloading version %s failed: %s", view.version, exc)
+                        continue
+                    self._preloaded = view
 
     def vectors(self, items: Iterable[int]) -> dict[int, Vector]:
         return self.current().vectors(items)
@@ -195,7 +306,21 @@ class EmbeddingClient:
         return self.current().vector(item)
 
     def similar(self, item: int, k: int = 10) -> list[tuple[int, float]]:
-        return self.current().similar(item, k)
+        return self.similar_many([item], k)[0]
+
+    def similar_many(self, items: Iterable[int], k: int = 10) -> list[list[tuple[int, float]]]:
+        ids = [int(item) for item in items]
+        if not ids:
+            return []
+        view = self._view
+        if view is not None:  # still current? then one round trip answers
+            answer = view._similar_while_current(ids, k)
+            if answer is not None:
+                return answer
+        return self.current().similar_many(ids, k)
+
+    def nearest(self, vector: npt.ArrayLike, k: int = 10) -> list[tuple[int, float]]:
+        return self.current().nearest(vector, k)
 
     def follow(self, block_s: float = 5.0) -> Iterator[VersionView]:
         """Yield a view of the newest version, then of each version as it is published;
@@ -226,4 +351,7 @@ class EmbeddingClient:
         ]
 
     def close(self) -> None:
+        self._stop.set()
+        if self._preloader is not None:
+            self._preloader.join()
         self._redis.close()

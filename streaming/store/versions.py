@@ -5,11 +5,17 @@ Every key starts with the configured prefix `P`:
 - `P:v:{V}:vectors`  hash: item id (decimal string) -> float32 little-endian bytes
 - `P:v:{V}:cold`     set: item ids whose vector is a neighbour average, not trained
 - `P:v:{V}:meta`     hash: dim, count, cold_count, created_at, JSON `info` (seed,
-                     parameters, Kafka offsets or input file it covers), and `vector_set`
-                     = `ready` once `P:v:{V}:vset` holds every vector of the version
+                     parameters, Kafka offsets or input file it covers), `index_count` and
+                     `index_digest` (BLAKE2b of `P:v:{V}:index`), and `vector_set` = `ready`
+                     once `P:v:{V}:vset` holds every vector of the version
+- `P:v:{V}:index`    string: HNSW index of the version's vectors as written (usearch format,
+                     see streaming.store.index), for readers to search in their process
+- `P:v:{V}:added`    list: item ids added after the version was written (not in its index)
 - `P:v:{V}:vset`     vector set (Redis >= 8) of the same vectors, for VSIM
 - `P:current`        string: the version readers should use
 - `P:versions`       stream: one entry per published version (version, count, created_at)
+- `P:prepared`       stream: one entry per version written with its index, before its switch
+                     (readers that preload load it then)
 - `P:version-events` pub/sub channel: the version number, after each switch
 - `P:version-seq`    counter that numbers versions
 
@@ -19,8 +25,10 @@ writer that dies mid-way leaves no garbage), so a reader that resolves `P:curren
 reads only that version's keys never mixes two models. The previous version stays readable
 for `grace_s` seconds, then expires. Cold items may be added to the current version later
 (`add_to_version`): a version only grows, and an item's vector never changes within it.
-The vector set is built after the switch (HNSW inserts cost ~0.3 ms each, a hundred times
-the hash write), so readers use VSIM only once `vector_set` is `ready`.
+`publish_version` builds the index before the switch, so a version is searchable from the
+moment it is current. The vector set (for VSIM from any language) is built after the switch
+(HNSW inserts in Redis cost ~0.3 ms each, a hundred times the hash write), so readers use
+VSIM only once `vector_set` is `ready`.
 """
 
 from __future__ import annotations
@@ -36,10 +44,12 @@ import numpy.typing as npt
 import redis
 
 from streaming.errors import StoreError
+from streaming.store.index import build_index, digest
 
 __all__ = [
     "VersionKeys",
     "add_to_version",
+    "announce_prepared",
     "build_vector_set",
     "current_version",
     "decode_vector",
@@ -49,6 +59,7 @@ __all__ = [
     "restore_sequence",
     "supports_vector_sets",
     "switch_to",
+    "write_index",
     "write_version",
 ]
 
@@ -70,6 +81,10 @@ class VersionKeys:
         return f"{self.prefix}:versions"
 
     @property
+    def prepared(self) -> str:
+        return f"{self.prefix}:prepared"
+
+    @property
     def channel(self) -> str:
         return f"{self.prefix}:version-events"
 
@@ -89,12 +104,20 @@ class VersionKeys:
     def vector_set(self, version: int) -> str:
         return f"{self.prefix}:v:{version}:vset"
 
+    def index(self, version: int) -> str:
+        return f"{self.prefix}:v:{version}:index"
+
+    def added(self, version: int) -> str:
+        return f"{self.prefix}:v:{version}:added"
+
     def of_version(self, version: int) -> list[str]:
         return [
             self.vectors(version),
             self.cold(version),
             self.meta(version),
             self.vector_set(version),
+            self.index(version),
+            self.added(version),
         ]
 
 
@@ -133,11 +156,44 @@ def publish_version(
     cold_ids: Iterable[int],
     info: Mapping[str, Any],
     grace_s: int = 3600,
+    preload_s: float = 0.0,
 ) -> int:
-    """Write a whole version, verify it, switch `current` to it; return its number."""
-    version = write_version(client, prefix, item_ids, vectors, cold_ids, info)
+    """Write a whole version and its index, verify it, announce it as prepared, wait
+    `preload_s` (readers that preload load it meanwhile), switch `current` to it; return
+    its number."""
+    ids = np.fromiter((int(item) for item in item_ids), dtype=np.int64)
+    version = write_version(client, prefix, ids, vectors, cold_ids, info)
+    write_index(client, prefix, version, ids, vectors)
+    announce_prepared(client, prefix, version)
+    if preload_s > 0:
+        time.sleep(preload_s)  # the readers' window to load the version, not a retry
     switch_to(client, prefix, version, grace_s)
     return version
+
+
+def announce_prepared(client: redis.Redis, prefix: str, version: int) -> None:
+    """Tell preloading readers that a written version (with its index) will become current."""
+    client.xadd(VersionKeys(prefix).prepared, {"version": version}, maxlen=100, approximate=True)
+
+
+def write_index(
+    client: redis.Redis,
+    prefix: str,
+    version: int,
+    item_ids: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.float32],
+) -> None:
+    """Store the HNSW index of a written, not yet current version (the same rows as
+    `write_version` wrote), with its item count and digest in the version's meta."""
+    keys = VersionKeys(prefix)
+    blob = build_index(item_ids, vectors)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(keys.index(version), blob, ex=_UNPUBLISHED_TTL_S)
+        pipe.hset(
+            keys.meta(version),
+            mapping={"index_count": len(item_ids), "index_digest": digest(blob)},
+        )
+        pipe.execute(raise_on_error=True)
 
 
 def write_version(
@@ -243,12 +299,17 @@ def add_to_version(
         for item, blob in rows:
             pipe.hsetnx(keys.vectors(version), item, blob)  # type: ignore[arg-type]
         pipe.hget(keys.meta(version), "vector_set")
-        *added, vector_set = pipe.execute(raise_on_error=True)
+        pipe.ttl(keys.vectors(version))
+        *added, vector_set, remaining = pipe.execute(raise_on_error=True)
     new = [row for row, was_added in zip(rows, added, strict=True) if was_added]
     if not new:
         return 0
     with client.pipeline(transaction=True) as pipe:
         pipe.sadd(keys.cold(version), *(item for item, _ in new))
+        pipe.rpush(keys.added(version), *(item for item, _ in new))
+        if remaining > 0:  # a superseded version: what it gains expires with it
+            pipe.expire(keys.cold(version), remaining)
+            pipe.expire(keys.added(version), remaining)
         pipe.hincrby(keys.meta(version), "count", len(new))
         pipe.hincrby(keys.meta(version), "cold_count", len(new))
         if vector_set is not None:  # being built or ready: it must hold these too

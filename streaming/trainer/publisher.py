@@ -69,6 +69,7 @@ class Publisher:
             embeddings.item_ids[embeddings.cold],
             info,
             grace_s=self.settings.trainer.grace_s,
+            preload_s=self.settings.trainer.preload_s,
         )
         self.published = Published(version, embeddings, embeddings.as_dict())
         self.metrics.version.set(version)

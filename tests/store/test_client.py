@@ -14,10 +14,15 @@ from streaming.store import EmbeddingClient, connect
 from streaming.store.versions import (
     VersionKeys,
     add_to_version,
+    announce_prepared,
     build_vector_set,
     publish_version,
     supports_vector_sets,
+    switch_to,
+    write_index,
+    write_version,
 )
+from tests.conftest import poll
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +90,13 @@ def test_cold_items_join_the_current_version(local_stack: Settings, unique: str)
     assert (view.meta()["count"], view.meta()["cold_count"]) == (4, 1)
 
 
-def test_similar_is_the_same_from_the_vector_set_and_the_scan(
+def _exact(items: list[int], vectors: np.ndarray, item: int, k: int) -> list[int]:
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = unit @ unit[items.index(item)]
+    return [items[i] for i in np.argsort(-scores, kind="stable") if items[i] != item][:k]
+
+
+def test_similar_answers_from_the_version_index_and_sees_cold_items(
     local_stack: Settings, unique: str
 ) -> None:
     redis_client = connect(local_stack.redis)
@@ -93,23 +104,80 @@ def test_similar_is_the_same_from_the_vector_set_and_the_scan(
     items = list(range(100, 400))
     vectors = rng.standard_normal((len(items), 8)).astype(np.float32)
     version = publish_version(redis_client, unique, items, vectors, [], {})
+    meta = redis_client.hmget(VersionKeys(unique).meta(version), ["index_count", "index_digest"])
+    assert meta[0] == b"300"
+    assert meta[1] is not None
     client = _client(local_stack, unique)
-    scanned = client.similar(100, k=5)
 
+    found = client.similar(100, k=5)
+    assert [item for item, _ in found] == _exact(items, vectors, 100, 5)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    expected = [items[i] for i in np.argsort(-(unit @ unit[0]))[1:6]]
-    assert [item for item, _ in scanned] == expected
-    assert scanned[0][1] == pytest.approx(float(unit[expected[0] - 100] @ unit[0]), abs=1e-5)
+    assert found[0][1] == pytest.approx(float(unit[found[0][0] - 100] @ unit[0]), abs=1e-5)
+    assert client.similar(99, k=5) == []
+    assert client.similar_many([100, 99, 101], k=5) == [
+        found,
+        [],
+        client.similar(101, k=5),
+    ]
+    assert client.nearest(vectors[0], k=1) == [(100, pytest.approx(1.0, abs=1e-5))]
 
+    # a cold item joins the version after its index was built: searched exactly, merged in
+    twin = vectors[:1] * 2
+    add_to_version(redis_client, unique, version, [7], twin)
+    assert client.similar(100, k=1) == [(7, pytest.approx(1.0, abs=1e-5))]
+    assert client.similar(7, k=1) == [(100, pytest.approx(1.0, abs=1e-5))]
+
+
+def test_the_client_keeps_a_version_loaded_until_the_version_changes(
+    local_stack: Settings, unique: str
+) -> None:
+    redis_client = connect(local_stack.redis)
+    vectors = np.eye(3, dtype=np.float32) + 0.1
+    publish_version(redis_client, unique, [1, 2, 3], vectors, [], {})
+    client = _client(local_stack, unique)
+    first = client.current()
+    client.similar(1, k=2)
+    assert client.current() is first
+    second = publish_version(
+        redis_client, unique, [1, 2, 3, 4], np.ones((4, 3), np.float32), [], {}
+    )
+    assert client.current() is not first
+    assert client.current().version == second
+    assert {item for item, _ in client.similar(1, k=3)} == {2, 3, 4}
+    # a switch between two calls: the next call answers from the new version
+    publish_version(redis_client, unique, [1, 5], np.ones((2, 3), np.float32), [], {})
+    assert client.similar_many([1, 2], k=3) == [[(5, pytest.approx(1.0))], []]
+    assert client.similar_many([], k=3) == []
+
+
+def test_a_version_without_an_index_is_scanned_exactly(local_stack: Settings, unique: str) -> None:
+    redis_client = connect(local_stack.redis)
+    rng = np.random.default_rng(4)
+    items = list(range(50))
+    vectors = rng.standard_normal((50, 4)).astype(np.float32)
+    version = write_version(redis_client, unique, items, vectors, [], {})
+    switch_to(redis_client, unique, version)
+    client = _client(local_stack, unique)
+    assert [item for item, _ in client.similar(3, k=4)] == _exact(items, vectors, 3, 4)
+
+
+def test_the_vector_set_answers_vsim_like_the_exact_search(
+    local_stack: Settings, unique: str
+) -> None:
+    redis_client = connect(local_stack.redis)
+    rng = np.random.default_rng(3)
+    items = list(range(100, 400))
+    vectors = rng.standard_normal((len(items), 8)).astype(np.float32)
+    version = publish_version(redis_client, unique, items, vectors, [], {})
     assert supports_vector_sets(redis_client)
     assert build_vector_set(redis_client, unique, version) == len(items)
-    assert client.current().meta()["vector_set"] == "ready"
-    from_set = client.similar(100, k=5)
-    # Vector sets store int8-quantized vectors: near-ties may swap, scores are close
-    assert len({item for item, _ in from_set} & set(expected)) >= 4
-    for item, approx in from_set:
-        assert approx == pytest.approx(float(unit[item - 100] @ unit[0]), abs=0.03)
-    assert client.similar(99, k=5) == []
+    assert _client(local_stack, unique).current().meta()["vector_set"] == "ready"
+    reply = redis_client.execute_command(
+        "VSIM", VersionKeys(unique).vector_set(version), "ELE", 100, "COUNT", 6, "WITHSCORES"
+    )
+    found = [int(item) for item in reply[::2] if int(item) != 100]
+    # Vector sets store int8-quantized vectors: near-ties may swap
+    assert len(set(found) & set(_exact(items, vectors, 100, 5))) >= 4
 
 
 def test_follow_yields_each_new_version(local_stack: Settings, unique: str) -> None:
@@ -141,3 +209,32 @@ def test_no_version_yet_says_what_to_do(local_stack: Settings, unique: str) -> N
     assert client.version is None
     with pytest.raises(StoreError, match="start the trainer"):
         client.vectors([1])
+
+
+def test_a_preloading_client_has_the_next_version_loaded_before_its_switch(
+    local_stack: Settings, unique: str
+) -> None:
+    redis_client = connect(local_stack.redis)
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((100, 4)).astype(np.float32)
+    publish_version(redis_client, unique, range(100), vectors, [], {})
+    client = _client(local_stack, unique)
+    client.preload(block_s=0.2)
+    try:
+        # the preloader reads announcements made after it started: announce until it has one
+        version = write_version(redis_client, unique, range(100), 2 * vectors, [], {})
+        write_index(redis_client, unique, version, np.arange(100), 2 * vectors)
+
+        def loaded() -> bool:
+            announce_prepared(redis_client, unique, version)
+            return client.preloaded == version
+
+        poll(loaded, 30, "the preloader to load the announced version")
+        assert client.version != version  # not current yet
+        switch_to(redis_client, unique, version)
+        view = client.current()
+        assert view.version == version
+        assert view._loaded is not None  # loaded before the switch, not by this query
+        assert [item for item, _ in view.similar(3, k=4)] == _exact(list(range(100)), vectors, 3, 4)
+    finally:
+        client.close()

@@ -99,6 +99,7 @@ def trainer_world(base: Settings, unique: str, tmp: Path, **overrides: object) -
         "trainer.group_id": unique,
         "trainer.interval_s": 600,  # cycles start by sample count, never by the clock
         "trainer.metrics_port": 0,
+        "trainer.preload_s": 0,  # no reader preloads here
         **overrides,
     }
     flags = [part for key, value in values.items() for part in ("--set", f"{key}={value}")]
