@@ -240,11 +240,14 @@ class Trainer:
 
     def _unsettled(self, quiet_s: float) -> bool:
         """Quiet for `trainer.settle_s`, and the served version is not a full retrain of the
-        whole corpus: the best model of what the trainer has is one more cycle away."""
+        whole corpus (or there is none yet, however few the samples): the best model of what
+        the trainer has is one more cycle away."""
         settle_s = self.settings.trainer.settle_s
-        checkpoint = self.checkpoint
-        if not settle_s or quiet_s < settle_s or checkpoint is None:
+        if not settle_s or quiet_s < settle_s:
             return False
+        checkpoint = self.checkpoint
+        if checkpoint is None:
+            return trainable(self.corpus.first_seq, self.corpus.next_seq, self.settings.trainer) > 0
         return checkpoint.kind != "full" or checkpoint.trained_through < self.corpus.next_seq
 
     def _due(self, trained_through: int, idle_s: float) -> bool:
