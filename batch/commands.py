@@ -335,12 +335,17 @@ def add_spec_arguments(parser: argparse._ActionsContainer, defaults: SyntheticSp
     }
     for name, meaning in meanings.items():
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name), help=meaning)
-    parser.add_argument(
-        "--noise",
-        type=float,
-        default=defaults.noise,
-        help="share of ratings outside the user's communities",
-    )
+    floats = {
+        "noise": "share of ratings outside the user's communities",
+        "launch_share": "share of each community's items launched during the year, evenly "
+        "over its days; half the on-taste ratings go to one launched the day before, if any",
+        "drift_share": "share of the items that move to another community at --drift-at",
+        "drift_at": "when the items move, as a fraction of the year users start in",
+    }
+    for name, meaning in floats.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name), help=meaning
+        )
 
 
 def spec_from_arguments(args: argparse.Namespace) -> SyntheticSpec:
@@ -352,6 +357,9 @@ def spec_from_arguments(args: argparse.Namespace) -> SyntheticSpec:
             events=args.events,
             noise=args.noise,
             seed=args.seed,
+            launch_share=args.launch_share,
+            drift_share=args.drift_share,
+            drift_at=args.drift_at,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
