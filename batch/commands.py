@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -192,6 +193,33 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--communities", type=Path, help="items.csv with planted communities")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("-k", type=int, default=10, help="cut-off of HR@k and NDCG@k")
+    replay = parser.add_argument_group(
+        "prequential (--prequential): replay in event-time order, test then train, under the "
+        "update policies stream, nightly and static"
+    )
+    replay.add_argument(
+        "--prequential", action="store_true", help="replay the file instead of a hold-out"
+    )
+    replay.add_argument(
+        "--cycle-every",
+        type=int,
+        metavar="N",
+        help="stream: a trainer cycle every N transitions (default: trainer.min_new_samples "
+        "samples, each transition bringing 1 + stream.walks_per_weight of them)",
+    )
+    replay.add_argument(
+        "--nightly-min-new",
+        type=int,
+        metavar="M",
+        help="nightly: a day boundary retrains only after M new transitions; the others add "
+        "cold items (default: --cycle-every)",
+    )
+    replay.add_argument(
+        "--plot",
+        type=Path,
+        default=Path("prequential.png"),
+        help="the per-month HR@k curve of every policy (PNG)",
+    )
 
 
 def _variant(settings: Settings, spec: str) -> tuple[str, TrainingSettings, WalkSettings, bool]:
@@ -269,6 +297,8 @@ def format_table(rows: list[dict[str, Any]], k: int) -> str:
 
 
 def run_eval(settings: Settings, args: argparse.Namespace, report: Report = print) -> int:
+    if args.prequential:
+        return _run_prequential(settings, args, report)
     report(f"eval: {args.ratings} ({args.format}), per-user temporal hold-out of the last 20%")
     sequences = _load_sequences(settings, args, report)
     holdout = temporal_holdout(sequences)
@@ -321,6 +351,58 @@ def run_eval(settings: Settings, args: argparse.Namespace, report: Report = prin
     return 0
 
 
+def _run_prequential(settings: Settings, args: argparse.Namespace, report: Report) -> int:
+    if args.variant or args.only_variants or args.communities:
+        raise ConfigError("--prequential takes no --variant, --only-variants or --communities")
+    per_transition = 1 + settings.stream.walks_per_weight
+    cycle_every = args.cycle_every or math.ceil(settings.trainer.min_new_samples / per_transition)
+    nightly_min_new = args.nightly_min_new or cycle_every
+    if cycle_every < 1 or nightly_min_new < 1 or args.k < 1:
+        raise ConfigError("--cycle-every, --nightly-min-new and -k must be positive")
+    report(
+        f"eval: {args.ratings} ({args.format}), prequential: stream cycles every {cycle_every:,} "
+        f"transitions; nightly retrains at day boundaries after {nightly_min_new:,} new "
+        "transitions (cold items at the others); static on the first half of the time range"
+    )
+    sequences = _load_sequences(settings, args, report)
+    from batch.prequential import draw_months, format_tables, prequential, summary
+
+    replay, outcomes = prequential(
+        sequences, settings, cycle_every, nightly_min_new, args.k, lambda line: report(line)
+    )
+    policies = summary(replay, outcomes)
+    report(format_tables(policies, args.k))
+    stream, nightly, static = (policies[name] for name in ("stream", "nightly", "static"))
+    report(
+        f"eval: stream / nightly HR@{args.k} overall "
+        f"{_ratio(stream['hit_rate'], nightly['hit_rate'])}, stream / static after the "
+        f"midpoint {_ratio(stream['second_half']['hit_rate'], static['second_half']['hit_rate'])}"
+        f"; same-day slice ({stream['fresh']['cases']:,} of {len(replay):,} transitions): "
+        f"stream {stream['fresh']['hit_rate']:.4f}, nightly {nightly['fresh']['hit_rate']:.4f}"
+    )
+    title = f"prequential HR@{args.k} per month: {args.ratings.name}"
+    report(f"eval: per-month curve drawn in {draw_months(args.plot, policies, args.k, title)}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        result = {
+            "k": args.k,
+            "transitions": len(replay),
+            "cycle_every": cycle_every,
+            "nightly_min_new": nightly_min_new,
+            "midpoint": replay.midpoint,
+            "training": settings.training.model_dump(),
+            "walks": settings.walks.model_dump(),
+            "policies": policies,
+        }
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        report(f"eval: results written to {args.json}")
+    return 0
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"x{a / b:.2f}" if b else "-"
+
+
 # ---------------------------------------------------------------- synth
 
 
@@ -335,12 +417,17 @@ def add_spec_arguments(parser: argparse._ActionsContainer, defaults: SyntheticSp
     }
     for name, meaning in meanings.items():
         parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name), help=meaning)
-    parser.add_argument(
-        "--noise",
-        type=float,
-        default=defaults.noise,
-        help="share of ratings outside the user's communities",
-    )
+    floats = {
+        "noise": "share of ratings outside the user's communities",
+        "launch_share": "share of each community's items launched during the year, evenly "
+        "over its days; half the on-taste ratings go to one launched the day before, if any",
+        "drift_share": "share of the items that move to another community at --drift-at",
+        "drift_at": "when the items move, as a fraction of the year users start in",
+    }
+    for name, meaning in floats.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name), help=meaning
+        )
 
 
 def spec_from_arguments(args: argparse.Namespace) -> SyntheticSpec:
@@ -352,6 +439,9 @@ def spec_from_arguments(args: argparse.Namespace) -> SyntheticSpec:
             events=args.events,
             noise=args.noise,
             seed=args.seed,
+            launch_share=args.launch_share,
+            drift_share=args.drift_share,
+            drift_at=args.drift_at,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

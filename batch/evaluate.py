@@ -23,6 +23,7 @@ __all__ = [
     "community_precision",
     "popularity_scores",
     "rank_scores",
+    "summarise",
     "temporal_holdout",
 ]
 
@@ -76,7 +77,8 @@ def _ranks_from_scores(
     return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0)
 
 
-def _summarise(ranks: Ints, cases: int, answerable: int) -> RankScores:
+def summarise(ranks: Ints, cases: int, answerable: int) -> RankScores:
+    """HR@k and NDCG@k of 1-based ranks within the top k (0: a miss) over `cases` cases."""
     hits = ranks > 0
     gains = np.where(hits, 1.0 / np.log2(np.maximum(ranks, 1) + 1.0), 0.0)
     ndcg = gains.sum() / cases if cases else 0.0
@@ -102,7 +104,7 @@ def rank_scores(embeddings: Embeddings, queries: Ints, answers: Ints, k: int = 1
         scores = vectors[query_rows[chunk]] @ vectors.T
         scores[np.arange(len(chunk)), query_rows[chunk]] = -np.inf  # never the query itself
         ranks[start : start + len(chunk)] = _ranks_from_scores(scores, answer_rows[chunk], k)
-    return _summarise(ranks, len(queries), len(usable))
+    return summarise(ranks, len(queries), len(usable))
 
 
 def popularity_scores(train: Sequences, queries: Ints, answers: Ints, k: int = 10) -> RankScores:
@@ -114,7 +116,7 @@ def popularity_scores(train: Sequences, queries: Ints, answers: Ints, k: int = 1
         shown = [item for item in ranked.tolist() if item != query][:k]
         if answer in shown:
             ranks[case] = shown.index(answer) + 1
-    return _summarise(ranks, len(queries), len(queries))
+    return summarise(ranks, len(queries), len(queries))
 
 
 def community_precision(

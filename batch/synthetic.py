@@ -21,6 +21,23 @@ Model, per user:
 - a user never rates an item twice: items are drawn without replacement (exact successive
   sampling), so a popular item already rated gives way to the next draw;
 - ratings are half-stars; on-taste mostly 4-5, off-taste mostly 0.5-3.
+
+Two options make the data move in event time, as real feeds do:
+
+- launches (`launch_share`): that share of each community's items is launched during the
+  year users start in, evenly over its days, each at a random second of its day; the rest
+  are there from the start and are what the model above draws from. An on-taste rating goes,
+  with probability 1/2, to an item of its community launched within the day before it (one
+  drawn uniformly, when there is one): a launched item's early ratings come from the users
+  who like its community, so they carry its meaning. `launches.csv` lists the launch times.
+- drift (`drift_share`, `drift_at`): from `drift_at` of that year on, a share of the items
+  present from the start move to another community: the items of a community a user rates
+  afterwards are its members after the move. Moved items are picked at random, at most half
+  of them from any one community, and rotated so that each lands in another community (the
+  sizes stay the same). `drift.csv` lists every moved item's community after the move;
+  `items.csv` keeps the communities before it.
+
+A rating that either option would make a repeat of an item the user rated is left as it was.
 """
 
 from __future__ import annotations
@@ -52,6 +69,8 @@ Bytes = NDArray[np.uint8]
 
 RATINGS_HEADER = "userId,movieId,rating,timestamp"
 USERS_HEADER = "user_id,tastes"
+LAUNCHES_HEADER = "item_id,launch_time"
+DRIFT_HEADER = "item_id,community_after"
 
 # Community popularity (for tastes) is Zipf with this exponent: some genres draw more users.
 _TASTE_EXPONENT = 0.5
@@ -60,6 +79,11 @@ _ACTIVITY_SIGMA = 1.0
 _MIN_EVENTS_PER_USER = 3
 # Users start within this window after `start_time`; gaps are lognormal, minutes to days.
 _START_WINDOW_S = 365 * 24 * 3600
+_DAY_S = 24 * 3600
+# An on-taste rating goes to an item its community launched within this window before it,
+# with this probability (when the community launched one).
+_LAUNCH_WINDOW_S = _DAY_S
+_LAUNCH_PICK = 0.5
 _GAP_MEDIAN_S = 900.0
 _GAP_SIGMA = 2.0
 # Half-star ratings as ints 1..10 (0.5..5.0) and their probabilities.
@@ -103,6 +127,14 @@ class SyntheticSpec:
     """Probability that an event is a random off-taste item."""
     start_time: int = 1_600_000_000
     """Epoch seconds; every event is at or after it."""
+    launch_share: float = 0.0
+    """Share of each community's items launched during the year users start in, evenly over
+    its days (rounded down per community: every community keeps an item from the start)."""
+    drift_share: float = 0.0
+    """Share of all items that move to another community at `drift_at` (taken from the
+    items present from the start)."""
+    drift_at: float = 0.5
+    """When the drift happens, as a fraction of the year users start in."""
     seed: int = 0
     """Seed of `numpy.random.default_rng`; same spec and seed give byte-identical files."""
 
@@ -138,6 +170,25 @@ class SyntheticSpec:
             raise ValueError(f"start_time must be >= 0, got {self.start_time}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not 0 <= self.launch_share < 1:
+            raise ValueError(f"launch_share must be in [0, 1), got {self.launch_share}")
+        if not 0 <= self.drift_share <= 0.5:
+            raise ValueError(f"drift_share must be in [0, 0.5], got {self.drift_share}")
+        if not 0 <= self.drift_at <= 1:
+            raise ValueError(f"drift_at must be in [0, 1], got {self.drift_at}")
+        present = self.items - int(_launched_per_community(self).sum())
+        if self.events > self.users * present:
+            raise ValueError(
+                f"events must be at most users * items present from the start "
+                f"({self.users * present}): a user rates an item once, got {self.events}"
+            )
+        if self.drift_share > 0 and self.communities < 2:
+            raise ValueError("drift needs at least 2 communities to move items between")
+        if round(self.drift_share * self.items) > present:
+            raise ValueError(
+                f"drift_share moves {round(self.drift_share * self.items)} items, more than "
+                f"the {present} present from the start"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +249,16 @@ def generate(
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
     layout = _layout(rng, spec)
-    users = _users(rng, spec, layout)
-    zipf = {int(s): _zipf(int(s), spec.zipf_exponent) for s in np.unique(layout.size)}
+    launches = _launches(rng, spec, layout) if spec.launch_share > 0 else None
+    present = layout if launches is None else _without(layout, launches.items)
+    users = _users(rng, spec, present)
+    zipf = {int(s): _zipf(int(s), spec.zipf_exponent) for s in np.unique(present.size)}
+    moves = _moves(rng, spec, present) if spec.drift_share > 0 else None
 
     paths = {name: out_dir / f"{name}.csv" for name in ("ratings", "items", "users")}
     spec_path = out_dir / "spec.json"
+    for extra in ("launches", "drift"):  # a rerun without the option leaves none behind
+        (out_dir / f"{extra}.csv").unlink(missing_ok=True)
 
     spec_path.unlink(missing_ok=True)  # a rerun must not look finished before it is
     ratings_tmp = _tmp(paths["ratings"])
@@ -212,7 +268,14 @@ def generate(
         with ratings_tmp.open("wb") as out:
             out.write(f"{RATINGS_HEADER}\n".encode())
             for lo, hi in _chunks(users.counts):
-                user, item, rating, time = _chunk_events(rng, spec, layout, users, zipf, lo, hi)
+                user, item, rating, time, on_taste = _chunk_events(
+                    rng, spec, present, users, zipf, lo, hi
+                )
+                if moves is not None:
+                    item = _unrepeated(user, time, item, _moved(moves, item, time))
+                if launches is not None:
+                    launched = _launched(rng, launches, present, item, time, on_taste)
+                    item = _unrepeated(user, time, item, launched)
                 out.write(_ratings_bytes(user, item, rating, time))
                 written += len(item)
                 if progress is not None:
@@ -226,6 +289,16 @@ def generate(
 
     _write_atomic(paths["items"], f"{ITEMS_HEADER}\n".encode() + _items_bytes(layout))
     _write_atomic(paths["users"], f"{USERS_HEADER}\n".encode() + _users_bytes(users))
+    if launches is not None:
+        _write_atomic(
+            out_dir / "launches.csv",
+            f"{LAUNCHES_HEADER}\n".encode() + _pairs_bytes(launches.items, launches.times),
+        )
+    if moves is not None:
+        _write_atomic(
+            out_dir / "drift.csv",
+            f"{DRIFT_HEADER}\n".encode() + _pairs_bytes(moves.items, moves.community_after),
+        )
     os.replace(ratings_tmp, paths["ratings"])
     spec_json = json.dumps(dataclasses.asdict(spec), indent=2, sort_keys=True) + "\n"
     _write_atomic(spec_path, spec_json.encode())
@@ -286,8 +359,9 @@ def _users(rng: np.random.Generator, spec: SyntheticSpec, layout: _Layout) -> _U
     capacity = sizes[tastes].sum(axis=1)
 
     weights = rng.lognormal(0.0, _ACTIVITY_SIGMA, size=spec.users)
-    soft_cap = np.minimum(np.maximum(capacity, _MIN_EVENTS_PER_USER), spec.items)
-    cap = soft_cap if soft_cap.sum() >= spec.events else np.full(spec.users, spec.items)
+    items = int(layout.order.size)
+    soft_cap = np.minimum(np.maximum(capacity, _MIN_EVENTS_PER_USER), items)
+    cap = soft_cap if soft_cap.sum() >= spec.events else np.full(spec.users, items)
     counts = _allocate(spec.events, weights, cap.astype(np.int64))
     start = spec.start_time + rng.integers(0, _START_WINDOW_S, size=spec.users, dtype=np.int64)
     return _Users(
@@ -354,6 +428,132 @@ def _chunks(counts: Ints) -> Iterator[tuple[int, int]]:
         lo = hi
 
 
+# --- launches and drift -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Launches:
+    """Launched items sorted by (community, launch time)."""
+
+    items: Ints
+    times: Ints
+    start: int  # the spec's start_time
+    keys: Ints  # community * _KEY_SPAN + (time - start), ascending
+
+
+@dataclass(frozen=True, slots=True)
+class _Moves:
+    """Drift: after `time`, a rating of `items[k]`'s slot goes to `replacement[k]`."""
+
+    time: int
+    items: Ints  # moved items, ascending
+    replacement: Ints
+    community_after: Ints
+
+
+_KEY_SPAN = 1 << 40
+
+
+def _launched_per_community(spec: SyntheticSpec) -> Ints:
+    base, extra = divmod(spec.items, spec.communities)
+    size = np.full(spec.communities, base, dtype=np.int64)
+    size[:extra] += 1
+    launched: Ints = np.floor(spec.launch_share * size).astype(np.int64)
+    return launched
+
+
+def _launches(rng: np.random.Generator, spec: SyntheticSpec, layout: _Layout) -> _Launches:
+    """Random items of each community, launched evenly over the days of the start window."""
+    counts = _launched_per_community(spec)
+    picked = [
+        layout.order[offset + rng.permutation(size)[:count]]
+        for offset, size, count in zip(layout.offset, layout.size, counts, strict=True)
+    ]
+    items = _concat(picked)
+    days = _START_WINDOW_S // _DAY_S
+    day = np.floor(rng.permutation(len(items)) * days / max(len(items), 1)).astype(np.int64)
+    times = spec.start_time + day * _DAY_S + rng.integers(0, _DAY_S, size=len(items))
+    keys = layout.community_of_item[items] * _KEY_SPAN + (times - spec.start_time)
+    order = np.argsort(keys, kind="stable")
+    return _Launches(items[order], times[order], spec.start_time, keys[order])
+
+
+def _without(layout: _Layout, items: Ints) -> _Layout:
+    """The layout without `items`; the others keep their order (their popularity ranks)."""
+    keep = ~np.isin(layout.order, items)
+    community = layout.community_of_item[layout.order]
+    size = np.bincount(community[keep], minlength=len(layout.size)).astype(np.int64)
+    offset = np.zeros(len(size), dtype=np.int64)
+    offset[1:] = np.cumsum(size)[:-1]
+    return _Layout(layout.order[keep], offset, size, layout.community_of_item)
+
+
+def _moves(rng: np.random.Generator, spec: SyntheticSpec, layout: _Layout) -> _Moves:
+    """Random items, at most half from one community, rotated so each moves to another."""
+    count = round(spec.drift_share * spec.items)
+    items = rng.choice(layout.order, size=count, replace=False)
+    items = items[np.argsort(layout.community_of_item[items], kind="stable")]
+    communities = layout.community_of_item[items]
+    while len(items) and 2 * np.bincount(communities).max() > len(items):
+        drop = np.flatnonzero(communities == np.bincount(communities).argmax())[-1]
+        items, communities = np.delete(items, drop), np.delete(communities, drop)
+    shift = int(np.bincount(communities).max()) if len(items) else 0
+    # The slot of items[k] (in communities[k]) holds items[k + shift] after the move, an item
+    # of another community, which is in communities[k] from then on.
+    order = np.argsort(items)
+    return _Moves(
+        time=spec.start_time + round(spec.drift_at * _START_WINDOW_S),
+        items=items[order],
+        replacement=np.roll(items, -shift)[order],
+        community_after=np.roll(communities, shift)[order],
+    )
+
+
+def _moved(moves: _Moves, item: Ints, time: Ints) -> Ints:
+    """`item`, with the ratings at or after the drift going to the slot's new holder."""
+    if len(moves.items) == 0:
+        return item
+    at = np.minimum(np.searchsorted(moves.items, item), len(moves.items) - 1)
+    hit = (time >= moves.time) & (moves.items[at] == item)
+    return np.where(hit, moves.replacement[at], item)
+
+
+def _launched(
+    rng: np.random.Generator,
+    launches: _Launches,
+    layout: _Layout,
+    item: Ints,
+    time: Ints,
+    on_taste: Bools,
+) -> Ints:
+    """`item`, with on-taste ratings sent, with probability `_LAUNCH_PICK`, to an item of
+    their community launched within `_LAUNCH_WINDOW_S` before them (drawn uniformly)."""
+    if len(launches.items) == 0:
+        return item
+    key = layout.community_of_item[item] * _KEY_SPAN + (time - launches.start)
+    first = np.searchsorted(launches.keys, key - _LAUNCH_WINDOW_S, side="right")
+    last = np.searchsorted(launches.keys, key, side="right")
+    picked = first + np.floor(rng.random(len(item)) * (last - first)).astype(np.int64)
+    use = on_taste & (last > first) & (rng.random(len(item)) < _LAUNCH_PICK)
+    return np.where(use, launches.items[np.minimum(picked, len(launches.items) - 1)], item)
+
+
+def _unrepeated(user: Ints, time: Ints, before: Ints, after: Ints) -> Ints:
+    """`after`, except that a changed rating that would repeat an item its user rated keeps
+    its `before` item (`before` never repeats one), until no user repeats an item."""
+    item = after.copy()
+    while True:
+        order = np.lexsort((time, item, user))
+        same = (user[order][1:] == user[order][:-1]) & (item[order][1:] == item[order][:-1])
+        clash = np.zeros(len(item), dtype=np.bool_)
+        clash[order[1:][same]] = True
+        clash[order[:-1][same]] = True
+        revert = clash & (item != before)
+        if not revert.any():
+            return item
+        item[revert] = before[revert]
+
+
 # --- events -------------------------------------------------------------------------------
 
 
@@ -365,12 +565,13 @@ def _chunk_events(
     zipf: dict[int, _Zipf],
     lo: int,
     hi: int,
-) -> tuple[Ints, Ints, Ints, Ints]:
-    """Events of users lo..hi-1: (user id, item id, half-stars 1..10, time), user-then-time."""
+) -> tuple[Ints, Ints, Ints, Ints, Bools]:
+    """Events of users lo..hi-1: (user id, item id, half-stars 1..10, time, on taste),
+    user-then-time."""
     n = users.counts[lo:hi]
     tastes = users.tastes[lo:hi]
     capacity = users.taste_capacity[lo:hi]
-    off_pool = spec.items - capacity
+    off_pool = layout.order.size - capacity
 
     noisy = rng.binomial(n, spec.noise).astype(np.int64)
     noisy = np.clip(noisy, n - capacity, off_pool)  # overflow past the tastes is off-taste
@@ -405,7 +606,7 @@ def _chunk_events(
     gaps[first] = 0
     elapsed = np.cumsum(gaps)
     times = users.start[lo:hi][user] + elapsed - elapsed[first][user]
-    return user + lo + 1, item, ratings, times
+    return user + lo + 1, item, ratings, times, on_taste
 
 
 def _split_over_tastes(
@@ -653,6 +854,11 @@ def _items_bytes(layout: _Layout) -> bytes:
             _literal(rows, b"\n"),
         ]
     )
+
+
+def _pairs_bytes(first: Ints, second: Ints) -> bytes:
+    rows = len(first)
+    return _render([_digits(first), _literal(rows, b","), _digits(second), _literal(rows, b"\n")])
 
 
 def _users_bytes(users: _Users) -> bytes:

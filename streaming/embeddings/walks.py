@@ -89,26 +89,49 @@ class WalkSampler:
         """`n_walks` x `length` node numbers (see `graph.items`), -1 after an early stop."""
         if n_walks < 0 or length < 1:
             raise ValueError(f"need n_walks >= 0 and length >= 1, got {n_walks}, {length}")
-        walks = np.full((n_walks, length), -1, dtype=np.int32)
+        return self._sample(np.full((n_walks, length), -1, dtype=np.int32), seed, threads)
+
+    def sample_from(
+        self,
+        starts: npt.NDArray[np.int32],
+        length: int,
+        seed: int,
+        threads: int | None = None,
+    ) -> Walks:
+        """One walk of `length` from each of `starts` (node numbers), as `sample` draws them
+        from there on: the walks the streaming job starts where new transitions leave from."""
+        if length < 1:
+            raise ValueError(f"need length >= 1, got {length}")
+        walks = np.full((len(starts), length), -1, dtype=np.int32)
+        walks[:, 0] = starts
+        return self._sample(walks, seed, threads, given_starts=True)
+
+    def _sample(
+        self, walks: Walks, seed: int, threads: int | None, given_starts: bool = False
+    ) -> Walks:
+        n_walks = len(walks)
         blocks = [(start, min(start + _BLOCK, n_walks)) for start in range(0, n_walks, _BLOCK)]
         seeds = np.random.SeedSequence(seed).spawn(len(blocks))
         workers = threads or os.cpu_count() or 1
 
         def run(block: int) -> None:
             start, stop = blocks[block]
-            self._walk_block(walks[start:stop], np.random.default_rng(seeds[block]))
+            self._walk_block(walks[start:stop], np.random.default_rng(seeds[block]), given_starts)
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(run, range(len(blocks))))  # list() re-raises a block's error
         return walks
 
-    def _walk_block(self, out: Walks, rng: np.random.Generator) -> None:
+    def _walk_block(self, out: Walks, rng: np.random.Generator, given_starts: bool) -> None:
         tables = self._tables
-        total = int(tables.start_cumulative[-1])
-        current = np.searchsorted(
-            tables.start_cumulative, rng.integers(0, total, size=len(out)), side="right"
-        ).astype(np.int32)
-        out[:, 0] = current
+        if given_starts:
+            current = out[:, 0].copy()
+        else:
+            total = int(tables.start_cumulative[-1])
+            current = np.searchsorted(
+                tables.start_cumulative, rng.integers(0, total, size=len(out)), side="right"
+            ).astype(np.int32)
+            out[:, 0] = current
         rows = np.arange(len(out))
         previous: npt.NDArray[np.int32] | None = None
         for step in range(1, out.shape[1]):

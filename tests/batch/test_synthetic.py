@@ -225,3 +225,58 @@ def test_chunks_report_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_spec_validation_names_the_field(field: str, changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=rf"^{field}\b"):
         SyntheticSpec(**changes)
+
+
+def _pairs(path: Path) -> dict[int, int]:
+    lines = path.read_text().splitlines()[1:]
+    return {int(a): int(b) for a, b in (line.split(",") for line in lines)}
+
+
+def test_drift_moves_items_to_another_community_at_the_given_time(tmp_path: Path) -> None:
+    spec = SyntheticSpec(
+        users=400, items=300, communities=6, events=8_000, noise=0.0, drift_share=0.2, seed=3
+    )
+    data = load(generate(tmp_path, spec), spec)
+    after = _pairs(tmp_path / "drift.csv")
+    drift_time = spec.start_time + round(spec.drift_at * 365 * 24 * 3600)
+    assert len(after) == 60  # 20% of the items, none dropped: no community holds half of them
+    assert all(data.communities[item] != community for item, community in after.items())
+    # community sizes stay the same: the moved items are rotated among themselves
+    before_sizes = Counter(data.communities[item] for item in after)
+    assert Counter(after.values()) == before_sizes
+    # without noise every rating is on taste: in the item's community of its time
+    rated_before, rated_after = set(), set()
+    for user, item, _, time in data.rows:
+        moved_now = item in after and time >= drift_time
+        community = after[item] if moved_now else data.communities[item]
+        assert community in data.tastes[user], (user, item, time)
+        if item in after:
+            (rated_after if moved_now else rated_before).add(item)
+    assert len(rated_before) > 50
+    assert len(rated_after) > 50
+
+
+def test_launched_items_are_rated_from_their_launch_by_their_community(tmp_path: Path) -> None:
+    spec = SyntheticSpec(
+        users=3_000, items=200, communities=4, events=15_000, noise=0.0, launch_share=0.3
+    )
+    data = load(generate(tmp_path, spec), spec)
+    launches = _pairs(tmp_path / "launches.csv")
+    assert len(launches) == 4 * 15  # 30% of each community of 50, rounded down
+    days = sorted({(time - spec.start_time) // 86_400 for time in launches.values()})
+    assert days[0] >= 0
+    assert days[-1] < 365
+    on_launched = 0
+    for user, item, _, time in data.rows:
+        assert data.communities[item] in data.tastes[user]
+        if item in launches:
+            on_launched += 1
+            assert launches[item] <= time < launches[item] + 86_400, (item, time)
+    assert on_launched > 100
+    assert len({(user, item) for user, item, _, _ in data.rows}) == len(data.rows)
+
+
+def test_a_rerun_without_the_options_leaves_no_drift_or_launch_file(tmp_path: Path) -> None:
+    generate(tmp_path, SyntheticSpec(users=50, items=40, events=500, drift_share=0.1))
+    generate(tmp_path, SyntheticSpec(users=50, items=40, events=500))
+    assert not (tmp_path / "drift.csv").exists()

@@ -77,6 +77,20 @@ def test_walks_stop_at_items_without_out_edges() -> None:
             assert live[-1] == sink
 
 
+def test_walks_from_given_starts_start_there_and_follow_the_counts() -> None:
+    graph = _graph()
+    starts = np.searchsorted(graph.items, [1] * 20_000 + [3, 5]).astype(np.int32)
+    walks = WalkSampler(graph).sample_from(starts, 4, seed=5)
+    items = _as_items(graph, walks)
+    assert [walk[0] for walk in items] == [1] * 20_000 + [3, 5]
+    assert items[-1] == [5]  # an item without out-edges: a walk of one item
+    assert all(b in EDGES[a] for walk in items for a, b in pairwise(walk))
+    second = Counter(walk[1] for walk in items[:20_000])
+    _, p_value = chisquare([second[n] for n in (2, 3, 4)], [6_000, 2_000, 12_000])
+    assert p_value > 1e-3
+    assert np.array_equal(walks, WalkSampler(graph).sample_from(starts, 4, seed=5))
+
+
 def test_same_seed_same_walks_whatever_the_thread_count() -> None:
     sampler = WalkSampler(_graph())
     one = sampler.sample(50_000, 5, seed=9, threads=1)
