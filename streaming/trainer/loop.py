@@ -110,6 +110,7 @@ class Trainer:
         if not verdict.passed:
             self.metrics.rejected.inc()
             self.force_full = True
+            self.rejected_at = plan.end
             self.report(
                 f"trainer: cycle {plan.cycle} ({plan.kind}) rejected by the drift gate: "
                 f"{verdict.reason}; version {published.version if published else '-'} keeps "
@@ -254,6 +255,8 @@ class Trainer:
         options = self.settings.trainer
         if trainable(trained_through, self.corpus.next_seq, options) == 0:
             return False
+        if self.force_full and self.rejected_at == self.corpus.next_seq:
+            return False  # the same samples would give the same verdict: wait for new ones
         return is_due(
             options,
             self.corpus.next_seq - trained_through,

@@ -173,9 +173,11 @@ def gate(
     overlap = neighbour_overlap(candidate, current, stable_items)
     if not held_out:
         return GateResult(True, overlap, 0.0, 0.0, "no held-out samples to compare on")
-    # Both ranked among the items both know: a version of 30 items must not look better
-    # than one of 3,000 because it has fewer wrong answers to choose from.
-    shared = np.intersect1d(candidate.item_ids, current.item_ids)
+    # Both ranked among the items both have trained: a version of 30 items must not look
+    # better than one of 3,000 because it has fewer wrong answers to choose from, and a cold
+    # vector (its neighbours' average, from counts that include the held-out transitions)
+    # must not answer a held-out pair for a model that never learnt it.
+    shared = np.intersect1d(candidate.item_ids[~candidate.cold], current.item_ids[~current.cold])
     quality = hit_rate(candidate, held_out, among=shared)
     baseline = hit_rate(current, held_out, among=shared)
     if overlap < min_overlap and quality <= baseline:

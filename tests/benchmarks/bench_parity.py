@@ -128,12 +128,12 @@ def _served(settings: Settings) -> Embeddings:
 
 
 def _stream(
-    holdout: HoldOut, events: list[Event], bounded: bool, deadline_s: float
+    holdout: HoldOut, events: list[Event], bounded: bool, deadline_s: float, extra: list[str]
 ) -> dict[str, Any]:
     items = transition_graph(holdout.train).items
     with tempfile.TemporaryDirectory() as tmp_dir:
         home = Path(tmp_dir) / "home"
-        settings, assignments = private_settings(home, "trainer.metrics_port=0")
+        settings, assignments = private_settings(home, "trainer.metrics_port=0", *extra)
         stack = LocalStack(settings)
         stack.up(report=lambda _: None)
         flags = [part for a in assignments for part in ("--set", a)]
@@ -199,8 +199,16 @@ def main() -> int:
     parser.add_argument("--batch-runs", type=int, default=3)
     parser.add_argument("--deadline", type=float, default=1800, help="seconds per stream run")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="a setting for batch and the stream alike (e.g. training.workers=1: one Word2Vec "
+        "thread, so equal corpora give equal models)",
+    )
     args = parser.parse_args()
-    settings, _ = private_settings(Path(tempfile.gettempdir()) / "walkstream-parity")
+    settings, _ = private_settings(Path(tempfile.gettempdir()) / "walkstream-parity", *args.set)
     with tempfile.TemporaryDirectory() as tmp_dir:
         if args.synthetic or (args.ratings is None and not MOVIELENS.exists()):
             spec = SyntheticSpec(users=2_000, items=1_000, communities=20, events=100_000)
@@ -225,12 +233,13 @@ def main() -> int:
         "events": len(events),
     }
     result["batch"] = _batch(settings, holdout, args.batch_runs)
-    result["stream"] = _stream(holdout, events, bounded=False, deadline_s=args.deadline)
+    result["stream"] = _stream(holdout, events, False, args.deadline, args.set)
     result["ratio"] = result["stream"]["hit_rate"] / result["batch"]["hit_rate"]
     print(f"stream: HR@10 {result['stream']['hit_rate']:.4f}, ratio {result['ratio']:.3f}")
-    result["replay"] = _stream(holdout, events, bounded=True, deadline_s=args.deadline)
+    result["replay"] = _stream(holdout, events, True, args.deadline, args.set)
     result["replay_ratio"] = result["replay"]["hit_rate"] / result["batch"]["hit_rate"]
-    out = args.out or ROOT / ".walkstream" / "bench" / f"parity-{name}.json"
+    suffix = "".join(f"-{a}" for a in args.set)
+    out = args.out or ROOT / ".walkstream" / "bench" / f"parity-{name}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for kind in ("batch", "stream", "replay"):

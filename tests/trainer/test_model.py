@@ -101,3 +101,18 @@ def test_the_gate_compares_hit_rates_among_the_items_both_versions_know() -> Non
     )
     assert verdict.hit_rate == verdict.current_hit_rate  # the same vectors, on the same footing
     assert verdict.passed, verdict.reason
+
+
+def test_the_gate_does_not_let_a_cold_vector_answer_a_held_out_pair() -> None:
+    rng = np.random.default_rng(4)
+    ids = np.arange(1, 41, dtype=np.int64)
+    vectors = rng.normal(size=(40, 8)).astype(np.float32)
+    near = vectors.copy()
+    near[1] = vectors[0]  # item 2, cold: its neighbours' average, which held-out 1 -> 2 built
+    cold = np.zeros(40, dtype=bool)
+    cold[1] = True
+    current = Embeddings(ids, near, cold)
+    candidate = Embeddings(ids, vectors, np.zeros(40, dtype=bool))
+    verdict = gate(candidate, current, [3, 4, 5], [["1", "2"]], 0.2, 0.7)
+    assert verdict.current_hit_rate == 0.0  # 2 is not among the items both have trained
+    assert hit_rate(current, [["1", "2"]]) == 1.0  # which it would have answered
