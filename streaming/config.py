@@ -307,10 +307,18 @@ class EventSettings(_Section):
 class WalkSettings(_Section):
     """DeepWalk / Node2vec sampling over the transition graph."""
 
-    n_walks: int = Field(20_000, ge=0, description="walks per batch run (reference: 20,000)")
+    n_walks: int = Field(
+        20_000,
+        ge=0,
+        description="walks per batch run and per full retrain of the trainer (reference: 20,000)",
+    )
     length: int = Field(10, ge=2, description="items per walk (reference: 10)")
-    p: float = Field(1.0, gt=0, description="Node2vec return parameter (1 = DeepWalk)")
-    q: float = Field(1.0, gt=0, description="Node2vec in-out parameter (1 = DeepWalk)")
+    p: float = Field(
+        1.0, gt=0, description="Node2vec return parameter (1 = DeepWalk; the job refuses others)"
+    )
+    q: float = Field(
+        1.0, gt=0, description="Node2vec in-out parameter (1 = DeepWalk; the job refuses others)"
+    )
 
 
 class TrainingSettings(_Section):

@@ -110,6 +110,7 @@ CASES = [
     (["job", "--from-checkpoint", "/nonexistent/chk-1"], "job", "no checkpoint or savepoint", 1),
     (["job", "--from-checkpoint", "latest"], "job", "no completed checkpoint", 1),
     (["job"], "job", "cannot reach Kafka", 1),
+    (["--set", "walks.q=0.5", "job"], "job", "run the job with walks.p=1 and walks.q=1", 1),
     (["trainer"], "trainer", "cannot reach Kafka", 1),
     (["produce", "{good}"], "produce", "kafka.bootstrap_servers", 1),
     (["batch", "--ratings", "{binary}", "--out", "{out}"], "batch", "check --format", 1),
