@@ -63,13 +63,7 @@ def _load_sequences(settings: Settings, args: argparse.Namespace, report: Report
     )
     report(f"  {'load':<10} {time.perf_counter() - began:7.2f}s")
     report(load_report.summary())
-    sequences = user_sequences(
-        columns.user_id,
-        columns.item_id,
-        columns.rating,
-        columns.event_time,
-        settings.events.high_rating,
-    )
+    sequences = user_sequences(*columns, settings.events.high_rating)
     if _transitions(sequences) == 0:
         raise DataError(
             f"ratings file {args.ratings}: no user rated two different items in a row at "

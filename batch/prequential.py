@@ -257,16 +257,7 @@ def run_stream(
             if plan.full and current is not None:
                 embeddings = align(embeddings, current)
             current = embeddings
-            previous = Checkpoint(
-                cycle=plan.cycle,
-                kind=plan.kind,
-                version=None,
-                trained_through=plan.end,
-                offsets=plan.offsets,
-                newest_event_time=plan.newest_event_time,
-                seed=training.seed,
-                training=training.model_dump(),
-            )
+            previous = plan.checkpoint(None, training)
             reader = _Reader(embeddings, i + 1)
             outcome.retrains += 1
             report(

@@ -55,9 +55,7 @@ def test_the_demo_publishes_embeddings_of_every_seen_item_that_keep_communities_
     (run_dir,) = (home / "demo").glob("run-*")
     (data_dir,) = (home / "demo").glob("synthetic-*")
     columns, _ = load_events(data_dir / "ratings.csv", "csv", local_stack.events)
-    sequences = user_sequences(
-        columns.user_id, columns.item_id, columns.rating, columns.event_time, 3.5
-    )
+    sequences = user_sequences(*columns, 3.5)
     seen = {item for pair in transition_graph(sequences).to_dict() for item in pair}
     assert len(seen) > 300, output  # of 400 items
     client = EmbeddingClient.from_settings(

@@ -58,9 +58,7 @@ def test_a_replay_and_the_trainer_serve_what_batch_learns_from_the_same_events(
     )
     ratings = synthetic(tmp_path, 30_000, seed=11)
     columns, _ = load_events(ratings, "csv", world.settings.events)
-    holdout = temporal_holdout(
-        user_sequences(columns.user_id, columns.item_id, columns.rating, columns.event_time, 3.5)
-    )
+    holdout = temporal_holdout(user_sequences(*columns, 3.5))
     train = _without_repeats(holdout.train)
     users = np.repeat(train.users, train.lengths)
     order = np.lexsort((train.items, users, train.times))  # event-time order, as produced

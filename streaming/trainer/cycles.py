@@ -74,6 +74,19 @@ class Plan:
     def kind(self) -> str:
         return "full" if self.full else "incremental"
 
+    def checkpoint(self, version: int | None, training: TrainingSettings) -> Checkpoint:
+        """What a model trained on this plan covers, published as `version`."""
+        return Checkpoint(
+            cycle=self.cycle,
+            kind=self.kind,
+            version=version,
+            trained_through=self.end,
+            offsets=self.offsets,
+            newest_event_time=self.newest_event_time,
+            seed=training.seed,
+            training=training.model_dump(),
+        )
+
 
 def chain(transitions: Iterable[UserTransition]) -> Sequences:
     """Users' transitions (in any order; a repeated one counts once) chained back into their

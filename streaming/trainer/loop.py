@@ -119,16 +119,7 @@ class Trainer:
             return None
         self.force_full = False
         version = self.publisher.publish(embeddings, self._info(plan.kind, plan))
-        checkpoint = Checkpoint(
-            cycle=plan.cycle,
-            kind=plan.kind,
-            version=version,
-            trained_through=plan.end,
-            offsets=plan.offsets,
-            newest_event_time=plan.newest_event_time,
-            seed=training.seed,
-            training=training.model_dump(),
-        )
+        checkpoint = plan.checkpoint(version, training)
         self.checkpoints.save(checkpoint, model, embeddings)
         self.checkpoint = checkpoint
         self._report_cycle(plan, embeddings, orphans, version, verdict)

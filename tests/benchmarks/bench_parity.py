@@ -217,13 +217,7 @@ def main() -> int:
             ratings, fmt = args.ratings or MOVIELENS, args.format
             name = ratings.parent.name
         columns, _ = load_events(ratings, fmt, settings.events)
-    sequences = user_sequences(
-        columns.user_id,
-        columns.item_id,
-        columns.rating,
-        columns.event_time,
-        settings.events.high_rating,
-    )
+    sequences = user_sequences(*columns, settings.events.high_rating)
     holdout = temporal_holdout(sequences)
     events = _training_events(holdout)
     print(f"{name}: {len(events):,} training events, {len(holdout.queries):,} held-out cases")

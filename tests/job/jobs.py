@@ -108,11 +108,5 @@ def synthetic(tmp: Path, events: int, seed: int) -> Path:
 def batch_counts(ratings: Path, settings: Settings) -> dict[tuple[int, int], int]:
     """The oracle: the batch pipeline's transition counts of a ratings file."""
     columns, _ = load_events(ratings, "csv", settings.events)
-    sequences = user_sequences(
-        columns.user_id,
-        columns.item_id,
-        columns.rating,
-        columns.event_time,
-        settings.events.high_rating,
-    )
+    sequences = user_sequences(*columns, settings.events.high_rating)
     return transition_graph(sequences).to_dict()

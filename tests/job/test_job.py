@@ -100,9 +100,7 @@ def test_a_bounded_replay_writes_every_transition_and_they_chain_into_the_batch_
     world.run("--from", "earliest", "--until", "latest")
 
     columns, _ = load_events(ratings, "csv", world.settings.events)
-    batch = user_sequences(
-        columns.user_id, columns.item_id, columns.rating, columns.event_time, 3.5
-    )
+    batch = user_sequences(*columns, 3.5)
     expected = Counter()
     for k, user in enumerate(batch.users.tolist()):
         items = batch.items_of(k).tolist()
@@ -135,9 +133,7 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
     ratings = synthetic(tmp_path, 150_000, seed=2)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
     columns, _ = load_events(ratings, "csv", world.settings.events)
-    expected = transition_graph(
-        user_sequences(columns.user_id, columns.item_id, columns.rating, columns.event_time, 3.5)
-    ).to_dict()
+    expected = transition_graph(user_sequences(*columns, 3.5)).to_dict()
     # One later event of a new user: no transition of its own, but it moves the watermark past
     # every real event, as live traffic would, so the restored job releases them all.
     sentinel = Event(10**9, 1, 5.0, int(columns.event_time.max()) + 10**6)
