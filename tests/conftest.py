@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +19,12 @@ from streaming.runtime import LocalStack, install_runtime
 from tests.ports import free_port
 
 T = TypeVar("T")
+
+# A run started in the background, where the shell ignores SIGINT, would hand that on to every
+# command a test starts, and the tests that stop one with SIGINT (as Ctrl-C does) would wait
+# for it forever. A handler of our own is reset to the default in each child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Tests build their settings explicitly: a developer's own WALKSTREAM_* must not leak in.
 for _name in [name for name in os.environ if name.startswith(ENV_PREFIX)]:
