@@ -6,7 +6,9 @@ import threading
 from collections import Counter
 
 import numpy as np
+import numpy.typing as npt
 import pytest
+import redis
 
 from streaming.config import Settings
 from streaming.errors import StoreError
@@ -96,14 +98,20 @@ def _exact(items: list[int], vectors: np.ndarray, item: int, k: int) -> list[int
     return [items[i] for i in np.argsort(-scores, kind="stable") if items[i] != item][:k]
 
 
+def _three_hundred(
+    redis_client: redis.Redis, prefix: str
+) -> tuple[list[int], npt.NDArray[np.float32], int]:
+    """Items 100-399 with seeded random vectors, published as one version."""
+    items = list(range(100, 400))
+    vectors = np.random.default_rng(3).standard_normal((len(items), 8)).astype(np.float32)
+    return items, vectors, publish_version(redis_client, prefix, items, vectors, [], {})
+
+
 def test_similar_answers_from_the_version_index_and_sees_cold_items(
     local_stack: Settings, unique: str
 ) -> None:
     redis_client = connect(local_stack.redis)
-    rng = np.random.default_rng(3)
-    items = list(range(100, 400))
-    vectors = rng.standard_normal((len(items), 8)).astype(np.float32)
-    version = publish_version(redis_client, unique, items, vectors, [], {})
+    items, vectors, version = _three_hundred(redis_client, unique)
     meta = redis_client.hmget(VersionKeys(unique).meta(version), ["index_count", "index_digest"])
     assert meta[0] == b"300"
     assert meta[1] is not None
@@ -165,10 +173,7 @@ def test_the_vector_set_answers_vsim_like_the_exact_search(
     local_stack: Settings, unique: str
 ) -> None:
     redis_client = connect(local_stack.redis)
-    rng = np.random.default_rng(3)
-    items = list(range(100, 400))
-    vectors = rng.standard_normal((len(items), 8)).astype(np.float32)
-    version = publish_version(redis_client, unique, items, vectors, [], {})
+    items, vectors, version = _three_hundred(redis_client, unique)
     assert supports_vector_sets(redis_client)
     assert build_vector_set(redis_client, unique, version) == len(items)
     assert _client(local_stack, unique).current().meta()["vector_set"] == "ready"
