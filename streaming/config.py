@@ -44,6 +44,7 @@ __all__ = [
     "StreamSettings",
     "TopicSettings",
     "TrainingSettings",
+    "UserSettings",
     "WalkSettings",
     "load_settings",
     "parse_assignments",
@@ -94,6 +95,9 @@ class TopicSettings(_Section):
     items: str = Field("items", description="first sighting of each item, with its neighbours")
     walk_hops: str = Field("walk.hops", description="walk tokens routed to the next item's task")
     counts: str = Field("transition.counts", description="transition-count updates (debug)")
+    users: str = Field(
+        "users", description="each user's recent kept items, whenever they change (key = user id)"
+    )
 
     @field_validator("*")
     @classmethod
@@ -472,6 +476,27 @@ class TrainerSettings(_Section):
     )
 
 
+class UserSettings(_Section):
+    """User vectors: each user's weighted average of their most recent kept items' vectors."""
+
+    enabled: bool = Field(
+        True,
+        description="the job writes users' recent items and the trainer publishes user vectors",
+    )
+    recent_items: int = Field(
+        20, ge=1, le=1_000, description="a user's vector averages their last N kept items"
+    )
+    recency_decay: float = Field(
+        0.9, gt=0, le=1, description="each older recent item weighs this times the one after it"
+    )
+    idle_ttl_s: int = Field(
+        0,
+        ge=0,
+        description="users with no kept rating for this long (event time) are left out of new "
+        "versions and forgotten (0: never)",
+    )
+
+
 class RuntimeSettings(_Section):
     """The local embedded stack (`walkstream up`) and where setup puts what it installs."""
 
@@ -519,6 +544,7 @@ class Settings(BaseSettings):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     flink: FlinkSettings = Field(default_factory=FlinkSettings)
     trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    users: UserSettings = Field(default_factory=UserSettings)
     runtime: RuntimeSettings = Field(default_factory=lambda: RuntimeSettings.model_validate({}))
 
     @property
