@@ -31,7 +31,9 @@ __all__ = [
     "late_event",
     "read_sample",
     "read_sighting",
+    "read_user_items",
     "transition_sample",
+    "user_items",
     "walk_sample",
 ]
 
@@ -302,6 +304,48 @@ def read_sighting(raw: bytes | str) -> tuple[int, dict[int, int]]:
     Raises one of `MALFORMED` for a malformed record."""
     record = json.loads(raw)
     return int(record["item_id"]), {int(n): int(c) for n, c in record["neighbours"].items()}
+
+
+# --- users (`kafka.topics.users`, key: user id: the job -> the trainer's user vectors) --------
+# A user's recent kept items (oldest first) whenever they change, with `kept`, how many items
+# the user's sequence has ever had. `kept` only grows, so a reader keeps, per user, the record
+# with the highest: a record repeated after a restore (the sink writes at least once, so that
+# a change is readable at once rather than at the next checkpoint) changes nothing.
+
+
+class UserItems(NamedTuple):
+    """A users record."""
+
+    user: int
+    kept: int
+    items: list[int]
+    event_time: int
+
+
+USER_ITEMS_SQL = (
+    """'{"user":' || CAST(user_id AS STRING) || ',"kept":' || CAST(kept AS STRING) || """
+    """',"items":[' || items || '],"event_time":' || CAST(event_time AS STRING) || '}'"""
+)
+"""The expression that writes a users record from the columns user_id, kept, items (the ids
+joined by commas, as `UserTransitions.java` sends them) and event_time. The record starts with
+its user (`UserKey.java` reads the Kafka key from there)."""
+
+
+def user_items(user: int, kept: int, items: list[int], event_time: int) -> str:
+    """The bytes `USER_ITEMS_SQL` writes, for tests and replays."""
+    joined = ",".join(str(item) for item in items)
+    return f'{{"user":{user},"kept":{kept},"items":[{joined}],"event_time":{event_time}}}'
+
+
+def read_user_items(raw: bytes | str) -> UserItems:
+    """A users record. Raises one of `MALFORMED` for a malformed one (including a `kept`
+    smaller than its items, or a negative id)."""
+    record = json.loads(raw)
+    items = [int(item) for item in record["items"]]
+    parsed = UserItems(int(record["user"]), int(record["kept"]), items, int(record["event_time"]))
+    if parsed.kept < len(items) or min(items, default=0) < 0:
+        raise ValueError("a users record needs kept >= its items and item ids >= 0")
+    return parsed
 
 
 # --- count updates (`kafka.topics.counts`, with `stream.emit_counts`) --------------------------

@@ -23,12 +23,16 @@ __all__ = ["ensure_topics", "topic_partitions"]
 # whatever a producer sets.
 _TIMESTAMP_TYPE = "message.timestamp.type"
 _APPEND_TIME = {_TIMESTAMP_TYPE: "LogAppendTime"}
+# The users topic holds each user's whole recent state in every record, keyed by user:
+# compacted, it keeps every user's newest record for as long as the topic exists, so a
+# reader that lost its own state rebuilds every user from the topic's beginning.
+_COMPACTED = {"cleanup.policy": "compact"}
 
 
 def _written_by_job(settings: KafkaSettings) -> set[str]:
     topics = settings.topics
     return {topics.dead_letter, topics.late, topics.samples, topics.items, topics.walk_hops,
-            topics.counts}  # fmt: skip
+            topics.counts, topics.users}  # fmt: skip
 
 
 def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
@@ -44,7 +48,9 @@ def ensure_topics(settings: KafkaSettings, names: Iterable[str]) -> list[str]:
         created = []
         for name in missing:
             stamped = job_outputs | {settings.topics.ratings}
-            configs = _APPEND_TIME if name in stamped else {}
+            configs = dict(_APPEND_TIME) if name in stamped else {}
+            if name == settings.topics.users:
+                configs |= _COMPACTED
             topic = NewTopic(
                 name, settings.partitions, settings.replication_factor, topic_configs=configs
             )

@@ -27,9 +27,11 @@ from streaming.records import (
     SIGHTING_SQL,
     TRANSITION_BATCH_SQL,
     TRANSITION_SAMPLE_SQL,
+    USER_ITEMS_SQL,
     DeadLetter,
     LateEvent,
     Sample,
+    UserItems,
     count_update,
     dead_letter,
     decode_batches,
@@ -43,7 +45,9 @@ from streaming.records import (
     read_late_event,
     read_sample,
     read_sighting,
+    read_user_items,
     transition_sample,
+    user_items,
     walk_sample,
 )
 
@@ -53,14 +57,16 @@ WIDE = EventSettings(
 )  # fmt: skip
 
 
-def _concatenation(sql: str, row: dict[str, int]) -> str:
-    """What Flink SQL makes of a `||` concatenation of string literals, CAST(column AS
-    STRING) and CASE WHEN column = N THEN 'a' ELSE 'b' END, for one row of integers."""
+def _concatenation(sql: str, row: dict[str, int | str]) -> str:
+    """What Flink SQL makes of a `||` concatenation of string literals, STRING columns,
+    CAST(column AS STRING) and CASE WHEN column = N THEN 'a' ELSE 'b' END, for one row."""
     parts = []
     for part in sql.split(" || "):
         cast = re.fullmatch(r"CAST\((\w+) AS STRING\)", part)
         case = re.fullmatch(r"CASE WHEN (\w+) = (\d+) THEN '(\w*)' ELSE '(\w*)' END", part)
-        if cast:
+        if re.fullmatch(r"\w+", part):
+            parts.append(str(row[part]))
+        elif cast:
             parts.append(str(row[cast[1]]))
         elif case:
             parts.append(case[3] if row[case[1]] == int(case[2]) else case[4])
@@ -232,6 +238,46 @@ def test_a_deeply_nested_record_is_refused_not_a_crash() -> None:
     nested = b"[" * 100_000 + b"]" * 100_000
     assert _read_or_reason(read_sample, nested) is None
     assert _read_or_reason(read_sighting, nested) is None
+    assert _read_or_reason(read_user_items, nested) is None
+
+
+def test_users_records_are_read_as_the_sql_writes_them() -> None:
+    row: dict[str, int | str] = {"user_id": 12, "kept": 9, "items": "5,3,8", "event_time": 40}
+    written = _concatenation(USER_ITEMS_SQL, row)
+    assert written == user_items(12, 9, [5, 3, 8], 40)
+    assert written.startswith('{"user":12,')  # UserKey.java reads the key from there
+    assert read_user_items(written.encode()) == UserItems(12, 9, [5, 3, 8], 40)
+    assert read_user_items(user_items(-4, 1, [0], 0)) == UserItems(-4, 1, [0], 0)
+    for raw in (
+        b"{}",
+        b'{"user":1,"kept":1,"items":[1,2],"event_time":3}',
+        b'{"user":1,"kept":2,"items":[1,-2],"event_time":3}',
+        b'{"user":1,"kept":2,"items":{"a":1},"event_time":3}',
+    ):
+        with pytest.raises(MALFORMED):
+            read_user_items(raw)
+
+
+_USER_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "user": st.integers() | st.floats() | _JSON,
+        "kept": st.integers() | st.floats() | _JSON,
+        "items": st.lists(st.integers() | st.floats() | st.text(max_size=3), max_size=4) | _JSON,
+        "event_time": st.integers() | st.floats() | _JSON,
+    },
+)
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=300) | _USER_FIELDS.map(lambda r: json.dumps(r).encode()))
+def test_any_users_record_is_read_or_refused_with_what_the_trainer_counts(raw: bytes) -> None:
+    record = _read_or_reason(read_user_items, raw)
+    if record is not None:
+        assert isinstance(record, UserItems)
+        assert all(type(value) is int for value in (record.user, record.kept, record.event_time))
+        assert all(type(item) is int and item >= 0 for item in record.items)
+        assert record.kept >= len(record.items)
 
 
 def test_items_records_are_read_as_the_sql_writes_them() -> None:

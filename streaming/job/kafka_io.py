@@ -3,7 +3,7 @@ job code)."""
 
 from __future__ import annotations
 
-from pyflink.common.serialization import SimpleStringSchema
+from pyflink.common.serialization import SerializationSchema, SimpleStringSchema
 from pyflink.datastream.connectors.kafka import (
     DeliveryGuarantee,
     KafkaOffsetsInitializer,
@@ -44,22 +44,29 @@ def text_source(
 _TRANSACTION_TIMEOUT_MS = "900000"
 
 
-def text_sink(settings: Settings, topic: str, exactly_once: bool = False) -> KafkaSink:
-    """UTF-8 values to `topic`.
+def text_sink(
+    settings: Settings,
+    topic: str,
+    exactly_once: bool = False,
+    key: SerializationSchema | None = None,
+) -> KafkaSink:
+    """UTF-8 values to `topic`, with `key`'s bytes as their keys (none without it).
 
     Exactly once: records become visible (to read_committed consumers) when the checkpoint
     that covers them completes. Otherwise at least once: visible at once, and a restart may
     repeat records written since the last checkpoint.
     """
     builder = KafkaSink.builder()
-    for key, value in java_client_properties(settings.kafka).items():
-        builder = builder.set_property(key, value)
-    builder = builder.set_record_serializer(
+    for name, value in java_client_properties(settings.kafka).items():
+        builder = builder.set_property(name, value)
+    serializer = (
         KafkaRecordSerializationSchema.builder()
         .set_topic(topic)
         .set_value_serialization_schema(SimpleStringSchema())
-        .build()
     )
+    if key is not None:
+        serializer = serializer.set_key_serialization_schema(key)
+    builder = builder.set_record_serializer(serializer.build())
     if exactly_once:
         builder = (
             builder.set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)

@@ -9,6 +9,7 @@ transitions --batch per shard (SQL)--keyBy shard--+--> ItemFunction --> samples,
 walk.hops --(optional batch, SQL)--keyBy shard---+      | | walks it cannot step --> walk.hops
                  new edges' sightings, while the item knows < N others (SQL) +--> items
 transitions --(SQL)--> samples: one per transition (`stream.transition_samples`)
+UserTransitions --(SQL)--> users: a user's last N items when they change (`users.enabled`)
 ```
 
 Per-event work runs in the JVM: a record in the producer's compact form is checked by a Java
@@ -23,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyflink.common import Types
+from pyflink.common.serialization import SerializationSchema
 from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
@@ -61,6 +63,7 @@ from streaming.records import (
     SIGHTING_SQL,
     TRANSITION_BATCH_SQL,
     TRANSITION_SAMPLE_SQL,
+    USER_ITEMS_SQL,
 )
 
 __all__ = ["build_job"]
@@ -230,11 +233,12 @@ def _ratings(
 
 
 def _transitions(
-    t_env: StreamTableEnvironment, checked: DataStream
-) -> tuple[DataStream, DataStream]:
-    """Each user's transitions, in (event time, item) order, and the valid high ratings that
-    arrived behind the watermark: one Java function keyed by user (`UserTransitions`) for
-    both, on the watermark its timers fire on, so every rating is paired or reported.
+    t_env: StreamTableEnvironment, checked: DataStream, recent_items: int
+) -> tuple[DataStream, DataStream, DataStream]:
+    """Each user's transitions, in (event time, item) order, the valid high ratings that
+    arrived behind the watermark, and each user's last `recent_items` items whenever they
+    change (none with 0): one Java function keyed by user (`UserTransitions`) for all three,
+    on the watermark its timers fire on, so every rating is paired or reported.
 
     Keyed by user, so the ordering spreads over every task (a SQL sort by event time is one
     task for all users). Lateness is judged on the watermark the timers fire on, not on a
@@ -250,7 +254,10 @@ def _transitions(
     fields = HIGH_RATING_TYPE.get_field_names()
     functions = get_gateway().jvm.io.walkstream
     pairing = functions.UserTransitions(
-        fields.index("item_id"), fields.index("event_time"), HIGH_RATING_TYPE.get_java_type_info()
+        fields.index("item_id"),
+        fields.index("event_time"),
+        HIGH_RATING_TYPE.get_java_type_info(),
+        recent_items,
     )
     j_transitions = (
         compact.union(checked)
@@ -263,7 +270,8 @@ def _transitions(
         .name("user-transitions")
     )
     late = DataStream(j_transitions.getSideOutput(pairing.lateTag()))
-    return late, DataStream(j_transitions)
+    users = DataStream(j_transitions.getSideOutput(pairing.usersTag()))
+    return late, DataStream(j_transitions), users
 
 
 def _transition_rows(t_env: StreamTableEnvironment, transitions: DataStream, bounded: bool) -> None:
@@ -464,7 +472,8 @@ def build_job(
     )
     write(checked.get_side_output(DEAD_LETTER), "dead-letter-sink", topics.dead_letter, True)
     _part(t_env, "order")
-    late, transitions = _transitions(t_env, checked)
+    recent_items = settings.users.recent_items if settings.users.enabled else 0
+    late, transitions, users = _transitions(t_env, checked, recent_items)
     late_records = late.process(LateFunction(), output_type=Types.STRING()).uid("late").name("late")
     write(late_records, "late-sink", topics.late, True)
     _part(t_env, "batches")
@@ -503,3 +512,11 @@ def build_job(
         _part(t_env, "transitions")
         table = t_env.sql_query(f"SELECT {TRANSITION_SAMPLE_SQL} FROM transition_rows")
         write(_strings(t_env, table), "transition-samples-sink", topics.samples)
+    if recent_items:
+        _part(t_env, "users")
+        t_env.create_temporary_view("user_rows", t_env.from_data_stream(users))
+        table = t_env.sql_query(f"SELECT {USER_ITEMS_SQL} FROM user_rows")
+        user_key = SerializationSchema(get_gateway().jvm.io.walkstream.UserKey())
+        _strings(t_env, table).sink_to(text_sink(settings, topics.users, key=user_key)).uid(
+            "users-sink"
+        ).name("users-sink")

@@ -49,7 +49,7 @@ def run_job(
     ensure_topics(
         settings.kafka,
         [topics.ratings, topics.dead_letter, topics.late, topics.samples, topics.items,
-         topics.walk_hops, topics.counts],
+         topics.walk_hops, topics.counts, topics.users],
     )  # fmt: skip
     env = execution_environment(settings, restore_from)
     build_job(env, settings, start, until)

@@ -17,7 +17,7 @@ from streaming.records import read_count_update
 from streaming.topics import ensure_topics
 from tests.kafka_records import read_topic
 
-TOPICS = ("ratings", "dead_letter", "late", "samples", "items", "walk_hops", "counts")
+TOPICS = ("ratings", "dead_letter", "late", "samples", "items", "walk_hops", "counts", "users")
 
 
 @dataclass

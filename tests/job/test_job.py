@@ -22,10 +22,17 @@ from scipy.stats import chi2, chisquare
 from streaming.config import Settings
 from streaming.core.events import Event
 from streaming.embeddings.graph import transition_graph, user_sequences
+from streaming.embeddings.users import recent_items
 from streaming.kafka_clients import kafka_python_config
 from streaming.producer import produce_file
 from streaming.rating_files import load_events
-from streaming.records import event_to_json, read_late_event, read_sample
+from streaming.records import (
+    UserItems,
+    event_to_json,
+    read_late_event,
+    read_sample,
+    read_user_items,
+)
 from streaming.trainer.corpus import UserTransition
 from streaming.trainer.cycles import chain
 from tests.conftest import poll
@@ -91,12 +98,15 @@ def test_replay_gives_exactly_the_batch_counts(
     assert min(timestamp for _, _, timestamp, *_ in items + counts) >= began_ms
 
 
-def test_a_bounded_replay_writes_every_transition_and_they_chain_into_the_batch_sequences(
+def test_a_bounded_replay_writes_every_transition_and_each_users_recent_items_as_batch_has_them(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
-    world = job_world(local_stack, unique, tmp_path)
+    world = job_world(local_stack, unique, tmp_path, **{"users.recent_items": 5})
     ratings = synthetic(tmp_path, 20_000, seed=3)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
+    first = load_events(ratings, "csv", world.settings.events)[0][3].min()
+    loner = Event(10**9, 7, 5.0, int(first) + 60)  # one kept rating: no transition
+    send_events(world.settings, world.topic("ratings"), [loner])
     world.run("--from", "earliest", "--until", "latest")
 
     columns, _ = load_events(ratings, "csv", world.settings.events)
@@ -124,6 +134,27 @@ def test_a_bounded_replay_writes_every_transition_and_they_chain_into_the_batch_
         for row in batch.as_lists()
     ]
     assert chained.as_lists() == [row for row in without_repeats if len(row) > 1]
+
+    # Each user's newest users record (the highest `kept`) holds the last 5 items of their
+    # sequence, every user (one with a single item too); all of a user's records carry the
+    # user as key, so they share a partition.
+    newest: dict[int, UserItems] = {}
+    partitions: dict[int, set[int]] = {}
+    for partition, _, _, key, value in read_topic(world.settings, world.topic("users")):
+        record = read_user_items(value)
+        assert key == str(record.user).encode()
+        partitions.setdefault(record.user, set()).add(partition)
+        if record.user not in newest or record.kept > newest[record.user].kept:
+            newest[record.user] = record
+    assert all(len(found) == 1 for found in partitions.values())
+    expected_recent = {
+        user: UserItems(
+            user, len(row), recent_items(row, 5), int(batch.times[batch.indptr[k + 1] - 1])
+        )
+        for k, (user, row) in enumerate(zip(batch.users.tolist(), without_repeats, strict=True))
+    }
+    expected_recent[loner.user_id] = UserItems(loner.user_id, 1, [7], loner.event_time)
+    assert newest == expected_recent
 
 
 def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_graph(

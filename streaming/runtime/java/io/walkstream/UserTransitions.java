@@ -27,6 +27,12 @@ import org.apache.flink.util.OutputTag;
  * either paired or reported. Keyed by user, the ordering spreads over every task (a global
  * SQL sort is one task for all users); lateness judged on a source task's own watermark would
  * lag the job's once that task is idle.
+ *
+ * <p>With {@code recentItems} > 0 it also keeps each user's last {@code recentItems} items of
+ * that sequence and, after a timer that changed them, sends Row(user, kept, items, event time
+ * in s) to {@link #usersTag()}: {@code kept} counts the items the user's sequence ever had
+ * (it only grows, so a reader keeps the record with the highest), {@code items} the recent
+ * ones, oldest first, separated by commas.
  */
 public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> {
     private static final long MS = 1000L;
@@ -34,15 +40,29 @@ public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> 
     private final int itemField;
     private final int eventTimeField;
     private final OutputTag<Row> late;
+    private final OutputTag<Row> users;
+    private final int recentItems;
     /** Event time (ms) -> the items rated then, in arrival order. */
     private transient MapState<Long, long[]> pending;
     private transient ValueState<Long> last;
+    /** How many items the sequence ever had, then the last {@code recentItems}, oldest first. */
+    private transient ValueState<long[]> recent;
 
-    /** Ratings of {@code rowType}: item and event time (BIGINT seconds) at these fields. */
-    public UserTransitions(int itemField, int eventTimeField, TypeInformation<Row> rowType) {
+    /**
+     * Ratings of {@code rowType}: item and event time (BIGINT seconds) at these fields; each
+     * user's last {@code recentItems} items to {@link #usersTag()} (0: none).
+     */
+    public UserTransitions(
+            int itemField, int eventTimeField, TypeInformation<Row> rowType, int recentItems) {
         this.itemField = itemField;
         this.eventTimeField = eventTimeField;
         this.late = new OutputTag<>("late", rowType);
+        this.users = new OutputTag<>(
+            "users",
+            Types.ROW_NAMED(
+                new String[] {"user_id", "kept", "items", "event_time"},
+                Types.LONG, Types.LONG, Types.STRING, Types.LONG));
+        this.recentItems = recentItems;
     }
 
     /** The key of a rating: its user id, at {@code userField}. */
@@ -54,12 +74,18 @@ public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> 
         return late;
     }
 
+    public OutputTag<Row> usersTag() {
+        return users;
+    }
+
     @Override
     public void open(OpenContext context) {
         pending = getRuntimeContext().getMapState(
             new MapStateDescriptor<>(
                 "pending", Types.LONG, PrimitiveArrayTypeInfo.LONG_PRIMITIVE_ARRAY_TYPE_INFO));
         last = getRuntimeContext().getState(new ValueStateDescriptor<>("last", Types.LONG));
+        recent = getRuntimeContext().getState(
+            new ValueStateDescriptor<>("recent", PrimitiveArrayTypeInfo.LONG_PRIMITIVE_ARRAY_TYPE_INFO));
     }
 
     @Override
@@ -88,13 +114,43 @@ public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> 
         Arrays.sort(items);
         Long user = ctx.getCurrentKey();
         Long previous = last.value();
+        long[] kept = new long[items.length];
+        int added = 0;
         for (long item : items) {
-            if (previous != null && previous != item) {
-                out.collect(Row.of(user, previous, item, time / MS));
+            if (previous == null || previous != item) {
+                if (previous != null) {
+                    out.collect(Row.of(user, previous, item, time / MS));
+                }
+                kept[added++] = item;
             }
             previous = item;
         }
         last.update(previous);
+        if (recentItems > 0 && added > 0) {
+            remember(user, Arrays.copyOf(kept, added), time / MS, ctx);
+        }
+    }
+
+    private void remember(Long user, long[] kept, long seconds, OnTimerContext ctx)
+            throws Exception {
+        long[] state = recent.value();
+        long count = state == null ? 0 : state[0];
+        int had = state == null ? 0 : state.length - 1;
+        int size = Math.min(recentItems, had + kept.length);
+        long[] next = new long[size + 1];
+        next[0] = count + kept.length;
+        for (int i = size, k = kept.length - 1, h = had; i >= 1; i--) {
+            next[i] = k >= 0 ? kept[k--] : state[h--];
+        }
+        recent.update(next);
+        StringBuilder joined = new StringBuilder();
+        for (int i = 1; i <= size; i++) {
+            if (i > 1) {
+                joined.append(',');
+            }
+            joined.append(next[i]);
+        }
+        ctx.output(users, Row.of(user, next[0], joined.toString(), seconds));
     }
 
     private static final class ByUser implements KeySelector<Row, Long> {
