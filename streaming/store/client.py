@@ -6,6 +6,8 @@ client.vectors([1, 2, 3])          # {item: float32 array}, all from the current
 client.similar(1, k=10)            # [(item, cosine), ...]
 client.similar_many([1, 2], k=10)  # one list per item, searched as a batch
 client.nearest(vector, k=10)       # the items nearest to any vector
+client.user_vector(7)              # user 7's vector in the current version (or None)
+client.recommend(7, k=10)          # items nearest to user 7's vector, their recent items left out
 for view in client.follow():       # a VersionView per newly published version
     view.vectors([1, 2, 3])        # pinned: every read comes from view.version
 ```
@@ -37,7 +39,7 @@ from streaming.config import RedisSettings
 from streaming.errors import StoreError
 from streaming.store.connection import connect
 from streaming.store.index import Neighbours, load_index, unit_rows
-from streaming.store.versions import VersionKeys, current_version, decode_vector
+from streaming.store.versions import VersionKeys, current_version, decode_items, decode_vector
 
 __all__ = ["EmbeddingClient", "VersionView"]
 
@@ -73,13 +75,17 @@ class VersionView:
         return results
 
     def meta(self) -> dict[str, Any]:
-        """dim, count, cold_count, created_at, vector_set and the publisher's `info`."""
+        """dim, count, cold_count, created_at, vector_set and the publisher's `info`; `users`
+        and `users_info` once user vectors were written into the version."""
         (raw,) = self._read(("HGETALL", self._keys.meta(self.version)))
         meta: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
         for field in ("dim", "count", "cold_count"):
             meta[field] = int(meta[field])
         meta["created_at"] = float(meta["created_at"])
         meta["info"] = json.loads(meta.get("info", "{}"))
+        if "users" in meta:
+            meta["users"] = int(meta["users"])
+            meta["users_info"] = json.loads(meta.get("users_info", "{}"))
         return meta
 
     def vectors(self, items: Iterable[int]) -> dict[int, Vector]:
@@ -160,6 +166,38 @@ class VersionView:
         for i, row in zip(known, found, strict=True):
             answers[i] = row
         return answers
+
+    def user_vectors(self, users: Iterable[int]) -> dict[int, Vector]:
+        """Vectors of the users this version has one for; others are left out."""
+        ids = [int(user) for user in users]
+        if not ids:
+            return {}
+        (blobs,) = self._read(("HMGET", self._keys.users(self.version), *ids))
+        return {user: decode_vector(blob) for user, blob in zip(ids, blobs, strict=True) if blob}
+
+    def user_vector(self, user: int) -> Vector | None:
+        return self.user_vectors([user]).get(int(user))
+
+    def user_items(self, user: int) -> list[int]:
+        """The recent items (oldest first) the user's vector in this version averages."""
+        (raw,) = self._read(("HGET", self._keys.user_items(self.version), int(user)))
+        return decode_items(raw).tolist() if raw else []
+
+    def recommend(
+        self, user: int, k: int = 10, exclude_seen: bool = True
+    ) -> list[tuple[int, float]]:
+        """The `k` items nearest to the user's vector by cosine, best first, without the
+        user's recent items when `exclude_seen`; [] for a user without a vector."""
+        count, blob, seen = self._read(
+            ("HGET", self._keys.meta(self.version), "count"),
+            ("HGET", self._keys.users(self.version), int(user)),
+            ("HGET", self._keys.user_items(self.version), int(user)),
+        )
+        if blob is None:
+            return []
+        query = decode_vector(blob).reshape(1, -1)
+        exclude = decode_items(seen).reshape(1, -1) if exclude_seen and seen else None
+        return self._neighbours(int(count)).nearest(query, k, exclude)[0]
 
     def warm(self) -> None:
         """Load this version's search structure now rather than on the first query."""
@@ -321,6 +359,17 @@ class EmbeddingClient:
 
     def nearest(self, vector: npt.ArrayLike, k: int = 10) -> list[tuple[int, float]]:
         return self.current().nearest(vector, k)
+
+    def user_vectors(self, users: Iterable[int]) -> dict[int, Vector]:
+        return self.current().user_vectors(users)
+
+    def user_vector(self, user: int) -> Vector | None:
+        return self.current().user_vector(user)
+
+    def recommend(
+        self, user: int, k: int = 10, exclude_seen: bool = True
+    ) -> list[tuple[int, float]]:
+        return self.current().recommend(user, k, exclude_seen)
 
     def follow(self, block_s: float = 5.0) -> Iterator[VersionView]:
         """Yield a view of the newest version, then of each version as it is published;

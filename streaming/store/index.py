@@ -114,19 +114,23 @@ class Neighbours:
         return (len(self.index) if self.index is not None else 0) + len(self.ids)
 
     def nearest(self, queries: npt.NDArray[np.float32], k: int, exclude: Ids | None) -> list[Found]:
-        """For each query row, the `k` nearest items, best first; `exclude[i]` (an item id)
-        is left out of row i's answer."""
+        """For each query row, the `k` nearest items, best first; the item ids in `exclude[i]`
+        (one per query, or a row of them per query padded with -1) are left out of row i's
+        answer."""
         if k <= 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
         unit = unit_rows(queries)
-        want = k + (1 if exclude is not None else 0)
+        if exclude is not None:
+            exclude = np.asarray(exclude, dtype=np.int64).reshape(len(queries), -1)
+        want = k + (exclude.shape[1] if exclude is not None else 0)
         parts = [self._scan(unit, want)]
         if self.index is not None and len(self.index):
             parts.append(self._search(unit, want))
         ids = np.concatenate([p[0] for p in parts], axis=1)
         scores = np.concatenate([p[1] for p in parts], axis=1)
         if exclude is not None:
-            scores = np.where(ids == np.asarray(exclude, dtype=np.int64)[:, None], -np.inf, scores)
+            excluded = (ids[:, :, None] == exclude[:, None, :]).any(axis=2)
+            scores = np.where(excluded, -np.inf, scores)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         top_ids = np.take_along_axis(ids, order, axis=1)
         top_scores = np.take_along_axis(scores, order, axis=1)

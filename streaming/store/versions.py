@@ -12,6 +12,11 @@ Every key starts with the configured prefix `P`:
                      see streaming.store.index), for readers to search in their process
 - `P:v:{V}:added`    list: item ids added after the version was written (not in its index)
 - `P:v:{V}:vset`     vector set (Redis >= 8) of the same vectors, for VSIM
+- `P:v:{V}:users`    hash: user id (decimal string) -> float32 little-endian bytes, the user's
+                     vector from this version's item vectors (streaming.embeddings.users)
+- `P:v:{V}:user-items` hash: user id -> int64 little-endian bytes, the user's recent items
+                     (oldest first) that vector averages; meta `users` counts the users,
+                     `users_info` (JSON) says how their vectors were built
 - `P:current`        string: the version readers should use
 - `P:versions`       stream: one entry per published version (version, count, created_at)
 - `P:prepared`       stream: one entry per version written with its index, before its switch
@@ -28,14 +33,17 @@ for `grace_s` seconds, then expires. Cold items may be added to the current vers
 `publish_version` builds the index before the switch, so a version is searchable from the
 moment it is current. The vector set (for VSIM from any language) is built after the switch
 (HNSW inserts in Redis cost ~0.3 ms each, a hundred times the hash write), so readers use
-VSIM only once `vector_set` is `ready`.
+VSIM only once `vector_set` is `ready`. User vectors are written into a version before its
+switch too (`write_users`, called by `publish_version`'s `prepare`), and a user's entries
+are replaced whenever their recent items change: a user's vector only ever averages item
+vectors of the version it is stored in.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -52,6 +60,7 @@ __all__ = [
     "announce_prepared",
     "build_vector_set",
     "current_version",
+    "decode_items",
     "decode_vector",
     "drop_all",
     "encode_vector",
@@ -60,12 +69,15 @@ __all__ = [
     "supports_vector_sets",
     "switch_to",
     "write_index",
+    "write_users",
     "write_version",
 ]
 
 _BATCH = 2_000
 _UNPUBLISHED_TTL_S = 3_600
 _DTYPE = np.dtype("<f4")
+_ITEM_DTYPE = np.dtype("<i8")
+_PIPELINE_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,12 @@ class VersionKeys:
     def added(self, version: int) -> str:
         return f"{self.prefix}:v:{version}:added"
 
+    def users(self, version: int) -> str:
+        return f"{self.prefix}:v:{version}:users"
+
+    def user_items(self, version: int) -> str:
+        return f"{self.prefix}:v:{version}:user-items"
+
     def of_version(self, version: int) -> list[str]:
         return [
             self.vectors(version),
@@ -118,6 +136,8 @@ class VersionKeys:
             self.vector_set(version),
             self.index(version),
             self.added(version),
+            self.users(version),
+            self.user_items(version),
         ]
 
 
@@ -127,6 +147,10 @@ def encode_vector(vector: npt.NDArray[np.float32]) -> bytes:
 
 def decode_vector(raw: bytes) -> npt.NDArray[np.float32]:
     return np.frombuffer(raw, dtype=_DTYPE)
+
+
+def decode_items(raw: bytes) -> npt.NDArray[np.int64]:
+    return np.frombuffer(raw, dtype=_ITEM_DTYPE)
 
 
 def current_version(client: redis.Redis, prefix: str) -> int | None:
@@ -157,13 +181,17 @@ def publish_version(
     info: Mapping[str, Any],
     grace_s: int = 3600,
     preload_s: float = 0.0,
+    prepare: Callable[[int], object] | None = None,
 ) -> int:
-    """Write a whole version and its index, verify it, announce it as prepared, wait
-    `preload_s` (readers that preload load it meanwhile), switch `current` to it; return
-    its number."""
+    """Write a whole version and its index, verify it, call `prepare` with its number (to
+    write more of it, such as its users, before anyone reads it), announce it as prepared,
+    wait `preload_s` (readers that preload load it meanwhile), switch `current` to it;
+    return its number."""
     ids = np.fromiter((int(item) for item in item_ids), dtype=np.int64)
     version = write_version(client, prefix, ids, vectors, cold_ids, info)
     write_index(client, prefix, version, ids, vectors)
+    if prepare is not None:
+        prepare(version)
     announce_prepared(client, prefix, version)
     if preload_s > 0:
         time.sleep(preload_s)  # the readers' window to load the version, not a retry
@@ -266,6 +294,76 @@ def switch_to(client: redis.Redis, prefix: str, version: int, grace_s: int = 360
                 pipe.expire(key, grace_s)
         pipe.publish(keys.channel, version)
         pipe.execute(raise_on_error=True)
+
+
+def write_users(
+    client: redis.Redis,
+    prefix: str,
+    version: int,
+    user_ids: npt.NDArray[np.int64],
+    vectors: npt.NDArray[np.float32],
+    recent: npt.NDArray[np.int64],
+    gone: Iterable[int] = (),
+    info: Mapping[str, Any] | None = None,
+) -> bool:
+    """Store users' vectors (row i of `vectors` for `user_ids[i]`, averaged from the recent
+    items in row i of `recent`) in a written version, drop the users in `gone`, and count
+    the version's users in its meta (with `info`, when given, as `users_info`).
+
+    A version that is gone (expired, or never written) gets nothing: returns False. In a
+    version that is not persistent (not yet switched to, or superseded) the users' keys
+    expire with the rest of it.
+    """
+    keys = VersionKeys(prefix)
+    if len(user_ids) != len(vectors) or len(user_ids) != len(recent):
+        raise ValueError(f"{len(user_ids)} users, {len(vectors)} vectors, {len(recent)} rows")
+    remaining = cast(int, client.ttl(keys.vectors(version)))
+    if remaining == -2:
+        return False
+    ids = [str(int(user)) for user in user_ids]
+    # One bytes object per matrix, sliced per user: a call per row would dominate.
+    vector_bytes = np.ascontiguousarray(vectors, dtype=_DTYPE).tobytes()
+    vector_width = vectors.shape[1] * _DTYPE.itemsize if len(vectors) else 0
+    item_bytes = np.ascontiguousarray(recent, dtype=_ITEM_DTYPE).tobytes()
+    item_width = recent.shape[1] * _ITEM_DTYPE.itemsize if len(recent) else 0
+    padding = (np.asarray(recent) < 0).sum(axis=1) * _ITEM_DTYPE.itemsize
+    dropped = [str(int(user)) for user in gone]
+    for chunk in range(0, len(ids), _PIPELINE_ROWS):  # bounded client memory per round trip
+        with client.pipeline(transaction=False) as pipe:
+            for start in range(chunk, min(chunk + _PIPELINE_ROWS, len(ids)), _BATCH):
+                rows = range(start, min(start + _BATCH, len(ids)))
+                pipe.hset(
+                    keys.users(version),
+                    mapping={
+                        ids[r]: vector_bytes[r * vector_width : (r + 1) * vector_width]
+                        for r in rows
+                    },
+                )
+                pipe.hset(
+                    keys.user_items(version),
+                    mapping={
+                        ids[r]: item_bytes[r * item_width + int(padding[r]) : (r + 1) * item_width]
+                        for r in rows
+                    },
+                )
+            if remaining > 0:  # not persistent: expire with the version, even if we die here
+                pipe.expire(keys.users(version), remaining)
+                pipe.expire(keys.user_items(version), remaining)
+            pipe.execute(raise_on_error=True)
+    with client.pipeline(transaction=False) as pipe:
+        for start in range(0, len(dropped), _BATCH):
+            pipe.hdel(keys.users(version), *dropped[start : start + _BATCH])
+            pipe.hdel(keys.user_items(version), *dropped[start : start + _BATCH])
+        if remaining > 0:
+            pipe.expire(keys.users(version), remaining)
+            pipe.expire(keys.user_items(version), remaining)
+        pipe.hlen(keys.users(version))
+        *_, count = pipe.execute(raise_on_error=True)
+    fields: dict[str, Any] = {"users": count}
+    if info is not None:
+        fields["users_info"] = json.dumps(info, sort_keys=True)
+    client.hset(keys.meta(version), mapping=fields)
+    return True
 
 
 def restore_sequence(client: redis.Redis, prefix: str, last_version: int) -> None:

@@ -17,11 +17,13 @@ def fsync_directory(path: Path) -> None:
         os.close(directory)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text`: readers see the old content or the new, never a mix."""
+def write_atomically(path: Path, content: str | bytes) -> None:
+    """Replace `path` with `content` (text as UTF-8): readers see the old content or the new,
+    never a mix."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
+    data = content.encode() if isinstance(content, str) else content
+    with temporary.open("wb") as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)

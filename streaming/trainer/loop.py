@@ -28,6 +28,7 @@ from streaming.trainer.intake import Intake
 from streaming.trainer.metrics import TrainerMetrics
 from streaming.trainer.model import GateResult, align, gate, with_cold_items
 from streaming.trainer.publisher import Published, Publisher
+from streaming.trainer.users import UserVectors
 
 __all__ = ["Trainer"]
 
@@ -50,7 +51,8 @@ class Trainer:
             self.checkpoint, _, embeddings = latest
             if self.checkpoint.version is not None:
                 published = Published(self.checkpoint.version, embeddings, embeddings.as_dict())
-        self.publisher = Publisher(settings, self.metrics, report, published)
+        self.users = UserVectors(settings, self.metrics, report) if settings.users.enabled else None
+        self.publisher = Publisher(settings, self.metrics, report, published, self.users)
 
     # -- cycles ------------------------------------------------------------------------
 
@@ -198,8 +200,15 @@ class Trainer:
         since = checked = arrived = time.monotonic()
         settled_at = -1  # the corpus end a settling retrain last started at
         training: Training | None = None
+        if self.users is not None:
+            served = self.publisher.published
+            self.users.start(
+                None if served is None else (served.version, served.embeddings, served.vectors)
+            )
         try:
             while not stop.is_set() and (cycles is None or published < cycles):
+                if self.users is not None:
+                    self.users.raise_if_failed()
                 added, sightings = intake.poll()
                 if added:
                     arrived = time.monotonic()
@@ -229,6 +238,8 @@ class Trainer:
             if training is not None:
                 training.done.wait()  # gensim cannot be interrupted; its result is dropped
             self.publisher.close()
+            if self.users is not None:
+                self.users.close()
 
     def _unsettled(self, quiet_s: float) -> bool:
         """Quiet for `trainer.settle_s`, and the served version is not a full retrain of the

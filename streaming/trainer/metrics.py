@@ -36,6 +36,15 @@ class TrainerMetrics:
         self.orphans = Gauge(
             "walkstream_trainer_orphan_items", "seen items without any neighbour vector", registry=r
         )
+        self.users = Gauge(
+            "walkstream_trainer_users", "users with a vector in the newest version", registry=r
+        )
+        self.user_updates = Counter(
+            "walkstream_trainer_user_updates", "user vectors rewritten between versions", registry=r
+        )
+        self.users_malformed = Counter(
+            "walkstream_trainer_users_malformed", "unreadable users records skipped", registry=r
+        )
         self.overlap = Gauge(
             "walkstream_trainer_drift_overlap", "top-10 overlap of the last candidate", registry=r
         )

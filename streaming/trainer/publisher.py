@@ -1,4 +1,5 @@
-"""The trainer's side of the store: versions, cold items added between cycles, republishing.
+"""The trainer's side of the store: versions (with their users' vectors), cold items added
+between cycles, republishing.
 
 Vector sets are built in threads beside the trainer, the only slow step of a publish.
 """
@@ -28,6 +29,7 @@ from streaming.store.versions import (
     supports_vector_sets,
 )
 from streaming.trainer.metrics import TrainerMetrics
+from streaming.trainer.users import UserVectors
 
 __all__ = ["Published", "Publisher"]
 
@@ -48,6 +50,7 @@ class Publisher:
         metrics: TrainerMetrics,
         report: Report,
         published: Published | None,
+        users: UserVectors | None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -55,12 +58,15 @@ class Publisher:
         self.redis = connect(settings.redis)
         self.prefix = settings.redis.key_prefix
         self.published = published
+        self.users = users
         self._builders: list[threading.Thread] = []
 
     def publish(self, embeddings: Embeddings, info: dict[str, Any]) -> int:
         """A new version of `embeddings`, current once written whole; `info` goes to its meta."""
         if self.published is not None:
             restore_sequence(self.redis, self.prefix, self.published.version)
+        vectors = embeddings.as_dict()
+        users = self.users
         version = publish_version(
             self.redis,
             self.prefix,
@@ -70,8 +76,11 @@ class Publisher:
             info,
             grace_s=self.settings.trainer.grace_s,
             preload_s=self.settings.trainer.preload_s,
+            prepare=None if users is None else lambda v: users.publish(v, embeddings, vectors),
         )
-        self.published = Published(version, embeddings, embeddings.as_dict())
+        if users is not None:
+            users.switched(version)
+        self.published = Published(version, embeddings, vectors)
         self.metrics.version.set(version)
         if supports_vector_sets(self.redis):
             builder = threading.Thread(

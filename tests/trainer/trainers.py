@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from streaming.config import Settings, load_settings, parse_assignments
-from streaming.records import transition_sample, walk_sample
+from streaming.records import UserItems, transition_sample, user_items, walk_sample
 from streaming.topics import ensure_topics
 from streaming.trainer.corpus import UserTransition
 from tests.kafka_records import send_raw
@@ -72,6 +72,11 @@ class TrainerWorld:
         ]
         send_raw(self.settings, self.settings.kafka.topics.samples, records)
 
+    def send_users(self, records: list[UserItems]) -> None:
+        """Users records as the job writes them (keyed by user)."""
+        sent = [(str(r.user).encode(), user_items(*r).encode()) for r in records]
+        send_raw(self.settings, self.settings.kafka.topics.users, sent)
+
     def send_sightings(self, sightings: dict[int, dict[int, int]]) -> None:
         records = [
             (
@@ -88,6 +93,7 @@ def trainer_world(base: Settings, unique: str, tmp: Path, **overrides: object) -
         "kafka.bootstrap_servers": base.kafka.bootstrap_servers,
         "kafka.topics.samples": f"{unique}.samples",
         "kafka.topics.items": f"{unique}.items",
+        "kafka.topics.users": f"{unique}.users",
         "redis.url": base.redis.url,
         "redis.password_file": base.redis.password_file,
         "redis.key_prefix": unique,
@@ -105,5 +111,5 @@ def trainer_world(base: Settings, unique: str, tmp: Path, **overrides: object) -
     flags = [part for key, value in values.items() for part in ("--set", f"{key}={value}")]
     settings = load_settings(overrides=parse_assignments(flags[1::2]))
     topics = settings.kafka.topics
-    ensure_topics(settings.kafka, [topics.samples, topics.items])
+    ensure_topics(settings.kafka, [topics.samples, topics.items, topics.users])
     return TrainerWorld(settings, flags)

@@ -1,0 +1,311 @@
+"""User vectors: the job's users topic -> every user's vector in each version the trainer
+publishes, replaced within a poll whenever the user's recent items change.
+
+`UserVectors` runs its own thread beside the trainer's loop, with its own Kafka consumer and
+its own durable position (`users/state.npz` under the trainer's directory: every user's
+newest users record and the topic offsets after them). It reads versions only as the
+publisher hands them over (`publish`, before a version's switch, with the item vectors it
+averages): a user's vector in a version only ever averages that version's item vectors.
+
+Records arrive at least once (the job's sink does not wait for a checkpoint, so a change is
+readable at once); a record counts only when its `kept` is higher than the user's, so a
+repeated or reordered record changes nothing. After a crash the thread restores the state,
+reads on from the saved offsets, and rewrites every user of the served version.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from kafka import KafkaConsumer
+
+from streaming.config import Settings
+from streaming.embeddings.users import NO_ITEM, user_vectors
+from streaming.embeddings.vectors import Embeddings, Vectors
+from streaming.kafka_clients import kafka_python_config
+from streaming.records import MALFORMED, UserItems, read_user_items
+from streaming.report import Report
+from streaming.store import connect
+from streaming.store.versions import write_users
+from streaming.topics import ensure_topics, topic_partitions
+from streaming.trainer.durable import write_atomically
+from streaming.trainer.metrics import TrainerMetrics
+
+__all__ = ["RecentItems", "UserVectors"]
+
+_SAVE_EVERY_S = 5.0
+_TARGETS = 2  # the version being prepared and the current one
+
+
+class RecentItems:
+    """Each user's newest users record, as arrays over users (so a version's users are
+    averaged in one pass). Rows hold the last `limit` items, right-aligned."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._row: dict[int, int] = {}
+        self.users = np.zeros(0, dtype=np.int64)
+        self.kept = np.zeros(0, dtype=np.int64)
+        self.event_time = np.zeros(0, dtype=np.int64)
+        self.items = np.zeros((0, limit), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def apply(self, record: UserItems) -> int | None:
+        """Take `record` if it is newer than what its user has; return the user's row then,
+        None if it changed nothing."""
+        row = self._row.get(record.user)
+        if row is not None and record.kept <= self.kept[row]:
+            return None
+        if row is None:
+            row = self._append(record.user)
+        items = record.items[-self.limit :]
+        self.kept[row] = record.kept
+        self.event_time[row] = record.event_time
+        self.items[row] = NO_ITEM
+        if items:
+            self.items[row, self.limit - len(items) :] = items
+        return row
+
+    def _append(self, user: int) -> int:
+        row = len(self._row)
+        if row == len(self.users):
+            grow = max(1_024, row)
+            self.users = np.concatenate([self.users, np.zeros(grow, dtype=np.int64)])
+            self.kept = np.concatenate([self.kept, np.zeros(grow, dtype=np.int64)])
+            self.event_time = np.concatenate([self.event_time, np.zeros(grow, dtype=np.int64)])
+            self.items = np.concatenate(
+                [self.items, np.full((grow, self.limit), NO_ITEM, dtype=np.int64)]
+            )
+        self.users[row] = user
+        self._row[user] = row
+        return row
+
+    def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(user ids, their recent items) of every user, row for row."""
+        size = len(self._row)
+        return self.users[:size], self.items[:size]
+
+    def forget_idle(self, idle_s: int) -> list[int]:
+        """Forget users whose newest kept rating is more than `idle_s` older (in event time)
+        than the newest of anyone's; return who they were."""
+        size = len(self._row)
+        if not idle_s or size == 0:
+            return []
+        keep = self.event_time[:size] >= self.event_time[:size].max() - idle_s
+        if keep.all():
+            return []
+        gone: list[int] = self.users[:size][~keep].tolist()
+        self._set(self.users[:size][keep], self.kept[:size][keep],
+                  self.event_time[:size][keep], self.items[:size][keep])  # fmt: skip
+        return gone
+
+    def _set(
+        self,
+        users: npt.NDArray[np.int64],
+        kept: npt.NDArray[np.int64],
+        event_time: npt.NDArray[np.int64],
+        items: npt.NDArray[np.int64],
+    ) -> None:
+        self.users, self.kept, self.event_time = users.copy(), kept.copy(), event_time.copy()
+        self.items = items.copy()
+        self._row = {int(user): row for row, user in enumerate(users.tolist())}
+
+    def to_bytes(self, offsets: Mapping[str, int]) -> bytes:
+        size = len(self._row)
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            users=self.users[:size],
+            kept=self.kept[:size],
+            event_time=self.event_time[:size],
+            items=self.items[:size],
+            offsets=np.array(json.dumps(dict(offsets))),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_file(cls, path: Path, limit: int) -> tuple[RecentItems, dict[str, int]]:
+        """The state saved at `path` (an empty one if there is none), with the offsets after
+        it. Rows saved with another `limit` keep their newest items."""
+        state = cls(limit)
+        if not path.exists():
+            return state, {}
+        with np.load(path, allow_pickle=False) as saved:
+            items = saved["items"]
+            width = min(limit, items.shape[1])
+            rows = np.full((len(items), limit), NO_ITEM, dtype=np.int64)
+            if width:
+                rows[:, limit - width :] = items[:, items.shape[1] - width :]
+            state._set(saved["users"], saved["kept"], saved["event_time"], rows)
+            offsets = {key: int(value) for key, value in json.loads(str(saved["offsets"])).items()}
+        return state, offsets
+
+
+class UserVectors:
+    """The users topic -> user vectors in the versions the publisher hands over."""
+
+    def __init__(self, settings: Settings, metrics: TrainerMetrics, report: Report) -> None:
+        self.settings = settings
+        self.options = settings.users
+        self.metrics = metrics
+        self.report = report
+        self.redis = connect(settings.redis)
+        self.prefix = settings.redis.key_prefix
+        directory = settings.trainer_dir / "users"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "state.npz"
+        self.state, self.offsets = RecentItems.from_file(self.path, self.options.recent_items)
+        self._lock = threading.Lock()
+        self._targets: dict[int, Mapping[int, Vectors]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    # -- versions ----------------------------------------------------------------------
+
+    def publish(self, version: int, embeddings: Embeddings, vectors: Mapping[int, Vectors]) -> int:
+        """Write every user's vector into `version` (written, not yet current), averaged from
+        `embeddings`; later changes of a user go to it too, from `vectors` (the version's
+        item vectors, which grow as cold items are added). Users idle past
+        `users.idle_ttl_s` are forgotten first. Returns how many users got a vector."""
+        with self._lock:
+            forgotten = self.state.forget_idle(self.options.idle_ttl_s)
+            users, recent = self.state.arrays()
+            found, has = user_vectors(recent, embeddings, self.options.recency_decay)
+            info = {
+                "recent_items": self.options.recent_items,
+                "recency_decay": self.options.recency_decay,
+                "idle_ttl_s": self.options.idle_ttl_s,
+                "without_vector": int((~has).sum()),
+                "forgotten": len(forgotten),
+            }
+            write_users(
+                self.redis, self.prefix, version, users[has], found[has], recent[has], info=info
+            )
+            self._targets[version] = vectors
+            for old in sorted(self._targets)[:-_TARGETS]:
+                del self._targets[old]
+            self.metrics.users.set(int(has.sum()))
+            return int(has.sum())
+
+    def switched(self, version: int) -> None:
+        """`version` is current: older versions get no more updates (they are expiring)."""
+        with self._lock:
+            for old in [v for v in self._targets if v < version]:
+                del self._targets[old]
+
+    # -- the thread --------------------------------------------------------------------
+
+    def start(self, served: tuple[int, Embeddings, Mapping[int, Vectors]] | None) -> None:
+        """Rewrite every user of the `served` version (version, its embeddings, its item
+        vectors), if any, from the saved state (a restart catches up from there), then
+        follow the users topic in a thread."""
+        ensure_topics(self.settings.kafka, [self.settings.kafka.topics.users])
+        if served is not None:
+            self.publish(*served)
+        self._thread = threading.Thread(target=self._run, name="user-vectors", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def raise_if_failed(self) -> None:
+        """Raise what stopped the thread, if it stopped on an error (the trainer then stops:
+        users' vectors would silently go stale)."""
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        try:
+            self._consume()
+        except BaseException as error:  # reported by raise_if_failed in the trainer's loop
+            self._failure = error
+            raise
+
+    def _consume(self) -> None:
+        topic = self.settings.kafka.topics.users
+        consumer = KafkaConsumer(
+            **kafka_python_config(self.settings.kafka),
+            enable_auto_commit=False,
+            max_poll_records=20_000,
+        )
+        try:
+            partitions = topic_partitions(self.settings.kafka, [topic])
+            consumer.assign(partitions)
+            for tp in partitions:
+                position = self.offsets.get(f"{tp.topic}:{tp.partition}")
+                if position is None:
+                    consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, position)
+            saved = time.monotonic()
+            while not self._stop.is_set():
+                polled = consumer.poll(timeout_ms=100)
+                if polled:
+                    self._apply(polled)
+                if time.monotonic() - saved >= _SAVE_EVERY_S:
+                    self._save()
+                    saved = time.monotonic()
+            self._save()
+        finally:
+            consumer.close()
+
+    def _apply(self, polled: Mapping[Any, list[Any]]) -> None:
+        """Take the records of one poll, then rewrite the users they changed in every
+        target version; the offsets advance only then."""
+        changed: list[int] = []
+        with self._lock:
+            for tp, records in polled.items():
+                for record in records:
+                    try:
+                        row = self.state.apply(read_user_items(record.value))
+                    except MALFORMED:
+                        self.metrics.users_malformed.inc()
+                        continue
+                    if row is not None:
+                        changed.append(row)
+                self.offsets[f"{tp.topic}:{tp.partition}"] = records[-1].offset + 1
+            if changed:
+                self._rewrite(np.unique(np.array(changed, dtype=np.int64)))
+
+    def _rewrite(self, rows: npt.NDArray[np.int64]) -> None:
+        users = self.state.users[rows]
+        recent = self.state.items[rows]
+        for version, vectors in list(self._targets.items()):
+            known = [
+                item for item in np.unique(recent[recent != NO_ITEM]).tolist() if item in vectors
+            ]
+            if known:
+                items = Embeddings(
+                    np.array(known, dtype=np.int64),
+                    np.vstack([vectors[item] for item in known]),
+                    np.zeros(len(known), dtype=bool),
+                )
+                found, has = user_vectors(recent, items, self.options.recency_decay)
+            else:
+                found = np.zeros((len(rows), 0), dtype=np.float32)
+                has = np.zeros(len(rows), dtype=bool)
+            written = write_users(
+                self.redis, self.prefix, version, users[has], found[has], recent[has],
+                gone=users[~has].tolist(),
+            )  # fmt: skip
+            if not written:
+                del self._targets[version]
+        self.metrics.user_updates.inc(len(rows))
+
+    def _save(self) -> None:
+        with self._lock:
+            data = self.state.to_bytes(self.offsets)
+        write_atomically(self.path, data)
