@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from streaming.config import (
     ENV_PREFIX,
@@ -22,6 +22,9 @@ from streaming.config import (
 )
 from streaming.errors import ConfigError, RuntimeServiceError, StoreError, WalkstreamError
 from streaming.runtime import LocalStack, install_runtime
+
+if TYPE_CHECKING:
+    from streaming.store.client import VersionView
 
 __all__ = ["main"]
 
@@ -248,7 +251,19 @@ def _trainer(settings: Settings, args: argparse.Namespace) -> int:
 
 def _similar_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("item", type=int, help="item id")
-    parser.add_argument("-k", type=int, default=10, help="how many neighbours")
+    _table_arguments(parser, "neighbours")
+
+
+def _recommend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("user", type=int, help="user id")
+    _table_arguments(parser, "items")
+    parser.add_argument(
+        "--include-seen", action="store_true", help="keep the user's recent items in the list"
+    )
+
+
+def _table_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("-k", type=int, default=10, help=f"how many {what}")
     parser.add_argument(
         "--labels",
         type=Path,
@@ -256,34 +271,68 @@ def _similar_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _similar(settings: Settings, args: argparse.Namespace) -> int:
-    from streaming.embeddings.labels import item_labels
+def _current_view(
+    settings: Settings, args: argparse.Namespace
+) -> tuple[VersionView, dict[str, Any]]:
+    """The current version (pinned) and its meta, after its one-line summary is printed."""
     from streaming.store import EmbeddingClient
 
     if args.k < 1:
-        raise ConfigError(f"-k {args.k}: ask for at least 1 neighbour")
-    labels = item_labels(args.labels) if args.labels else {}
-    client = EmbeddingClient.from_settings(settings.redis)
-    view = client.current()
+        raise ConfigError(f"-k {args.k}: ask for at least 1 item")
+    view = EmbeddingClient.from_settings(settings.redis).current()
     meta = view.meta()
+    users = f", {meta['users']:,} users" if "users" in meta else ""
+    print(
+        f"version {view.version}: {meta['count']:,} items (dim {meta['dim']}, "
+        f"{meta['cold_count']:,} cold){users}, published "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta['created_at']))}"
+    )
+    return view, meta
+
+
+def _print_items(found: list[tuple[int, float]], cold: set[int], labels: dict[int, str]) -> None:
+    print(f"{'rank':>4}  {'cosine':>6}  {'item':>8}  label")
+    for rank, (item, score) in enumerate(found, 1):
+        flag = "  (cold)" if item in cold else ""
+        print(f"{rank:>4}  {score:6.3f}  {item:>8}  {labels.get(item, '')[:60]}{flag}")
+
+
+def _similar(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.embeddings.labels import item_labels
+
+    labels = item_labels(args.labels) if args.labels else {}
+    view, meta = _current_view(settings, args)
     found = view.similar(args.item, args.k)
     if not found:
         raise StoreError(
             f"item {args.item} has no vector in version {view.version} ({meta['count']:,} "
             "items): give an item id that occurs in the ratings, or wait for a newer version"
         )
-    print(
-        f"version {view.version}: {meta['count']:,} items (dim {meta['dim']}, "
-        f"{meta['cold_count']:,} cold), published "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta['created_at']))}"
-    )
     cold = view.cold([args.item, *(item for item, _ in found)])
     mark = " (cold)" if args.item in cold else ""
     print(f"nearest to {args.item}{mark}  {labels.get(args.item, '')}")
-    print(f"{'rank':>4}  {'cosine':>6}  {'item':>8}  label")
-    for rank, (item, score) in enumerate(found, 1):
-        flag = "  (cold)" if item in cold else ""
-        print(f"{rank:>4}  {score:6.3f}  {item:>8}  {labels.get(item, '')[:60]}{flag}")
+    _print_items(found, cold, labels)
+    return 0
+
+
+def _recommend(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.embeddings.labels import item_labels
+
+    labels = item_labels(args.labels) if args.labels else {}
+    view, meta = _current_view(settings, args)
+    found = view.recommend(args.user, args.k, exclude_seen=not args.include_seen)
+    if not found:
+        raise StoreError(
+            f"user {args.user} has no vector in version {view.version} "
+            f"({meta.get('users', 0):,} users): give a user with a high rating of an item the "
+            "version has (users.enabled must be on for the job and the trainer)"
+        )
+    recent = view.user_items(args.user)
+    print(f"user {args.user}'s recent items, newest last:")
+    for item in recent:
+        print(f"{'':>14}  {item:>8}  {labels.get(item, '')[:60]}")
+    print(f"nearest to user {args.user}'s vector" + ("" if args.include_seen else ", unseen"))
+    _print_items(found, view.cold([item for item, _ in found]), labels)
     return 0
 
 
@@ -390,6 +439,11 @@ _COMMANDS: dict[str, _Command] = {
     ),
     "similar": _Command(
         _similar, "print the nearest items of the current version in Redis", _similar_arguments
+    ),
+    "recommend": _Command(
+        _recommend,
+        "print the items nearest to a user's vector in the current version in Redis",
+        _recommend_arguments,
     ),
     "plot": _Command(
         _plot, "draw the current embeddings and the version history into a PNG", _plot_arguments

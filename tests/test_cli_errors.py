@@ -21,7 +21,7 @@ import pytest
 from streaming.config import ENV_PREFIX, load_settings
 from streaming.runtime.services import RedisServer
 from streaming.store.connection import connect
-from streaming.store.versions import publish_version
+from streaming.store.versions import publish_version, write_users
 from tests.ports import free_port
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +119,9 @@ CASES = [
     (["batch", "--ratings", "{good}", "--out", "{good}"], "batch", "File exists", 1),
     (["eval", "--ratings", "{good}"], "eval", "no next-item case", 1),
     (["similar", "5"], "similar", "cannot use Redis", 1),
-    (["similar", "5", "-k", "0"], "similar", "at least 1 neighbour", 1),
+    (["similar", "5", "-k", "0"], "similar", "at least 1", 1),
+    (["recommend", "5"], "recommend", "cannot use Redis", 1),
+    (["recommend", "5", "-k", "0"], "recommend", "at least 1", 1),
     (["similar", "5", "--labels", "{missing}"], "similar", "does not exist", 1),
     (["plot"], "plot", "redis.* settings", 1),
 ]
@@ -204,7 +206,7 @@ def test_ctrl_c_is_one_line(tmp_path: Path, listener: socket.socket) -> None:
 
 
 @pytest.mark.integration  # starts the installed redis-server
-def test_similar_of_an_item_without_a_vector(
+def test_similar_and_recommend_without_a_vector(
     env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     installed = load_settings().runtime.redis_server  # `make setup`'s, in the checkout
@@ -228,5 +230,15 @@ def test_similar_of_an_item_without_a_vector(
         found = walkstream(["similar", "10", "-k", "1"], env, tmp_path)
         assert found.returncode == 0, found.stderr
         assert "nearest to 10" in found.stdout
+        result = walkstream(["recommend", "3"], env, tmp_path)
+        assert_clean_error(result, "recommend", "user 3 has no vector in version 1")
+        write_users(
+            connect(settings.redis), settings.redis.key_prefix, 1, np.array([3]),
+            vectors[:1], np.array([[10]]),
+        )  # fmt: skip
+        found = walkstream(["recommend", "3", "-k", "1"], env, tmp_path)
+        assert found.returncode == 0, found.stderr
+        assert "nearest to user 3's vector, unseen" in found.stdout
+        assert found.stdout.rstrip().endswith("11")  # 10, its only item, is left out
     finally:
         redis.stop(report=lambda _: None)
