@@ -73,6 +73,20 @@ def test_the_demo_publishes_embeddings_of_every_seen_item_that_keep_communities_
     assert chance < 0.15
     assert precision > 4 * chance, (precision, chance)
 
+    # every user with a kept rating of an item the version has gets a vector, and the
+    # printed recommendations are the version's, without the user's recent items
+    placed = {
+        int(sequences.users[k])
+        for k in range(len(sequences.users))
+        if set(sequences.items_of(k).tolist()) & set(embeddings.item_ids.tolist())
+    }
+    assert view.meta()["users"] == len(placed)
+    match = re.search(r"user (\d+) in version \d+: recent items", output)
+    assert match, output
+    recommended = {item for item, _ in view.recommend(int(match[1]), 10)}
+    assert len(recommended) == 10
+    assert not recommended & set(view.user_items(int(match[1])))
+
     assert (run_dir / "demo.png").read_bytes().startswith(b"\x89PNG")
     picture = tmp_path / "plot.png"
     plot = ["plot", "--out", str(picture), "--labels", str(data_dir / "items.csv")]

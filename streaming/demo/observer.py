@@ -22,6 +22,7 @@ from streaming.kafka_clients import kafka_admin, kafka_python_config
 from streaming.plot import TimelinePoint, version_embeddings
 from streaming.report import Report
 from streaming.store import EmbeddingClient
+from streaming.store.client import VersionView
 from streaming.topics import topic_partitions
 
 __all__ = ["Observer"]
@@ -190,6 +191,23 @@ class Observer:
                     f"{self.status()}"
                 )
             time.sleep(0.5)
+
+    def user_view(self, user: int, wait_s: float) -> VersionView:
+        """The current version, once it holds `user`'s vector (the trainer's user thread
+        follows the users topic within a poll)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            self.check()
+            view = self._client.current()
+            if view.user_vector(user) is not None:
+                return view
+            if time.monotonic() > deadline:
+                raise RuntimeServiceError(
+                    f"gave up after waiting {wait_s:.0f}s for user {user}'s vector in version "
+                    f"{view.version}: is users.enabled off? The trainer's log is in "
+                    f"{self.settings.checkpoint_dir.parent}"
+                )
+            time.sleep(0.2)
 
     def embeddings(self) -> Embeddings:
         return version_embeddings(self._client.current())

@@ -14,8 +14,16 @@ from streaming.embeddings.labels import Communities, neighbour_table
 from streaming.embeddings.vectors import Embeddings
 from streaming.rating_files import EventColumns
 from streaming.report import Report
+from streaming.store.client import VersionView
 
-__all__ = ["DemoResult", "demo_result", "popular_items", "show_result"]
+__all__ = [
+    "DemoResult",
+    "demo_result",
+    "most_active_user",
+    "popular_items",
+    "show_result",
+    "show_user",
+]
 
 _SHOW_ITEMS = 4
 _SHOW_NEIGHBOURS = 5
@@ -98,6 +106,29 @@ def popular_items(columns: EventColumns, communities: Communities | None) -> lis
         if len(chosen) == _SHOW_ITEMS:
             break
     return chosen
+
+
+def most_active_user(columns: EventColumns, high_rating: float) -> int:
+    """The user with the most kept (high) ratings."""
+    kept = columns.rating >= high_rating
+    users, counts = np.unique(columns.user_id[kept], return_counts=True)
+    return int(users[np.argmax(counts)])
+
+
+def show_user(view: VersionView, user: int, labels: dict[int, str], report: Report) -> None:
+    """A user's recent items and the items nearest to their vector, side by side."""
+    recent = view.user_items(user)[-_SHOW_NEIGHBOURS:]
+    found = view.recommend(user, _SHOW_NEIGHBOURS)
+    lines = [f"user {user} in version {view.version}: recent items (newest last) -> recommended"]
+    for k in range(max(len(recent), len(found))):
+        left = f"{recent[k]:>7} {labels.get(recent[k], '')[:30]:<30}" if k < len(recent) else ""
+        right = (
+            f"{found[k][1]:6.3f} {found[k][0]:>7} {labels.get(found[k][0], '')[:30]}"
+            if k < len(found)
+            else ""
+        )
+        lines.append(f"  {left:<38}   {right}")
+    report("\n".join(lines) + "\n")
 
 
 def _percentiles(values: list[float], what: str) -> str:

@@ -16,7 +16,14 @@ from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, TopicSettings, load_settings, parse_assignments
 from streaming.demo.children import Children, wait_for_job
 from streaming.demo.observer import Observer
-from streaming.demo.results import DemoResult, demo_result, popular_items, show_result
+from streaming.demo.results import (
+    DemoResult,
+    demo_result,
+    most_active_user,
+    popular_items,
+    show_result,
+    show_user,
+)
 from streaming.demo.send import follow, stream_events
 from streaming.embeddings.labels import Communities, item_groups, item_labels, load_communities
 from streaming.kafka_clients import kafka_admin
@@ -114,7 +121,10 @@ def run_demo(
             options.plot or run_dir / "demo.png",
         )
         popular = popular_items(columns, communities)
-        show_result(result, embeddings, popular, item_labels(ratings), report)
+        labels = item_labels(ratings)
+        show_result(result, embeddings, popular, labels, report)
+        user = most_active_user(columns, settings.events.high_rating)
+        show_user(observer.user_view(user, options.wait_s), user, labels, report)
         draw(
             result.plot,
             embeddings,
@@ -126,7 +136,9 @@ def run_demo(
         if kept_running:
             report(
                 f"demo: explore: walkstream --set redis.key_prefix={settings.redis.key_prefix} "
-                f"similar {popular[0]} --labels {ratings}"
+                f"similar {popular[0]} --labels {ratings}\n"
+                f"demo: or: walkstream --set redis.key_prefix={settings.redis.key_prefix} "
+                f"recommend {user} --labels {ratings}"
             )
         if options.follow:
             follow(settings, columns, options.rate, observer, report)
