@@ -17,12 +17,15 @@ from batch.evaluate import (
     community_precision,
     popularity_scores,
     rank_scores,
+    recent_before,
     temporal_holdout,
 )
 from batch.synthetic import SyntheticSpec, generate
-from streaming.config import Settings, TrainingSettings, WalkSettings
-from streaming.embeddings.graph import Sequences, user_sequences
+from streaming.config import Settings, TrainingSettings, UserSettings, WalkSettings
+from streaming.embeddings.graph import Ints, Sequences, user_sequences
 from streaming.embeddings.labels import item_labels, load_communities, neighbour_table
+from streaming.embeddings.users import user_vectors
+from streaming.embeddings.vectors import Embeddings, Vectors
 from streaming.errors import ConfigError, DataError
 from streaming.rating_files import FORMATS, load_events
 from streaming.report import Report
@@ -34,6 +37,7 @@ __all__ = [
     "add_batch_arguments",
     "add_eval_arguments",
     "add_synth_arguments",
+    "last_user_vectors",
     "run_batch",
     "run_eval",
     "run_synth",
@@ -93,12 +97,31 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", action="store_true", help="also publish the vectors to Redis")
 
 
-def _write_outputs(out: Path, result: EmbedResult, meta: dict[str, Any]) -> None:
+def last_user_vectors(
+    sequences: Sequences, embeddings: Embeddings, users: UserSettings
+) -> tuple[Ints, Vectors]:
+    """The vector of every user with one: from their last `users.recent_items` kept items,
+    weighted by `users.recency_decay`; users none of whose recent items has a vector are
+    left out."""
+    rows = np.arange(len(sequences))
+    recent = recent_before(sequences, rows, sequences.indptr[1:], users.recent_items)
+    vectors, has = user_vectors(recent, embeddings, users.recency_decay)
+    return sequences.users[has], vectors[has]
+
+
+def _write_tsv(path: Path, ids: Ints, vectors: Vectors) -> None:
+    with path.open("w") as handle:
+        for key, vector in zip(ids.tolist(), vectors, strict=True):
+            handle.write(f"{key}\t{' '.join(f'{x:.6g}' for x in vector.tolist())}\n")
+
+
+def _write_outputs(
+    out: Path, result: EmbedResult, users: tuple[Ints, Vectors], meta: dict[str, Any]
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     embeddings = result.embeddings
-    with (out / "embeddings.tsv").open("w") as handle:
-        for item, vector in zip(embeddings.item_ids.tolist(), embeddings.vectors, strict=True):
-            handle.write(f"{item}\t{' '.join(f'{x:.6g}' for x in vector.tolist())}\n")
+    _write_tsv(out / "embeddings.tsv", embeddings.item_ids, embeddings.vectors)
+    _write_tsv(out / "users.tsv", *users)
     np.savetxt(out / "cold_items.txt", embeddings.item_ids[embeddings.cold], fmt="%d")
     result.model.save(str(out / "word2vec.model"))  # type: ignore[attr-defined]
     (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -116,20 +139,26 @@ def run_batch(settings: Settings, args: argparse.Namespace, report: Report = pri
     )
 
     result = embed_sequences(sequences, training, settings.walks, report=report)
+    users = last_user_vectors(sequences, result.embeddings, settings.users)
+    counts = result.counts | {
+        "user_vectors": len(users[0]),
+        "users_without_vector": len(sequences) - len(users[0]),
+    }
     meta = {
         "input": {"path": str(args.ratings.resolve()), "format": args.format},
         "parameters": {
             "training": training.model_dump(),
             "walks": settings.walks.model_dump(),
             "high_rating": settings.events.high_rating,
+            "users": settings.users.model_dump(include={"recent_items", "recency_decay"}),
         },
         "seed": training.seed,
-        "counts": result.counts,
+        "counts": counts,
         "coverage": result.coverage,
         "seconds": result.seconds,
         "created_at": time.time(),
     }
-    _write_outputs(args.out, result, meta)
+    _write_outputs(args.out, result, users, meta)
     if args.publish:
         from streaming.store import connect
         from streaming.store.versions import publish_version
@@ -144,11 +173,11 @@ def run_batch(settings: Settings, args: argparse.Namespace, report: Report = pri
         )
         prefix = settings.redis.key_prefix
         report(f"  published version {version} to {settings.redis.url} (prefix {prefix})")
-    counts = result.counts
     report(
         f"batch: {counts['vectors']:,} vectors (dim {result.embeddings.dim}), "
         f"{counts['cold']:,} cold, coverage {result.coverage:.1%} of {counts['items']:,} items "
-        f"in {counts['transitions']:,} transitions; wrote {args.out} in "
+        f"in {counts['transitions']:,} transitions; {counts['user_vectors']:,} user vectors "
+        f"({counts['users_without_vector']:,} users without a known item); wrote {args.out} in "
         f"{time.perf_counter() - began:.1f}s"
     )
     popular = np.unique(sequences.items, return_counts=True)
