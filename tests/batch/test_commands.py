@@ -92,15 +92,29 @@ def test_batch_writes_each_users_weighted_average_of_their_last_items(tmp_path: 
 def test_eval_compares_variants_and_writes_json(synthetic: Path, tmp_path: Path) -> None:
     result = tmp_path / "eval.json"
     ratings = str(synthetic / "ratings.csv")
-    assert main([*FAST, "eval", "--ratings", ratings, "--json", str(result),
-                 "--variant", "small:training.vector_size=8,fill_cold=false"]) == 0  # fmt: skip
-    rows = {row["variant"]: row for row in json.loads(result.read_text())["results"]}
-    assert set(rows) == {
-        "popularity",
-        "walkstream",
-        "reference-item2vec",
-        "reference-deepwalk",
-        "small",
+    users = ["--set", "users.recent_items=20", "--set", "users.recency_decay=0.9"]
+    assert main([*FAST, *users, "eval", "--ratings", ratings, "--json", str(result),
+                 "--variant", "small:training.vector_size=8,fill_cold=false",
+                 "--users-grid", "5,20:1,0.9"]) == 0  # fmt: skip
+    written = json.loads(result.read_text())
+    rows = {row["variant"]: row for row in written["results"]}
+    variants = ["walkstream", "reference-item2vec", "reference-deepwalk", "small"]
+    assert set(rows) == {"popularity", *variants, *(f"{name}:user" for name in variants)}
+    assert {row["query"] for row in rows.values()} == {"popularity", "previous-item", "user"}
+    user = rows["walkstream:user"]
+    assert user["users"] == {"recent_items": 20, "recency_decay": 0.9}
+    assert user["cases"] == rows["walkstream"]["cases"] == rows["popularity"]["cases"]
+    assert user["hit_rate"] > rows["popularity"]["hit_rate"]
+    grid = [row for row in written["users_grid"] if row["variant"] == "walkstream"]
+    assert [(row["recent_items"], row["recency_decay"]) for row in grid] == [
+        (5, 1.0),
+        (5, 0.9),
+        (20, 1.0),
+        (20, 0.9),
+    ]
+    # the grid's point at the settings scores the same embeddings the same way
+    assert {key: grid[3][key] for key in ("hit_rate", "ndcg", "answerable")} == {
+        key: user[key] for key in ("hit_rate", "ndcg", "answerable")
     }
     assert rows["small"]["training"]["vector_size"] == 8
     assert rows["small"]["fill_cold"] is False
@@ -113,6 +127,15 @@ def test_bad_variant_is_a_clear_error(synthetic: Path, capsys: pytest.CaptureFix
     ratings = str(synthetic / "ratings.csv")
     assert main(["eval", "--ratings", ratings, "--variant", "x:training.vector_size=1"]) == 2
     assert "--variant x" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("grid", ["5,20", "5,x:0.9", "0:0.9", "5:1.5"])
+def test_bad_users_grid_is_a_clear_error(
+    synthetic: Path, grid: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ratings = str(synthetic / "ratings.csv")
+    assert main(["eval", "--ratings", ratings, "--users-grid", grid]) == 2
+    assert f"--users-grid {grid!r}" in capsys.readouterr().err
 
 
 @pytest.mark.integration
