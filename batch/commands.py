@@ -17,12 +17,16 @@ from batch.evaluate import (
     community_precision,
     popularity_scores,
     rank_scores,
+    recent_before,
     temporal_holdout,
+    user_rank_scores,
 )
 from batch.synthetic import SyntheticSpec, generate
-from streaming.config import Settings, TrainingSettings, WalkSettings
-from streaming.embeddings.graph import Sequences, user_sequences
+from streaming.config import Settings, TrainingSettings, UserSettings, WalkSettings
+from streaming.embeddings.graph import Ints, Sequences, user_sequences
 from streaming.embeddings.labels import item_labels, load_communities, neighbour_table
+from streaming.embeddings.users import user_vectors
+from streaming.embeddings.vectors import Embeddings, Vectors
 from streaming.errors import ConfigError, DataError
 from streaming.rating_files import FORMATS, load_events
 from streaming.report import Report
@@ -34,6 +38,7 @@ __all__ = [
     "add_batch_arguments",
     "add_eval_arguments",
     "add_synth_arguments",
+    "last_user_vectors",
     "run_batch",
     "run_eval",
     "run_synth",
@@ -93,12 +98,31 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", action="store_true", help="also publish the vectors to Redis")
 
 
-def _write_outputs(out: Path, result: EmbedResult, meta: dict[str, Any]) -> None:
+def last_user_vectors(
+    sequences: Sequences, embeddings: Embeddings, users: UserSettings
+) -> tuple[Ints, Vectors]:
+    """The vector of every user with one: from their last `users.recent_items` kept items,
+    weighted by `users.recency_decay`; users none of whose recent items has a vector are
+    left out."""
+    rows = np.arange(len(sequences))
+    recent = recent_before(sequences, rows, sequences.indptr[1:], users.recent_items)
+    vectors, has = user_vectors(recent, embeddings, users.recency_decay)
+    return sequences.users[has], vectors[has]
+
+
+def _write_tsv(path: Path, ids: Ints, vectors: Vectors) -> None:
+    with path.open("w") as handle:
+        for key, vector in zip(ids.tolist(), vectors, strict=True):
+            handle.write(f"{key}\t{' '.join(f'{x:.6g}' for x in vector.tolist())}\n")
+
+
+def _write_outputs(
+    out: Path, result: EmbedResult, users: tuple[Ints, Vectors], meta: dict[str, Any]
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     embeddings = result.embeddings
-    with (out / "embeddings.tsv").open("w") as handle:
-        for item, vector in zip(embeddings.item_ids.tolist(), embeddings.vectors, strict=True):
-            handle.write(f"{item}\t{' '.join(f'{x:.6g}' for x in vector.tolist())}\n")
+    _write_tsv(out / "embeddings.tsv", embeddings.item_ids, embeddings.vectors)
+    _write_tsv(out / "users.tsv", *users)
     np.savetxt(out / "cold_items.txt", embeddings.item_ids[embeddings.cold], fmt="%d")
     result.model.save(str(out / "word2vec.model"))  # type: ignore[attr-defined]
     (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -116,20 +140,26 @@ def run_batch(settings: Settings, args: argparse.Namespace, report: Report = pri
     )
 
     result = embed_sequences(sequences, training, settings.walks, report=report)
+    users = last_user_vectors(sequences, result.embeddings, settings.users)
+    counts = result.counts | {
+        "user_vectors": len(users[0]),
+        "users_without_vector": len(sequences) - len(users[0]),
+    }
     meta = {
         "input": {"path": str(args.ratings.resolve()), "format": args.format},
         "parameters": {
             "training": training.model_dump(),
             "walks": settings.walks.model_dump(),
             "high_rating": settings.events.high_rating,
+            "users": settings.users.model_dump(include={"recent_items", "recency_decay"}),
         },
         "seed": training.seed,
-        "counts": result.counts,
+        "counts": counts,
         "coverage": result.coverage,
         "seconds": result.seconds,
         "created_at": time.time(),
     }
-    _write_outputs(args.out, result, meta)
+    _write_outputs(args.out, result, users, meta)
     if args.publish:
         from streaming.store import connect
         from streaming.store.versions import publish_version
@@ -144,11 +174,11 @@ def run_batch(settings: Settings, args: argparse.Namespace, report: Report = pri
         )
         prefix = settings.redis.key_prefix
         report(f"  published version {version} to {settings.redis.url} (prefix {prefix})")
-    counts = result.counts
     report(
         f"batch: {counts['vectors']:,} vectors (dim {result.embeddings.dim}), "
         f"{counts['cold']:,} cold, coverage {result.coverage:.1%} of {counts['items']:,} items "
-        f"in {counts['transitions']:,} transitions; wrote {args.out} in "
+        f"in {counts['transitions']:,} transitions; {counts['user_vectors']:,} user vectors "
+        f"({counts['users_without_vector']:,} users without a known item); wrote {args.out} in "
         f"{time.perf_counter() - began:.1f}s"
     )
     popular = np.unique(sequences.items, return_counts=True)
@@ -171,6 +201,9 @@ REFERENCE = {
 }
 
 
+USERS_GRID = "1,3,5,10,20,50:1,0.9,0.8,0.7,0.6,0.5,0.4,0.3"
+
+
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     _add_input(parser)
     parser.add_argument(
@@ -187,6 +220,14 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--communities", type=Path, help="items.csv with planted communities")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("-k", type=int, default=10, help="cut-off of HR@k and NDCG@k")
+    parser.add_argument(
+        "--users-grid",
+        nargs="?",
+        const=USERS_GRID,
+        metavar="N,...:DECAY,...",
+        help="also score user vectors at every users.recent_items N and users.recency_decay "
+        f"DECAY of the grid, for every configuration (without a value: {USERS_GRID})",
+    )
     replay = parser.add_argument_group(
         "prequential (--prequential): replay in event-time order, test then train, under the "
         "update policies stream, nightly and static"
@@ -267,20 +308,62 @@ def _variants(
     return variants
 
 
+def _users_grid(spec: str) -> list[UserSettings]:
+    limits, sep, decays = spec.partition(":")
+    try:
+        if not sep:
+            raise ValueError("expected N,...:DECAY,...")
+        return [
+            UserSettings(recent_items=int(limit), recency_decay=float(decay))
+            for limit in limits.split(",")
+            for decay in decays.split(",")
+        ]
+    except ValueError as exc:
+        raise ConfigError(f"--users-grid {spec!r}: {exc}") from None
+
+
 def _row(name: str, scores: RankScores, extra: dict[str, Any]) -> dict[str, Any]:
     return {"variant": name, **asdict(scores), **extra}
 
 
+def _users(users: UserSettings) -> dict[str, Any]:
+    return users.model_dump(include={"recent_items", "recency_decay"})
+
+
+def format_grid(name: str, grid: list[dict[str, Any]], k: int) -> str:
+    """One configuration's user-vector HR@k / NDCG@k, a row per recent_items, a column per
+    decay."""
+    limits = sorted({row["recent_items"] for row in grid})
+    decays = sorted({row["recency_decay"] for row in grid}, reverse=True)
+    cell = {(row["recent_items"], row["recency_decay"]): row for row in grid}
+    lines = [
+        f"user vectors of {name}: HR@{k} / NDCG@{k} by users.recent_items (rows) and "
+        "users.recency_decay (columns)",
+        f"{'':>6}" + "".join(f"{decay:>16g}" for decay in decays),
+    ]
+    for limit in limits:
+        scores = (cell[limit, decay] for decay in decays)
+        lines.append(
+            f"{limit:>6}" + "".join(f"{row['hit_rate']:>9.4f}/{row['ndcg']:.4f}" for row in scores)
+        )
+    best = max(grid, key=lambda row: (row["hit_rate"], row["ndcg"]))
+    lines.append(
+        f"best HR@{k}: recent_items {best['recent_items']}, recency_decay "
+        f"{best['recency_decay']:g} ({best['hit_rate']:.4f} / {best['ndcg']:.4f})"
+    )
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict[str, Any]], k: int) -> str:
     header = (
-        f"{'variant':<22}{f'HR@{k}':>8}{f'NDCG@{k}':>9}{'answerable':>12}{'coverage':>10}"
+        f"{'variant':<26}{f'HR@{k}':>8}{f'NDCG@{k}':>9}{'answerable':>12}{'coverage':>10}"
         f"{'cold':>7}{f'P@{k} comm':>10}{'train s':>9}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
         community = row.get("community_precision")
         lines.append(
-            f"{row['variant']:<22}{row['hit_rate']:8.4f}{row['ndcg']:9.4f}"
+            f"{row['variant']:<26}{row['hit_rate']:8.4f}{row['ndcg']:9.4f}"
             f"{row['answerable']:>6}/{row['cases']:<5}"
             f"{format(row['coverage'], '10.1%') if 'coverage' in row else '-':>10}"
             f"{row.get('cold', '-'):>7}"
@@ -293,6 +376,7 @@ def format_table(rows: list[dict[str, Any]], k: int) -> str:
 def run_eval(settings: Settings, args: argparse.Namespace, report: Report = print) -> int:
     if args.prequential:
         return _run_prequential(settings, args, report)
+    grid = _users_grid(args.users_grid) if args.users_grid else []
     report(f"eval: {args.ratings} ({args.format}), per-user temporal hold-out of the last 20%")
     sequences = _load_sequences(settings, args, report)
     holdout = temporal_holdout(sequences)
@@ -313,9 +397,10 @@ def run_eval(settings: Settings, args: argparse.Namespace, report: Report = prin
         _row(
             "popularity",
             popularity_scores(holdout.train, holdout.queries, holdout.answers, args.k),
-            {},
+            {"query": "popularity"},
         )
     ]
+    grids: list[dict[str, Any]] = []
     for name, training, walks, fill_cold in _variants(settings, args):
         report(f"  training {name} ...")
         began = time.perf_counter()
@@ -325,6 +410,7 @@ def run_eval(settings: Settings, args: argparse.Namespace, report: Report = prin
         seconds = time.perf_counter() - began
         scores = rank_scores(result.embeddings, holdout.queries, holdout.answers, args.k)
         extra: dict[str, Any] = {
+            "query": "previous-item",
             "coverage": result.coverage,
             "cold": result.counts["cold"],
             "seconds": round(seconds, 2),
@@ -337,17 +423,50 @@ def run_eval(settings: Settings, args: argparse.Namespace, report: Report = prin
                 result.embeddings, communities, args.k
             )
         rows.append(_row(name, scores, extra))
+        users = user_rank_scores(
+            result.embeddings,
+            holdout,
+            settings.users.recent_items,
+            settings.users.recency_decay,
+            args.k,
+        )
+        extra.pop("community_precision", None)  # of the items, shown on the row above
+        extra |= {"query": "user", "users": _users(settings.users)}
+        rows.append(_row(f"{name}:user", users, extra))
+        grids += [
+            {
+                "variant": name,
+                **_users(point),
+                **asdict(
+                    user_rank_scores(
+                        result.embeddings,
+                        holdout,
+                        point.recent_items,
+                        point.recency_decay,
+                        args.k,
+                    )
+                ),
+            }
+            for point in grid
+        ]
     report(format_table(rows, args.k))
+    for name in dict.fromkeys(row["variant"] for row in grids):
+        report(format_grid(name, [row for row in grids if row["variant"] == name], args.k))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"k": args.k, "results": rows}, indent=2) + "\n")
+        result_json: dict[str, Any] = {"k": args.k, "results": rows}
+        if grids:
+            result_json["users_grid"] = grids
+        args.json.write_text(json.dumps(result_json, indent=2) + "\n")
         report(f"eval: results written to {args.json}")
     return 0
 
 
 def _run_prequential(settings: Settings, args: argparse.Namespace, report: Report) -> int:
-    if args.variant or args.only_variants or args.communities:
-        raise ConfigError("--prequential takes no --variant, --only-variants or --communities")
+    if args.variant or args.only_variants or args.communities or args.users_grid:
+        raise ConfigError(
+            "--prequential takes no --variant, --only-variants, --communities or --users-grid"
+        )
     per_transition = 1 + settings.stream.walks_per_weight
     cycle_every = args.cycle_every or math.ceil(settings.trainer.min_new_samples / per_transition)
     nightly_min_new = args.nightly_min_new or cycle_every

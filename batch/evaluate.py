@@ -5,6 +5,11 @@ For every user with at least `min_items` kept ratings, the last `fraction` of th
 test case: query = the item before it, answer = the item itself, candidates = every other
 item with a vector, ranked by cosine similarity to the query. A query without a vector is a
 miss, so coverage counts.
+
+The same cases are also asked of a user vector (`user_rank_scores`): the recency-weighted
+average of the vectors of the user's recent items before the case (training part and the
+held-out items before it, as the previous-item query has them), ranked against every item
+with a vector except the ones the user rated before.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streaming.embeddings.graph import Ints, Sequences
+from streaming.embeddings.users import NO_ITEM, user_vectors
 from streaming.embeddings.vectors import Embeddings
 
 __all__ = [
@@ -23,8 +29,10 @@ __all__ = [
     "community_precision",
     "popularity_scores",
     "rank_scores",
+    "recent_before",
     "summarise",
     "temporal_holdout",
+    "user_rank_scores",
 ]
 
 _CHUNK = 2048
@@ -35,6 +43,10 @@ class HoldOut:
     train: Sequences
     queries: Ints
     answers: Ints
+    sequences: Sequences
+    """The whole sequences the hold-out was cut from."""
+    at: Ints
+    """Each case's answer as a position in `sequences.items` (its query is at `at - 1`)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,24 @@ def temporal_holdout(sequences: Sequences, fraction: float = 0.2, min_items: int
     train = Sequences(
         sequences.users, train_indptr, sequences.items[in_train], sequences.times[in_train]
     )
-    return HoldOut(train, queries[distinct], answers[distinct])
+    return HoldOut(train, queries[distinct], answers[distinct], sequences, test[distinct])
+
+
+def recent_before(
+    sequences: Sequences, rows: Ints, ends: Ints, limit: int
+) -> npt.NDArray[np.int64]:
+    """Row `c`: the recent items (`users.recent_items` of the items of user row `rows[c]`
+    at positions before `ends[c]` in `sequences.items`), as `users.padded` lays them out;
+    vectorised over rows."""
+    items, indptr = sequences.items, sequences.indptr
+    fresh = np.ones(len(items), dtype=bool)  # not a repeat of the item before, within a user
+    fresh[1:] = items[1:] != items[:-1]
+    fresh[indptr[:-1][indptr[:-1] < len(items)]] = True
+    collapsed = items[fresh]
+    before = np.concatenate([[0], np.cumsum(fresh)])  # collapsed items before each position
+    first, stop = before[indptr[rows]], before[ends]
+    at = stop[:, None] - limit + np.arange(limit)
+    return np.where(at >= first[:, None], collapsed[np.maximum(at, 0)], NO_ITEM).astype(np.int64)
 
 
 def _ranks_from_scores(
@@ -105,6 +134,50 @@ def rank_scores(embeddings: Embeddings, queries: Ints, answers: Ints, k: int = 1
         scores[np.arange(len(chunk)), query_rows[chunk]] = -np.inf  # never the query itself
         ranks[start : start + len(chunk)] = _ranks_from_scores(scores, answer_rows[chunk], k)
     return summarise(ranks, len(queries), len(usable))
+
+
+def user_rank_scores(
+    embeddings: Embeddings, holdout: HoldOut, limit: int, decay: float, k: int = 10
+) -> RankScores:
+    """Every hold-out case asked of its user's vector: the `users.user_vectors` average of
+    `embeddings` over the user's `limit` recent items before the case, weighted by `decay`.
+    Candidates are the items with a vector except those the user rated before the case (an
+    answer among them is a miss); a user without a vector is a miss."""
+    sequences = holdout.sequences
+    rows = np.searchsorted(sequences.indptr, holdout.at, side="right") - 1
+    users, has = user_vectors(recent_before(sequences, rows, holdout.at, limit), embeddings, decay)
+    usable = np.flatnonzero(has)
+    if len(usable) == 0:
+        return summarise(np.zeros(0, dtype=np.int64), len(holdout.answers), 0)
+    order = np.argsort(embeddings.item_ids)
+    ids = embeddings.item_ids[order]
+    vectors = embeddings.vectors[order].astype(np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    users /= np.maximum(np.linalg.norm(users, axis=1, keepdims=True), 1e-12)
+
+    def rows_of(items: Ints) -> Ints:
+        at = np.minimum(np.searchsorted(ids, items), len(ids) - 1)
+        return np.where(ids[at] == items, at, -1)
+
+    answer_rows = rows_of(holdout.answers)
+    starts = sequences.indptr[rows]
+    ranks = np.zeros(len(usable), dtype=np.int64)
+    for begin in range(0, len(usable), _CHUNK):
+        chunk = usable[begin : begin + _CHUNK]
+        scores = users[chunk] @ vectors.T
+        # the items each case's user rated before it, as (case in chunk, item row) pairs
+        lengths = holdout.at[chunk] - starts[chunk]
+        case = np.repeat(np.arange(len(chunk)), lengths)
+        offset = np.arange(len(case)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        seen = rows_of(sequences.items[np.repeat(starts[chunk], lengths) + offset])
+        scores[case[seen >= 0], seen[seen >= 0]] = -np.inf
+        answers_at = answer_rows[chunk]
+        found = _ranks_from_scores(scores, answers_at, k)
+        seen_answer = (answers_at >= 0) & (
+            scores[np.arange(len(chunk)), np.maximum(answers_at, 0)] == -np.inf
+        )
+        ranks[begin : begin + len(chunk)] = np.where(seen_answer, 0, found)
+    return summarise(ranks, len(holdout.answers), len(usable))
 
 
 def popularity_scores(train: Sequences, queries: Ints, answers: Ints, k: int = 10) -> RankScores:

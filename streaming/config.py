@@ -487,7 +487,7 @@ class UserSettings(_Section):
         20, ge=1, le=1_000, description="a user's vector averages their last N kept items"
     )
     recency_decay: float = Field(
-        0.9, gt=0, le=1, description="each older recent item weighs this times the one after it"
+        0.7, gt=0, le=1, description="each older recent item weighs this times the one after it"
     )
     idle_ttl_s: int = Field(
         0,
