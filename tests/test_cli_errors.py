@@ -21,7 +21,7 @@ import pytest
 from streaming.config import ENV_PREFIX, load_settings
 from streaming.runtime.services import RedisServer
 from streaming.store.connection import connect
-from streaming.store.versions import publish_version, write_users
+from streaming.store.versions import publish_version, write_user_items, write_users
 from tests.ports import free_port
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -232,10 +232,9 @@ def test_similar_and_recommend_without_a_vector(
         assert "nearest to 10" in found.stdout
         result = walkstream(["recommend", "3"], env, tmp_path)
         assert_clean_error(result, "recommend", "user 3 has no vector in version 1")
-        write_users(
-            connect(settings.redis), settings.redis.key_prefix, 1, np.array([3]),
-            vectors[:1], np.array([[10]]),
-        )  # fmt: skip
+        connection = connect(settings.redis)
+        write_users(connection, settings.redis.key_prefix, 1, np.array([3]), vectors[:1])
+        write_user_items(connection, settings.redis.key_prefix, np.array([3]), np.array([[10]]))
         found = walkstream(["recommend", "3", "-k", "1"], env, tmp_path)
         assert found.returncode == 0, found.stderr
         assert "nearest to user 3's vector, unseen" in found.stdout

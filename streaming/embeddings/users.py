@@ -14,10 +14,11 @@ Recent items travel as a padded matrix: one row per user, `limit` columns, right
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
+from scipy.sparse import csr_matrix
 
 from streaming.embeddings.vectors import Embeddings, Vectors
 
@@ -32,7 +33,8 @@ __all__ = [
 NO_ITEM = -1
 """Padding of a recent-items row (item ids are non-negative)."""
 
-_CHUNK = 32_768  # users per gather: chunk x limit x dim float32 stays in tens of MB
+_CHUNK = 65_536  # users per pass: a (chunk, dim) float32 gather stays in tens of MB
+_DENSE_LIMIT = 50_000_000  # item ids below this: a lookup table (8 bytes per id)
 
 
 def recent_items(sequence: Iterable[int], limit: int) -> list[int]:
@@ -74,20 +76,47 @@ def user_vectors(
     has = np.zeros(users, dtype=bool)
     if users == 0 or len(embeddings) == 0 or limit == 0:
         return vectors, has
-    order = np.argsort(embeddings.item_ids, kind="stable")
-    sorted_ids = embeddings.item_ids[order]
-    weights = recency_weights(limit, decay)
+    row_of = _row_lookup(embeddings.item_ids)
+    weights = recency_weights(limit, decay).astype(np.float32)
     for start in range(0, users, _CHUNK):
         part = recent[start : start + _CHUNK]
-        slot = np.minimum(np.searchsorted(sorted_ids, part), len(sorted_ids) - 1)
-        known = (part != NO_ITEM) & (sorted_ids[slot] == part)
-        rows = order[slot]
-        mass = known * weights  # (chunk, limit)
+        rows = row_of(part)  # -1: no vector in this version
+        mass = (rows >= 0) * weights  # (chunk, limit)
         total = mass.sum(axis=1)
+        # rows x items, a user's weights at their items' columns: one sparse product sums
+        # every user's weighted vectors (a C loop, where a gather per column copies them)
+        weighted = csr_matrix(
+            (mass.ravel(), np.maximum(rows, 0).ravel(), np.arange(0, rows.size + 1, limit)),
+            shape=(len(part), len(embeddings)),
+        )
+        summed = np.asarray(weighted @ embeddings.vectors, dtype=np.float32)
         found = total > 0
-        gathered = embeddings.vectors[rows]  # (chunk, limit, dim)
-        summed = np.einsum("ul,uld->ud", mass, gathered, optimize=True)
         summed[found] /= total[found, None]
         vectors[start : start + len(part)] = summed
         has[start : start + len(part)] = found
     return vectors, has
+
+
+def _row_lookup(
+    item_ids: npt.NDArray[np.int64],
+) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]]:
+    """Item ids -> their rows in `item_ids` (-1 for ids it lacks): a dense table when the ids
+    are small enough (one indexing per lookup), else a binary search."""
+    largest = int(item_ids.max())
+    if int(item_ids.min()) >= 0 and largest < _DENSE_LIMIT:
+        table = np.full(largest + 2, -1, dtype=np.int64)  # the last entry: out of range
+        table[item_ids] = np.arange(len(item_ids))
+
+        def dense(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+            inside = np.where((ids >= 0) & (ids <= largest), ids, largest + 1)
+            return np.asarray(table[inside], dtype=np.int64)
+
+        return dense
+    order = np.argsort(item_ids, kind="stable")
+    sorted_ids = item_ids[order]
+
+    def searched(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        slot = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+        return np.where(sorted_ids[slot] == ids, order[slot], -1)
+
+    return searched

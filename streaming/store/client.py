@@ -179,8 +179,9 @@ class VersionView:
         return self.user_vectors([user]).get(int(user))
 
     def user_items(self, user: int) -> list[int]:
-        """The recent items (oldest first) the user's vector in this version averages."""
-        (raw,) = self._read(("HGET", self._keys.user_items(self.version), int(user)))
+        """The user's recent kept items, oldest first (what their vector in the newest
+        version averages)."""
+        (raw,) = self._read(("HGET", self._keys.user_items, int(user)))
         return decode_items(raw).tolist() if raw else []
 
     def recommend(
@@ -191,7 +192,7 @@ class VersionView:
         count, blob, seen = self._read(
             ("HGET", self._keys.meta(self.version), "count"),
             ("HGET", self._keys.users(self.version), int(user)),
-            ("HGET", self._keys.user_items(self.version), int(user)),
+            ("HGET", self._keys.user_items, int(user)),
         )
         if blob is None:
             return []

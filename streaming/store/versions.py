@@ -13,10 +13,11 @@ Every key starts with the configured prefix `P`:
 - `P:v:{V}:added`    list: item ids added after the version was written (not in its index)
 - `P:v:{V}:vset`     vector set (Redis >= 8) of the same vectors, for VSIM
 - `P:v:{V}:users`    hash: user id (decimal string) -> float32 little-endian bytes, the user's
-                     vector from this version's item vectors (streaming.embeddings.users)
-- `P:v:{V}:user-items` hash: user id -> int64 little-endian bytes, the user's recent items
-                     (oldest first) that vector averages; meta `users` counts the users,
-                     `users_info` (JSON) says how their vectors were built
+                     vector from this version's item vectors (streaming.embeddings.users);
+                     meta `users` counts them when the version was written, `users_info`
+                     (JSON) says how they were built
+- `P:user-items`     hash: user id -> int64 little-endian bytes, the user's recent kept items,
+                     oldest first (what their vector in the newest version averages)
 - `P:current`        string: the version readers should use
 - `P:versions`       stream: one entry per published version (version, count, created_at)
 - `P:prepared`       stream: one entry per version written with its index, before its switch
@@ -59,6 +60,7 @@ __all__ = [
     "add_to_version",
     "announce_prepared",
     "build_vector_set",
+    "count_users",
     "current_version",
     "decode_items",
     "decode_vector",
@@ -69,6 +71,7 @@ __all__ = [
     "supports_vector_sets",
     "switch_to",
     "write_index",
+    "write_user_items",
     "write_users",
     "write_version",
 ]
@@ -125,8 +128,9 @@ class VersionKeys:
     def users(self, version: int) -> str:
         return f"{self.prefix}:v:{version}:users"
 
-    def user_items(self, version: int) -> str:
-        return f"{self.prefix}:v:{version}:user-items"
+    @property
+    def user_items(self) -> str:
+        return f"{self.prefix}:user-items"
 
     def of_version(self, version: int) -> list[str]:
         return [
@@ -137,7 +141,6 @@ class VersionKeys:
             self.index(version),
             self.added(version),
             self.users(version),
-            self.user_items(version),
         ]
 
 
@@ -302,68 +305,90 @@ def write_users(
     version: int,
     user_ids: npt.NDArray[np.int64],
     vectors: npt.NDArray[np.float32],
-    recent: npt.NDArray[np.int64],
     gone: Iterable[int] = (),
-    info: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Store users' vectors (row i of `vectors` for `user_ids[i]`, averaged from the recent
-    items in row i of `recent`) in a written version, drop the users in `gone`, and count
-    the version's users in its meta (with `info`, when given, as `users_info`).
+    """Store users' vectors (row i of `vectors` for `user_ids[i]`) in a written version and
+    drop the users in `gone` from it.
 
     A version that is gone (expired, or never written) gets nothing: returns False. In a
-    version that is not persistent (not yet switched to, or superseded) the users' keys
+    version that is not persistent (not yet switched to, or superseded) the users' vectors
     expire with the rest of it.
     """
     keys = VersionKeys(prefix)
-    if len(user_ids) != len(vectors) or len(user_ids) != len(recent):
-        raise ValueError(f"{len(user_ids)} users, {len(vectors)} vectors, {len(recent)} rows")
+    if len(user_ids) != len(vectors):
+        raise ValueError(f"{len(user_ids)} users but {len(vectors)} vectors")
     remaining = cast(int, client.ttl(keys.vectors(version)))
     if remaining == -2:
         return False
-    ids = [str(int(user)) for user in user_ids]
-    # One bytes object per matrix, sliced per user: a call per row would dominate.
-    vector_bytes = np.ascontiguousarray(vectors, dtype=_DTYPE).tobytes()
-    vector_width = vectors.shape[1] * _DTYPE.itemsize if len(vectors) else 0
-    item_bytes = np.ascontiguousarray(recent, dtype=_ITEM_DTYPE).tobytes()
-    item_width = recent.shape[1] * _ITEM_DTYPE.itemsize if len(recent) else 0
-    padding = (np.asarray(recent) < 0).sum(axis=1) * _ITEM_DTYPE.itemsize
-    dropped = [str(int(user)) for user in gone]
-    for chunk in range(0, len(ids), _PIPELINE_ROWS):  # bounded client memory per round trip
-        with client.pipeline(transaction=False) as pipe:
-            for start in range(chunk, min(chunk + _PIPELINE_ROWS, len(ids)), _BATCH):
-                rows = range(start, min(start + _BATCH, len(ids)))
-                pipe.hset(
-                    keys.users(version),
-                    mapping={
-                        ids[r]: vector_bytes[r * vector_width : (r + 1) * vector_width]
-                        for r in rows
-                    },
-                )
-                pipe.hset(
-                    keys.user_items(version),
-                    mapping={
-                        ids[r]: item_bytes[r * item_width + int(padding[r]) : (r + 1) * item_width]
-                        for r in rows
-                    },
-                )
-            if remaining > 0:  # not persistent: expire with the version, even if we die here
-                pipe.expire(keys.users(version), remaining)
-                pipe.expire(keys.user_items(version), remaining)
-            pipe.execute(raise_on_error=True)
-    with client.pipeline(transaction=False) as pipe:
-        for start in range(0, len(dropped), _BATCH):
-            pipe.hdel(keys.users(version), *dropped[start : start + _BATCH])
-            pipe.hdel(keys.user_items(version), *dropped[start : start + _BATCH])
-        if remaining > 0:
-            pipe.expire(keys.users(version), remaining)
-            pipe.expire(keys.user_items(version), remaining)
-        pipe.hlen(keys.users(version))
-        *_, count = pipe.execute(raise_on_error=True)
-    fields: dict[str, Any] = {"users": count}
-    if info is not None:
-        fields["users_info"] = json.dumps(info, sort_keys=True)
-    client.hset(keys.meta(version), mapping=fields)
+    _write_rows(client, keys.users(version), user_ids, vectors, _DTYPE, remaining, gone)
     return True
+
+
+def count_users(client: redis.Redis, prefix: str, version: int, info: Mapping[str, Any]) -> int:
+    """Record in a version's meta how many users it holds now (`users`) and how their vectors
+    were built (`users_info`, JSON); return the count."""
+    keys = VersionKeys(prefix)
+    count = cast(int, client.hlen(keys.users(version)))
+    client.hset(
+        keys.meta(version), mapping={"users": count, "users_info": json.dumps(info, sort_keys=True)}
+    )
+    return count
+
+
+def write_user_items(
+    client: redis.Redis,
+    prefix: str,
+    user_ids: npt.NDArray[np.int64],
+    recent: npt.NDArray[np.int64],
+    gone: Iterable[int] = (),
+) -> None:
+    """Store users' recent items (right-aligned rows, `streaming.embeddings.users.padded`;
+    the padding is not stored) in `P:user-items`, and drop the users in `gone`."""
+    if len(user_ids) != len(recent):
+        raise ValueError(f"{len(user_ids)} users but {len(recent)} rows of items")
+    key = VersionKeys(prefix).user_items
+    _write_rows(client, key, user_ids, recent, _ITEM_DTYPE, -1, gone, trim_negative=True)
+
+
+def _write_rows(
+    client: redis.Redis,
+    key: str,
+    ids: npt.NDArray[np.int64],
+    rows: npt.NDArray[Any],
+    dtype: np.dtype[Any],
+    expire_s: int,
+    gone: Iterable[int],
+    trim_negative: bool = False,
+) -> None:
+    """HSET id -> row bytes (without a row's leading negative padding with `trim_negative`),
+    in bounded round trips, then HDEL `gone`; `expire_s` > 0 keeps the key expiring."""
+    names = [str(int(user)) for user in ids]
+    # One bytes object per matrix, sliced per row: a call per row would dominate.
+    data = np.ascontiguousarray(rows, dtype=dtype).tobytes()
+    width = rows.shape[1] * dtype.itemsize if len(rows) else 0
+    skip = ((np.asarray(rows) < 0).sum(axis=1) if trim_negative else np.zeros(len(rows), int)) * (
+        dtype.itemsize
+    )
+    for chunk in range(0, len(names), _PIPELINE_ROWS):  # bounded client memory per round trip
+        with client.pipeline(transaction=False) as pipe:
+            for start in range(chunk, min(chunk + _PIPELINE_ROWS, len(names)), _BATCH):
+                stop = min(start + _BATCH, len(names))
+                pipe.hset(
+                    key,
+                    mapping={
+                        names[r]: data[r * width + int(skip[r]) : (r + 1) * width]
+                        for r in range(start, stop)
+                    },
+                )
+            if expire_s > 0:  # not persistent: keep expiring, even if the writer dies here
+                pipe.expire(key, expire_s)
+            pipe.execute(raise_on_error=True)
+    dropped = [str(int(user)) for user in gone]
+    if dropped:
+        with client.pipeline(transaction=False) as pipe:
+            for start in range(0, len(dropped), _BATCH):
+                pipe.hdel(key, *dropped[start : start + _BATCH])
+            pipe.execute(raise_on_error=True)
 
 
 def restore_sequence(client: redis.Redis, prefix: str, last_version: int) -> None:

@@ -20,6 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from streaming.kafka_clients import kafka_python_config
 from streaming.records import MALFORMED, UserItems, read_user_items
 from streaming.report import Report
 from streaming.store import connect
-from streaming.store.versions import write_users
+from streaming.store.versions import VersionKeys, count_users, write_user_items, write_users
 from streaming.topics import ensure_topics, topic_partitions
 from streaming.trainer.durable import write_atomically
 from streaming.trainer.metrics import TrainerMetrics
@@ -43,6 +44,7 @@ __all__ = ["RecentItems", "UserVectors"]
 
 _SAVE_EVERY_S = 5.0
 _TARGETS = 2  # the version being prepared and the current one
+_PUBLISH_CHUNK = 100_000  # users averaged and written at a time
 
 
 class RecentItems:
@@ -181,22 +183,42 @@ class UserVectors:
         with self._lock:
             forgotten = self.state.forget_idle(self.options.idle_ttl_s)
             users, recent = self.state.arrays()
-            found, has = user_vectors(recent, embeddings, self.options.recency_decay)
-            info = {
-                "recent_items": self.options.recent_items,
-                "recency_decay": self.options.recency_decay,
-                "idle_ttl_s": self.options.idle_ttl_s,
-                "without_vector": int((~has).sum()),
-                "forgotten": len(forgotten),
-            }
-            write_users(
-                self.redis, self.prefix, version, users[has], found[has], recent[has], info=info
+            if forgotten or not self.redis.exists(VersionKeys(self.prefix).user_items):
+                write_user_items(self.redis, self.prefix, users, recent, gone=forgotten)
+            placed = 0
+            # Averaging (NumPy and SciPy, without the GIL) on two threads, overlapped with
+            # the writes of the chunks already averaged.
+            chunks = range(0, len(users), _PUBLISH_CHUNK)
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="user-vectors") as pool:
+                averaged = pool.map(
+                    lambda start: user_vectors(
+                        recent[start : start + _PUBLISH_CHUNK],
+                        embeddings,
+                        self.options.recency_decay,
+                    ),
+                    chunks,
+                )
+                for start, (found, has) in zip(chunks, averaged, strict=True):
+                    part = users[start : start + _PUBLISH_CHUNK]
+                    write_users(self.redis, self.prefix, version, part[has], found[has])
+                    placed += int(has.sum())
+            count_users(
+                self.redis,
+                self.prefix,
+                version,
+                {
+                    "recent_items": self.options.recent_items,
+                    "recency_decay": self.options.recency_decay,
+                    "idle_ttl_s": self.options.idle_ttl_s,
+                    "without_vector": len(users) - placed,
+                    "forgotten": len(forgotten),
+                },
             )
             self._targets[version] = vectors
             for old in sorted(self._targets)[:-_TARGETS]:
                 del self._targets[old]
-            self.metrics.users.set(int(has.sum()))
-            return int(has.sum())
+            self.metrics.users.set(placed)
+            return placed
 
     def switched(self, version: int) -> None:
         """`version` is current: older versions get no more updates (they are expiring)."""
@@ -298,11 +320,11 @@ class UserVectors:
                 found = np.zeros((len(rows), 0), dtype=np.float32)
                 has = np.zeros(len(rows), dtype=bool)
             written = write_users(
-                self.redis, self.prefix, version, users[has], found[has], recent[has],
-                gone=users[~has].tolist(),
-            )  # fmt: skip
+                self.redis, self.prefix, version, users[has], found[has], gone=users[~has].tolist()
+            )
             if not written:
                 del self._targets[version]
+        write_user_items(self.redis, self.prefix, users, recent)
         self.metrics.user_updates.inc(len(rows))
 
     def _save(self) -> None:

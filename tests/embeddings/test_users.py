@@ -55,15 +55,16 @@ def test_a_user_vector_is_the_recency_weighted_average_of_the_named_items() -> N
     assert not vectors[2].any()
 
 
-def test_user_vectors_agree_with_a_per_user_loop_across_chunks() -> None:
+@pytest.mark.parametrize("offset", [0, 10**12])  # a lookup table, a binary search
+def test_user_vectors_agree_with_a_per_user_loop_across_chunks(offset: int) -> None:
     rng = np.random.default_rng(3)
-    ids = rng.choice(10_000, size=500, replace=False).astype(np.int64)
+    ids = rng.choice(10_000, size=500, replace=False).astype(np.int64) + offset
     embeddings = Embeddings(
         ids, rng.normal(size=(500, 8)).astype(np.float32), np.zeros(500, dtype=bool)
     )
     rows = [
-        rng.choice(np.r_[ids, [10_001, 10_002]], size=rng.integers(0, 6)).tolist()
-        for _ in range(40_000)
+        rng.choice(np.r_[ids, [offset + 10_001, 10**13]], size=rng.integers(0, 6)).tolist()
+        for _ in range(70_000)
     ]
     vectors, has = user_vectors(padded(rows, 5), embeddings, decay=0.7)
     lookup = embeddings.as_dict()
