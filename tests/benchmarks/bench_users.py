@@ -124,7 +124,8 @@ def freshness(args: argparse.Namespace) -> dict[str, Any]:
         stack.up(report=lambda _: None)
         flags = [part for a in assignments for part in ("--set", a)]
         cli = [sys.executable, "-m", "streaming.cli", *flags]
-        log = (Path(tmp_dir) / "processes.log").open("ab")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        log = (args.out.parent / "users-processes.log").open("wb")
         job = subprocess.Popen(
             [*cli, "job", "--from", "latest"], stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -134,6 +135,7 @@ def freshness(args: argparse.Namespace) -> dict[str, Any]:
         )
         client = EmbeddingClient.from_settings(settings.redis)
         seen: dict[int, float] = {}
+        switches: list[tuple[float, int]] = []
         stop = threading.Event()
         pending: set[int] = set()
         lock = threading.Lock()
@@ -143,6 +145,8 @@ def freshness(args: argparse.Namespace) -> dict[str, Any]:
             keys = VersionKeys(settings.redis.key_prefix)
             while not stop.is_set():
                 version = client.version
+                if version is not None and (not switches or switches[-1][1] != version):
+                    switches.append((time.time(), version))
                 with lock:
                     waiting = sorted(pending)
                 if version is not None and waiting:
@@ -161,7 +165,10 @@ def freshness(args: argparse.Namespace) -> dict[str, Any]:
             rng = np.random.default_rng(0)
             pacer = Pacer(rate=args.rate)
             warmup = int(args.rate * args.warmup)
-            count = warmup + int(args.rate * args.seconds)
+            measured = warmup + int(args.rate * args.seconds)
+            # then 10 s more, untraced: the last measured second's ratings wait for newer
+            # event times to pass the watermark, as they would in a live feed
+            count = measured + int(args.rate * 10)
             users, items = rng.integers(1, 20_000, count), rng.zipf(1.3, count) % 2_000 + 1
             traced: dict[int, int] = {}
             watcher.start()
@@ -170,7 +177,7 @@ def freshness(args: argparse.Namespace) -> dict[str, Any]:
                 for index in range(count):
                     pacer.wait(index, 0)
                     user, item = int(users[index]), int(items[index])
-                    if index >= warmup and (index - warmup) % args.trace_every == 0:
+                    if warmup <= index < measured and (index - warmup) % args.trace_every == 0:
                         user = 10**8 + index  # a user never seen before, one kept rating
                         item = 1 + index % 50  # among the most rated items: in the version
                         traced[user] = item
@@ -199,6 +206,9 @@ def freshness(args: argparse.Namespace) -> dict[str, Any]:
         stack.down(report=lambda _: None)
     latency = np.array([seen[u] - appended[u] for u in traced if u in seen and u in appended])
     missing = len(traced) - len(latency)
+    by_time = sorted(
+        (appended[u], seen.get(u, -1.0) - appended[u]) for u in traced if u in appended
+    )
     return {
         "target_rate": args.rate,
         "sent_rate": sent_rate,
@@ -208,6 +218,8 @@ def freshness(args: argparse.Namespace) -> dict[str, Any]:
         "p50_s": float(np.percentile(latency, 50)) if len(latency) else None,
         "p99_s": float(np.percentile(latency, 99)) if len(latency) else None,
         "max_s": float(latency.max()) if len(latency) else None,
+        "traces": by_time,
+        "switches": switches,
     }
 
 
