@@ -160,7 +160,12 @@ def test_a_bounded_replay_writes_every_transition_and_each_users_recent_items_as
 def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_graph(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
-    world = job_world(local_stack, unique, tmp_path, **{"stream.transition_samples": "false"})
+    world = job_world(
+        local_stack,
+        unique,
+        tmp_path,
+        **{"stream.transition_samples": "false", "users.enabled": "false"},
+    )
     ratings = synthetic(tmp_path, 150_000, seed=2)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
     columns, _ = load_events(ratings, "csv", world.settings.events)
@@ -177,9 +182,10 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
         assert final_counts(world.settings) != expected, "finished before the kill: use more events"
     finally:
         JobWorld.kill(job)
-    # As after an upgrade that adds an output: the restored graph has one more operator, and
-    # every piece of state must still find its operator.
-    upgraded = replace(world, flags=[*world.flags, "--set", "stream.transition_samples=true"])
+    # As after an upgrade that adds outputs: the restored graph has more operators, and every
+    # piece of state must still find its operator.
+    upgrade = ["stream.transition_samples=true", "users.enabled=true"]
+    upgraded = replace(world, flags=[*world.flags, *(f for a in upgrade for f in ("--set", a))])
     restored = upgraded.start("--from", "earliest", "--from-checkpoint", "latest")
     try:
         poll(lambda: final_counts(world.settings) == expected, 240, "the oracle's counts")
@@ -188,6 +194,7 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
     assert final_counts(world.settings) == expected
     samples = read_topic(world.settings, world.topic("samples"))
     assert any(json.loads(value)["kind"] == "transition" for *_, value in samples)
+    assert read_topic(world.settings, world.topic("users"))
 
 
 def test_a_restored_bounded_replay_is_refused(
@@ -227,12 +234,18 @@ def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
 ) -> None:
     """A checkpoint's state is found by operator id: the ids of the parts made after the
     walk feedback must not move when a setting changes it, or when a job has none."""
-    world = job_world(local_stack, unique, tmp_path, **{"stream.transition_samples": "false"})
+    world = job_world(
+        local_stack,
+        unique,
+        tmp_path,
+        **{"stream.transition_samples": "false", "users.enabled": "false"},
+    )
     assignments = world.flags[1::2]
     variants = {
         "live": assignments,
         "batched": [*assignments, "stream.hop_batch_ms=200"],
         "transitions": [*assignments, "stream.transition_samples=true"],
+        "users": [*assignments, "users.enabled=true"],
         "bounded": [*assignments, "--until"],
     }
     printed = subprocess.run(
@@ -246,6 +259,8 @@ def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
     assert all(u.startswith("hops-") for u in uids["batched"] - live)
     assert live < uids["transitions"]
     assert all("transition" in u for u in uids["transitions"] - live)
+    assert live < uids["users"]
+    assert all("users" in u for u in uids["users"] - live)
     stateful = ("ratings-", "order-", "sightings-")
     assert {u for u in uids["bounded"] if u.startswith(stateful)} == {
         u for u in live if u.startswith(stateful)
