@@ -14,6 +14,7 @@ from streaming.cli import main
 from streaming.config import Settings
 from streaming.embeddings.graph import transition_graph, user_sequences
 from streaming.embeddings.labels import load_communities
+from streaming.embeddings.users import recency_weights, recent_items
 from streaming.plot import version_embeddings
 from streaming.rating_files import load_events
 from streaming.store import EmbeddingClient
@@ -83,9 +84,20 @@ def test_the_demo_publishes_embeddings_of_every_seen_item_that_keep_communities_
     assert view.meta()["users"] == len(placed)
     match = re.search(r"user (\d+) in version \d+: recent items", output)
     assert match, output
-    recommended = {item for item, _ in view.recommend(int(match[1]), 10)}
+    user = int(match[1])
+    recommended = {item for item, _ in view.recommend(user, 10)}
     assert len(recommended) == 10
-    assert not recommended & set(view.user_items(int(match[1])))
+    assert not recommended & set(view.user_items(user))
+    # through the job and the trainer: the user's vector is the weighted average of the
+    # version's vectors of their last 20 kept items, as the batch sequences have them
+    (k,) = np.flatnonzero(sequences.users == user)
+    recent = recent_items(sequences.items_of(int(k)).tolist(), 20)
+    assert view.user_items(user) == recent
+    vectors = view.vectors(recent)
+    weights = recency_weights(len(recent), local_stack.users.recency_decay)
+    known = [(w, vectors[i]) for w, i in zip(weights, recent, strict=True) if i in vectors]
+    expected = sum(w * v for w, v in known) / sum(w for w, _ in known)
+    np.testing.assert_allclose(view.user_vector(user), expected, rtol=1e-5, atol=1e-6)
 
     assert (run_dir / "demo.png").read_bytes().startswith(b"\x89PNG")
     picture = tmp_path / "plot.png"

@@ -192,14 +192,14 @@ class Observer:
                 )
             time.sleep(0.5)
 
-    def user_view(self, user: int, wait_s: float) -> VersionView:
-        """The current version, once it holds `user`'s vector (the trainer's user thread
-        follows the users topic within a poll)."""
+    def user_view(self, user: int, recent: list[int], wait_s: float) -> VersionView:
+        """The current version, once it holds `user`'s vector from their `recent` items (the
+        trainer's user thread follows the users topic within a poll)."""
         deadline = time.monotonic() + wait_s
         while True:
             self.check()
             view = self._client.current()
-            if view.user_vector(user) is not None:
+            if view.user_items(user) == recent and view.user_vector(user) is not None:
                 return view
             if time.monotonic() > deadline:
                 raise RuntimeServiceError(

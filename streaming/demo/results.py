@@ -10,7 +10,9 @@ import numpy as np
 
 from batch.evaluate import community_precision
 from streaming.demo.observer import Observer
+from streaming.embeddings.graph import user_sequences
 from streaming.embeddings.labels import Communities, neighbour_table
+from streaming.embeddings.users import recent_items
 from streaming.embeddings.vectors import Embeddings
 from streaming.rating_files import EventColumns
 from streaming.report import Report
@@ -19,8 +21,8 @@ from streaming.store.client import VersionView
 __all__ = [
     "DemoResult",
     "demo_result",
-    "most_active_user",
     "popular_items",
+    "settled_user",
     "show_result",
     "show_user",
 ]
@@ -108,11 +110,17 @@ def popular_items(columns: EventColumns, communities: Communities | None) -> lis
     return chosen
 
 
-def most_active_user(columns: EventColumns, high_rating: float) -> int:
-    """The user with the most kept (high) ratings."""
-    kept = columns.rating >= high_rating
-    users, counts = np.unique(columns.user_id[kept], return_counts=True)
-    return int(users[np.argmax(counts)])
+def settled_user(
+    columns: EventColumns, high_rating: float, recent_items_limit: int, settled_before: int
+) -> tuple[int, list[int]]:
+    """The user with the most kept ratings among those whose last one is older than
+    `settled_before` (event time: ratings at the very end of a stream wait for newer ones to
+    pass the watermark), and their recent items as the job and the trainer keep them."""
+    sequences = user_sequences(*columns, high_rating)
+    last = sequences.times[np.maximum(sequences.indptr[1:] - 1, 0)]
+    lengths = np.where(last < settled_before, sequences.lengths, -1)
+    k = int(np.argmax(lengths))
+    return int(sequences.users[k]), recent_items(sequences.items_of(k).tolist(), recent_items_limit)
 
 
 def show_user(view: VersionView, user: int, labels: dict[int, str], report: Report) -> None:

@@ -19,8 +19,8 @@ from streaming.demo.observer import Observer
 from streaming.demo.results import (
     DemoResult,
     demo_result,
-    most_active_user,
     popular_items,
+    settled_user,
     show_result,
     show_user,
 )
@@ -123,8 +123,13 @@ def run_demo(
         popular = popular_items(columns, communities)
         labels = item_labels(ratings)
         show_result(result, embeddings, popular, labels, report)
-        user = most_active_user(columns, settings.events.high_rating)
-        show_user(observer.user_view(user, options.wait_s), user, labels, report)
+        user, recent = settled_user(
+            columns,
+            settings.events.high_rating,
+            settings.users.recent_items,
+            int(columns.event_time.max()) - settings.stream.out_of_orderness_s - 2,
+        )
+        show_user(observer.user_view(user, recent, options.wait_s), user, labels, report)
         draw(
             result.plot,
             embeddings,

@@ -19,8 +19,8 @@ import io
 import json
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,14 @@ class RecentItems:
         self._row[user] = row
         return row
 
+    def columns(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]
+    ]:
+        """(users, kept, event_time, items), with spare rows at the end."""
+        return self.users, self.kept, self.event_time, self.items
+
     def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(user ids, their recent items) of every user, row for row."""
         size = len(self._row)
@@ -124,16 +132,8 @@ class RecentItems:
 
     def to_bytes(self, offsets: Mapping[str, int]) -> bytes:
         size = len(self._row)
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            users=self.users[:size],
-            kept=self.kept[:size],
-            event_time=self.event_time[:size],
-            items=self.items[:size],
-            offsets=np.array(json.dumps(dict(offsets))),
-        )
-        return buffer.getvalue()
+        users, kept, event_time, items = (array[:size] for array in self.columns())
+        return _state_bytes(users, kept, event_time, items, offsets)
 
     @classmethod
     def from_file(cls, path: Path, limit: int) -> tuple[RecentItems, dict[str, int]]:
@@ -151,6 +151,26 @@ class RecentItems:
             state._set(saved["users"], saved["kept"], saved["event_time"], rows)
             offsets = {key: int(value) for key, value in json.loads(str(saved["offsets"])).items()}
         return state, offsets
+
+
+def _state_bytes(
+    users: npt.NDArray[np.int64],
+    kept: npt.NDArray[np.int64],
+    event_time: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int64],
+    offsets: Mapping[str, int],
+) -> bytes:
+    """The file `RecentItems.from_file` reads (NumPy's npz: no pickles)."""
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        users=users,
+        kept=kept,
+        event_time=event_time,
+        items=items,
+        offsets=np.array(json.dumps(dict(offsets))),
+    )
+    return buffer.getvalue()
 
 
 class UserVectors:
@@ -273,14 +293,23 @@ class UserVectors:
                 else:
                     consumer.seek(tp, position)
             saved = time.monotonic()
-            while not self._stop.is_set():
-                polled = consumer.poll(timeout_ms=100)
-                if polled:
-                    self._apply(polled)
-                if time.monotonic() - saved >= _SAVE_EVERY_S:
-                    self._save()
-                    saved = time.monotonic()
-            self._save()
+            # Saves (an fsync, which can wait seconds behind other writes to the disk) run in
+            # a thread of their own, so that they never hold up a user's update.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="user-state") as saver:
+                saving: Future[None] | None = None
+                while not self._stop.is_set():
+                    polled = consumer.poll(timeout_ms=100)
+                    if polled:
+                        self._apply(polled)
+                    idle = saving is None or saving.done()
+                    if idle and time.monotonic() - saved >= _SAVE_EVERY_S:
+                        if saving is not None:
+                            saving.result()  # a failed save stops the thread, loudly
+                        saving = saver.submit(self._save, self._snapshot())
+                        saved = time.monotonic()
+                if saving is not None:
+                    saving.result()
+            self._save(self._snapshot())
         finally:
             consumer.close()
 
@@ -327,7 +356,14 @@ class UserVectors:
         write_user_items(self.redis, self.prefix, users, recent)
         self.metrics.user_updates.inc(len(rows))
 
-    def _save(self) -> None:
+    def _save(self, snapshot: Callable[[], bytes]) -> None:
+        write_atomically(self.path, snapshot())
+
+    def _snapshot(self) -> Callable[[], bytes]:
+        """The state and the offsets after it, copied consistently now (a memory copy, so a
+        user's update waits that long at most), serialised when called."""
         with self._lock:
-            data = self.state.to_bytes(self.offsets)
-        write_atomically(self.path, data)
+            size = len(self.state)
+            users, kept, event_time, items = (a[:size].copy() for a in self.state.columns())
+            offsets = dict(self.offsets)
+        return lambda: _state_bytes(users, kept, event_time, items, offsets)
