@@ -492,8 +492,10 @@ class UserSettings(_Section):
     idle_ttl_s: int = Field(
         0,
         ge=0,
-        description="users with no kept rating for this long (event time) are left out of new "
-        "versions and forgotten (0: never)",
+        le=2_000_000_000,
+        description="users with no kept rating for this long (event time) are forgotten: the "
+        "job drops their state (their next rating starts a new sequence), the trainer leaves "
+        "them out of new versions (0: never)",
     )
 
 

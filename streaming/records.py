@@ -308,9 +308,11 @@ def read_sighting(raw: bytes | str) -> tuple[int, dict[int, int]]:
 
 # --- users (`kafka.topics.users`, key: user id: the job -> the trainer's user vectors) --------
 # A user's recent kept items (oldest first) whenever they change, with `kept`, how many items
-# the user's sequence has ever had. `kept` only grows, so a reader keeps, per user, the record
-# with the highest: a record repeated after a restore (the sink writes at least once, so that
-# a change is readable at once rather than at the next checkpoint) changes nothing.
+# the user's sequence has had, and the event time of the change. A reader keeps, per user, the
+# record with the highest (event_time, kept): `kept` grows within a sequence and starts again
+# at a later event time when the job forgot an idle user (`users.idle_ttl_s`), so a record
+# repeated after a restore (the sink writes at least once, so that a change is readable at
+# once rather than at the next checkpoint) changes nothing.
 
 
 class UserItems(NamedTuple):

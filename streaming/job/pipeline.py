@@ -233,12 +233,13 @@ def _ratings(
 
 
 def _transitions(
-    t_env: StreamTableEnvironment, checked: DataStream, recent_items: int
+    t_env: StreamTableEnvironment, checked: DataStream, recent_items: int, idle_ttl_s: int
 ) -> tuple[DataStream, DataStream, DataStream]:
     """Each user's transitions, in (event time, item) order, the valid high ratings that
     arrived behind the watermark, and each user's last `recent_items` items whenever they
     change (none with 0): one Java function keyed by user (`UserTransitions`) for all three,
-    on the watermark its timers fire on, so every rating is paired or reported.
+    on the watermark its timers fire on, so every rating is paired or reported. A user idle
+    for `idle_ttl_s` of event time is forgotten (0: never).
 
     Keyed by user, so the ordering spreads over every task (a SQL sort by event time is one
     task for all users). Lateness is judged on the watermark the timers fire on, not on a
@@ -258,6 +259,7 @@ def _transitions(
         fields.index("event_time"),
         HIGH_RATING_TYPE.get_java_type_info(),
         recent_items,
+        idle_ttl_s,
     )
     j_transitions = (
         compact.union(checked)
@@ -473,7 +475,9 @@ def build_job(
     write(checked.get_side_output(DEAD_LETTER), "dead-letter-sink", topics.dead_letter, True)
     _part(t_env, "order")
     recent_items = settings.users.recent_items if settings.users.enabled else 0
-    late, transitions, users = _transitions(t_env, checked, recent_items)
+    late, transitions, users = _transitions(
+        t_env, checked, recent_items, settings.users.idle_ttl_s
+    )
     late_records = late.process(LateFunction(), output_type=Types.STRING()).uid("late").name("late")
     write(late_records, "late-sink", topics.late, True)
     _part(t_env, "batches")

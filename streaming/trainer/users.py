@@ -8,8 +8,8 @@ publisher hands them over (`publish`, before a version's switch, with the item v
 averages): a user's vector in a version only ever averages that version's item vectors.
 
 Records arrive at least once (the job's sink does not wait for a checkpoint, so a change is
-readable at once); a record counts only when its `kept` is higher than the user's, so a
-repeated or reordered record changes nothing. After a crash the thread restores the state,
+readable at once); a record counts only when its (event time, `kept`) is higher than the
+user's, so a repeated or reordered record changes nothing. After a crash the thread restores the state,
 reads on from the saved offsets, and rewrites every user of the served version.
 """
 
@@ -63,10 +63,15 @@ class RecentItems:
         return len(self._row)
 
     def apply(self, record: UserItems) -> int | None:
-        """Take `record` if it is newer than what its user has; return the user's row then,
-        None if it changed nothing."""
+        """Take `record` if it is newer than what its user has, by (event time, kept): `kept`
+        grows with each record of a user's sequence, and starts again (at a later event time)
+        when the job forgot an idle user. Return the user's row then, None if it changed
+        nothing."""
         row = self._row.get(record.user)
-        if row is not None and record.kept <= self.kept[row]:
+        if row is not None and (record.event_time, record.kept) <= (
+            self.event_time[row],
+            self.kept[row],
+        ):
             return None
         if row is None:
             row = self._append(record.user)

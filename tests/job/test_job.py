@@ -104,9 +104,11 @@ def test_a_bounded_replay_writes_every_transition_and_each_users_recent_items_as
     world = job_world(local_stack, unique, tmp_path, **{"users.recent_items": 5})
     ratings = synthetic(tmp_path, 20_000, seed=3)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
-    first = load_events(ratings, "csv", world.settings.events)[0][3].min()
-    loner = Event(10**9, 7, 5.0, int(first) + 60)  # one kept rating: no transition
-    send_events(world.settings, world.topic("ratings"), [loner])
+    # after every rating of the file (an earlier one could be late: sent after them)
+    last = load_events(ratings, "csv", world.settings.events)[0][3].max()
+    loner = Event(10**9, 7, 5.0, int(last) + 60)  # one kept rating: no transition
+    low = Event(10**9, 8, 1.0, int(last) + 61)  # not kept: changes none of the loner's items
+    send_events(world.settings, world.topic("ratings"), [loner, low])
     world.run("--from", "earliest", "--until", "latest")
 
     columns, _ = load_events(ratings, "csv", world.settings.events)
@@ -155,6 +157,34 @@ def test_a_bounded_replay_writes_every_transition_and_each_users_recent_items_as
     }
     expected_recent[loner.user_id] = UserItems(loner.user_id, 1, [7], loner.event_time)
     assert newest == expected_recent
+
+
+def test_a_user_idle_past_the_ttl_is_forgotten_and_starts_a_new_sequence(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    world = job_world(local_stack, unique, tmp_path, **{"users.idle_ttl_s": 100})
+    t = 1_000_000
+    events = [
+        Event(1, 11, 5.0, t), Event(1, 12, 5.0, t + 10),  # then idle for 200 s: forgotten
+        Event(1, 13, 5.0, t + 210), Event(1, 14, 5.0, t + 220),
+        Event(2, 21, 5.0, t), Event(2, 22, 5.0, t + 60),  # gaps of 60 s: remembered
+        Event(2, 23, 5.0, t + 120),
+    ]  # fmt: skip
+    send_events(world.settings, world.topic("ratings"), events)
+    world.run("--from", "earliest", "--until", "latest")
+
+    samples = [read_sample(v) for *_, v in read_topic(world.settings, world.topic("samples"))]
+    transitions = {(s.user, *s.items, s.newest_event_time) for s in samples}
+    assert transitions == {
+        (1, 11, 12, t + 10), (1, 13, 14, t + 220),  # no 12 -> 13 across the gap
+        (2, 21, 22, t + 60), (2, 22, 23, t + 120),
+    }  # fmt: skip
+    records = [read_user_items(v) for *_, v in read_topic(world.settings, world.topic("users"))]
+    assert sorted({(r.user, r.event_time, r.kept, tuple(r.items)) for r in records}) == [
+        (1, t, 1, (11,)), (1, t + 10, 2, (11, 12)),
+        (1, t + 210, 1, (13,)), (1, t + 220, 2, (13, 14)),  # a new sequence: kept from 1
+        (2, t, 1, (21,)), (2, t + 60, 2, (21, 22)), (2, t + 120, 3, (21, 22, 23)),
+    ]  # fmt: skip
 
 
 def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_graph(

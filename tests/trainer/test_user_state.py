@@ -15,14 +15,19 @@ def _rows(state: RecentItems) -> dict[int, list[int]]:
     }
 
 
-def test_a_record_counts_only_when_its_kept_count_is_higher() -> None:
+def test_a_record_counts_only_when_it_is_newer_by_event_time_then_kept_count() -> None:
     state = RecentItems(limit=3)
     assert state.apply(UserItems(7, 2, [1, 2], 10)) == 0
     assert state.apply(UserItems(8, 1, [5], 10)) == 1
     assert state.apply(UserItems(7, 2, [1, 2], 10)) is None  # a repeat
     assert state.apply(UserItems(7, 1, [1], 9)) is None  # an older one, late
+    assert state.apply(UserItems(7, 3, [1, 2, 9], 10)) == 0  # the same second, one more item
     assert state.apply(UserItems(7, 5, [2, 3, 4, 6], 12)) == 0  # more than the limit
     assert _rows(state) == {7: [3, 4, 6], 8: [5]}
+    # the job forgot user 7 (idle): a new sequence, counted from 1 again, later in time
+    assert state.apply(UserItems(7, 1, [11], 500)) == 0
+    assert state.apply(UserItems(7, 5, [2, 3, 4, 6], 12)) is None  # a repeat of the old one
+    assert _rows(state) == {7: [11], 8: [5]}
     assert len(state) == 2
 
 

@@ -33,6 +33,11 @@ import org.apache.flink.util.OutputTag;
  * in s) to {@link #usersTag()}: {@code kept} counts the items the user's sequence ever had
  * (it only grows, so a reader keeps the record with the highest), {@code items} the recent
  * ones, oldest first, separated by commas.
+ *
+ * <p>With {@code idleTtlSeconds} > 0 a user with no kept rating for that long in event time is
+ * forgotten (an event-time timer clears their state): their next rating starts a new sequence
+ * (no transition from the item before the gap) and new recent items. So per-user state holds
+ * only the users active within the TTL, and what it holds depends on the events alone.
  */
 public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> {
     private static final long MS = 1000L;
@@ -42,18 +47,26 @@ public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> 
     private final OutputTag<Row> late;
     private final OutputTag<Row> users;
     private final int recentItems;
+    private final long idleTtlMs;
     /** Event time (ms) -> the items rated then, in arrival order. */
     private transient MapState<Long, long[]> pending;
     private transient ValueState<Long> last;
     /** How many items the sequence ever had, then the last {@code recentItems}, oldest first. */
     private transient ValueState<long[]> recent;
+    /** When (event time, ms) the user is forgotten unless they rate again before. */
+    private transient ValueState<Long> forgetAt;
 
     /**
      * Ratings of {@code rowType}: item and event time (BIGINT seconds) at these fields; each
-     * user's last {@code recentItems} items to {@link #usersTag()} (0: none).
+     * user's last {@code recentItems} items to {@link #usersTag()} (0: none); users idle for
+     * {@code idleTtlSeconds} of event time forgotten (0: never).
      */
     public UserTransitions(
-            int itemField, int eventTimeField, TypeInformation<Row> rowType, int recentItems) {
+            int itemField,
+            int eventTimeField,
+            TypeInformation<Row> rowType,
+            int recentItems,
+            int idleTtlSeconds) {
         this.itemField = itemField;
         this.eventTimeField = eventTimeField;
         this.late = new OutputTag<>("late", rowType);
@@ -63,6 +76,7 @@ public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> 
                 new String[] {"user_id", "kept", "items", "event_time"},
                 Types.LONG, Types.LONG, Types.STRING, Types.LONG));
         this.recentItems = recentItems;
+        this.idleTtlMs = idleTtlSeconds * MS;
     }
 
     /** The key of a rating: its user id, at {@code userField}. */
@@ -86,6 +100,7 @@ public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> 
         last = getRuntimeContext().getState(new ValueStateDescriptor<>("last", Types.LONG));
         recent = getRuntimeContext().getState(
             new ValueStateDescriptor<>("recent", PrimitiveArrayTypeInfo.LONG_PRIMITIVE_ARRAY_TYPE_INFO));
+        forgetAt = getRuntimeContext().getState(new ValueStateDescriptor<>("forget-at", Types.LONG));
     }
 
     @Override
@@ -110,7 +125,24 @@ public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> 
     @Override
     public void onTimer(long time, OnTimerContext ctx, Collector<Row> out) throws Exception {
         long[] items = pending.get(time);
+        if (items == null) { // the idle timer (a rating timer at the same time comes first)
+            Long at = forgetAt.value();
+            if (at != null && at == time) {
+                last.clear();
+                recent.clear();
+                forgetAt.clear();
+            }
+            return;
+        }
         pending.remove(time);
+        if (idleTtlMs > 0) { // active at `time`: forgotten only after the TTL from here
+            Long at = forgetAt.value();
+            if (at != null) {
+                ctx.timerService().deleteEventTimeTimer(at);
+            }
+            forgetAt.update(time + idleTtlMs);
+            ctx.timerService().registerEventTimeTimer(time + idleTtlMs);
+        }
         Arrays.sort(items);
         Long user = ctx.getCurrentKey();
         Long previous = last.value();
