@@ -475,9 +475,7 @@ def build_job(
     write(checked.get_side_output(DEAD_LETTER), "dead-letter-sink", topics.dead_letter, True)
     _part(t_env, "order")
     recent_items = settings.users.recent_items if settings.users.enabled else 0
-    late, transitions, users = _transitions(
-        t_env, checked, recent_items, settings.users.idle_ttl_s
-    )
+    late, transitions, users = _transitions(t_env, checked, recent_items, settings.users.idle_ttl_s)
     late_records = late.process(LateFunction(), output_type=Types.STRING()).uid("late").name("late")
     write(late_records, "late-sink", topics.late, True)
     _part(t_env, "batches")
