@@ -24,6 +24,8 @@ from streaming.embeddings.vectors import Embeddings, Vectors
 
 __all__ = [
     "NO_ITEM",
+    "ItemRows",
+    "item_rows",
     "padded",
     "recency_weights",
     "recent_items",
@@ -34,7 +36,7 @@ NO_ITEM = -1
 """Padding of a recent-items row (item ids are non-negative)."""
 
 _CHUNK = 65_536  # users per pass: a (chunk, dim) float32 gather stays in tens of MB
-_DENSE_LIMIT = 50_000_000  # item ids below this: a lookup table (8 bytes per id)
+_DENSE_FACTOR, _DENSE_SLACK = 4, 1_000_000  # a lookup table up to 4 x the ids + 8 MB
 
 
 def recent_items(sequence: Iterable[int], limit: int) -> list[int]:
@@ -64,9 +66,13 @@ def padded(rows: Sequence[Sequence[int]], limit: int) -> npt.NDArray[np.int64]:
 
 
 def user_vectors(
-    recent: npt.NDArray[np.int64], embeddings: Embeddings, decay: float
+    recent: npt.NDArray[np.int64],
+    embeddings: Embeddings,
+    decay: float,
+    lookup: ItemRows | None = None,
 ) -> tuple[Vectors, npt.NDArray[np.bool_]]:
     """Each row's weighted average of `embeddings`' vectors of its items, vectorised.
+    `lookup` is `item_rows(embeddings.item_ids)`, when a caller averages many chunks.
 
     Returns (vectors, has): `has[u]` is False for a user none of whose items `embeddings`
     knows (their row of `vectors` is zeros and must not be served).
@@ -76,7 +82,7 @@ def user_vectors(
     has = np.zeros(users, dtype=bool)
     if users == 0 or len(embeddings) == 0 or limit == 0:
         return vectors, has
-    row_of = _row_lookup(embeddings.item_ids)
+    row_of = lookup if lookup is not None else item_rows(embeddings.item_ids)
     weights = recency_weights(limit, decay).astype(np.float32)
     for start in range(0, users, _CHUNK):
         part = recent[start : start + _CHUNK]
@@ -97,13 +103,17 @@ def user_vectors(
     return vectors, has
 
 
-def _row_lookup(
-    item_ids: npt.NDArray[np.int64],
-) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]]:
-    """Item ids -> their rows in `item_ids` (-1 for ids it lacks): a dense table when the ids
-    are small enough (one indexing per lookup), else a binary search."""
+ItemRows = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]]
+"""Item ids -> their rows in an `Embeddings` (-1 for ids it lacks)."""
+
+
+def item_rows(item_ids: npt.NDArray[np.int64]) -> ItemRows:
+    """The rows of `item_ids`: a dense table when the ids are dense enough (one indexing per
+    lookup, at most a few times the ids' own memory), else a binary search."""
+    if len(item_ids) == 0:
+        return lambda ids: np.full(np.shape(ids), -1, dtype=np.int64)
     largest = int(item_ids.max())
-    if int(item_ids.min()) >= 0 and largest < _DENSE_LIMIT:
+    if int(item_ids.min()) >= 0 and largest < _DENSE_FACTOR * len(item_ids) + _DENSE_SLACK:
         table = np.full(largest + 2, -1, dtype=np.int64)  # the last entry: out of range
         table[item_ids] = np.arange(len(item_ids))
 

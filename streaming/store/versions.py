@@ -66,6 +66,7 @@ __all__ = [
     "decode_vector",
     "drop_all",
     "encode_vector",
+    "has_users",
     "publish_version",
     "restore_sequence",
     "supports_vector_sets",
@@ -310,29 +311,41 @@ def write_users(
     """Store users' vectors (row i of `vectors` for `user_ids[i]`) in a written version and
     drop the users in `gone` from it.
 
-    A version that is gone (expired, or never written) gets nothing: returns False. In a
-    version that is not persistent (not yet switched to, or superseded) the users' vectors
-    expire with the rest of it.
+    A version that is gone (expired, or never written) gets nothing: returns False. The
+    users' hash takes its version's expiry in the same atomic step as each write, so it
+    expires with a version that is not persistent (not yet switched to, or superseded), and
+    a write racing the switch cannot leave it expiring in a current one.
     """
     keys = VersionKeys(prefix)
     if len(user_ids) != len(vectors):
         raise ValueError(f"{len(user_ids)} users but {len(vectors)} vectors")
-    remaining = cast(int, client.ttl(keys.vectors(version)))
-    if remaining == -2:
+    if cast(int, client.exists(keys.vectors(version))) == 0:
         return False
-    _write_rows(client, keys.users(version), user_ids, vectors, _DTYPE, remaining, gone)
-    return True
-
-
-def count_users(client: redis.Redis, prefix: str, version: int, info: Mapping[str, Any]) -> int:
-    """Record in a version's meta how many users it holds now (`users`) and how their vectors
-    were built (`users_info`, JSON); return the count."""
-    keys = VersionKeys(prefix)
-    count = cast(int, client.hlen(keys.users(version)))
-    client.hset(
-        keys.meta(version), mapping={"users": count, "users_info": json.dumps(info, sort_keys=True)}
+    return _write_rows(
+        client, keys.users(version), user_ids, vectors, _DTYPE, gone, like=keys.vectors(version)
     )
-    return count
+
+
+def count_users(
+    client: redis.Redis, prefix: str, version: int, info: Mapping[str, Any]
+) -> int | None:
+    """Record in a version's meta how many users it holds now (`users`) and how their vectors
+    were built (`users_info`, JSON); return the count, or None if the version is gone."""
+    keys = VersionKeys(prefix)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.exists(keys.meta(version))
+        pipe.hlen(keys.users(version))
+        exists, count = pipe.execute(raise_on_error=True)
+    if not exists:
+        return None
+    fields = {"users": count, "users_info": json.dumps(info, sort_keys=True)}
+    client.hset(keys.meta(version), mapping=fields)  # HSET keeps the meta's expiry
+    return int(count)
+
+
+def has_users(client: redis.Redis, prefix: str, version: int) -> bool:
+    """Whether a version's users were written (its meta counts them)."""
+    return bool(client.hexists(VersionKeys(prefix).meta(version), "users"))
 
 
 def write_user_items(
@@ -347,7 +360,17 @@ def write_user_items(
     if len(user_ids) != len(recent):
         raise ValueError(f"{len(user_ids)} users but {len(recent)} rows of items")
     key = VersionKeys(prefix).user_items
-    _write_rows(client, key, user_ids, recent, _ITEM_DTYPE, -1, gone, trim_negative=True)
+    _write_rows(client, key, user_ids, recent, _ITEM_DTYPE, gone, trim_negative=True)
+
+
+# KEYS[1] the key whose expiry to follow, KEYS[2] the hash; ARGV field, value, ...
+_HSET_LIKE = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV))
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
+return 1
+"""
 
 
 def _write_rows(
@@ -356,12 +379,14 @@ def _write_rows(
     ids: npt.NDArray[np.int64],
     rows: npt.NDArray[Any],
     dtype: np.dtype[Any],
-    expire_s: int,
     gone: Iterable[int],
     trim_negative: bool = False,
-) -> None:
+    like: str | None = None,
+) -> bool:
     """HSET id -> row bytes (without a row's leading negative padding with `trim_negative`),
-    in bounded round trips, then HDEL `gone`; `expire_s` > 0 keeps the key expiring."""
+    in bounded round trips, then HDEL `gone`. With `like`, each write also gives `key` the
+    expiry of `like` atomically, and nothing is written once `like` is gone: returns False
+    then."""
     names = [str(int(user)) for user in ids]
     # One bytes object per matrix, sliced per row: a call per row would dominate.
     data = np.ascontiguousarray(rows, dtype=dtype).tobytes()
@@ -369,26 +394,29 @@ def _write_rows(
     skip = ((np.asarray(rows) < 0).sum(axis=1) if trim_negative else np.zeros(len(rows), int)) * (
         dtype.itemsize
     )
+    hset_like = client.register_script(_HSET_LIKE) if like is not None else None
     for chunk in range(0, len(names), _PIPELINE_ROWS):  # bounded client memory per round trip
         with client.pipeline(transaction=False) as pipe:
             for start in range(chunk, min(chunk + _PIPELINE_ROWS, len(names)), _BATCH):
-                stop = min(start + _BATCH, len(names))
-                pipe.hset(
-                    key,
-                    mapping={
-                        names[r]: data[r * width + int(skip[r]) : (r + 1) * width]
-                        for r in range(start, stop)
-                    },
-                )
-            if expire_s > 0:  # not persistent: keep expiring, even if the writer dies here
-                pipe.expire(key, expire_s)
-            pipe.execute(raise_on_error=True)
+                mapping = {
+                    names[r]: data[r * width + int(skip[r]) : (r + 1) * width]
+                    for r in range(start, min(start + _BATCH, len(names)))
+                }
+                if hset_like is None or like is None:
+                    pipe.hset(key, mapping=mapping)
+                else:
+                    flat = [part for pair in mapping.items() for part in pair]
+                    hset_like(keys=[like, key], args=flat, client=pipe)
+            written = pipe.execute(raise_on_error=True)
+        if hset_like is not None and not all(written):
+            return False
     dropped = [str(int(user)) for user in gone]
     if dropped:
         with client.pipeline(transaction=False) as pipe:
             for start in range(0, len(dropped), _BATCH):
                 pipe.hdel(key, *dropped[start : start + _BATCH])
             pipe.execute(raise_on_error=True)
+    return True
 
 
 def restore_sequence(client: redis.Redis, prefix: str, last_version: int) -> None:

@@ -51,7 +51,7 @@ class Trainer:
             self.checkpoint, _, embeddings = latest
             if self.checkpoint.version is not None:
                 published = Published(self.checkpoint.version, embeddings, embeddings.as_dict())
-        self.users = UserVectors(settings, self.metrics, report) if settings.users.enabled else None
+        self.users = UserVectors(settings, self.metrics) if settings.users.enabled else None
         self.publisher = Publisher(settings, self.metrics, report, published, self.users)
 
     # -- cycles ------------------------------------------------------------------------

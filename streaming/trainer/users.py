@@ -9,8 +9,9 @@ averages): a user's vector in a version only ever averages that version's item v
 
 Records arrive at least once (the job's sink does not wait for a checkpoint, so a change is
 readable at once); a record counts only when its (event time, `kept`) is higher than the
-user's, so a repeated or reordered record changes nothing. After a crash the thread restores the state,
-reads on from the saved offsets, and rewrites every user of the served version.
+user's, so a repeated or reordered record changes nothing. After a crash the thread restores
+the state and reads on from the saved offsets: the records since the save are applied again,
+over what Redis already holds of the served version's users.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import io
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,13 +31,18 @@ import numpy.typing as npt
 from kafka import KafkaConsumer
 
 from streaming.config import Settings
-from streaming.embeddings.users import NO_ITEM, user_vectors
+from streaming.embeddings.users import NO_ITEM, item_rows, user_vectors
 from streaming.embeddings.vectors import Embeddings, Vectors
 from streaming.kafka_clients import kafka_python_config
 from streaming.records import MALFORMED, UserItems, read_user_items
-from streaming.report import Report
 from streaming.store import connect
-from streaming.store.versions import VersionKeys, count_users, write_user_items, write_users
+from streaming.store.versions import (
+    VersionKeys,
+    count_users,
+    has_users,
+    write_user_items,
+    write_users,
+)
 from streaming.topics import ensure_topics, topic_partitions
 from streaming.trainer.durable import write_atomically
 from streaming.trainer.metrics import TrainerMetrics
@@ -104,6 +111,10 @@ class RecentItems:
     ]:
         """(users, kept, event_time, items), with spare rows at the end."""
         return self.users, self.kept, self.event_time, self.items
+
+    def rows_of(self, users: Sequence[int]) -> npt.NDArray[np.int64]:
+        """The rows of those of `users` the state holds."""
+        return np.array([self._row[u] for u in users if u in self._row], dtype=np.int64)
 
     def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(user ids, their recent items) of every user, row for row."""
@@ -178,14 +189,17 @@ def _state_bytes(
     return buffer.getvalue()
 
 
+_Averaged = Future[tuple[Vectors, npt.NDArray[np.bool_]]]
+"""One chunk of users being averaged: their vectors, and who has one."""
+
+
 class UserVectors:
     """The users topic -> user vectors in the versions the publisher hands over."""
 
-    def __init__(self, settings: Settings, metrics: TrainerMetrics, report: Report) -> None:
+    def __init__(self, settings: Settings, metrics: TrainerMetrics) -> None:
         self.settings = settings
         self.options = settings.users
         self.metrics = metrics
-        self.report = report
         self.redis = connect(settings.redis)
         self.prefix = settings.redis.key_prefix
         directory = settings.trainer_dir / "users"
@@ -197,6 +211,7 @@ class UserVectors:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._changed_meanwhile: set[int] | None = None  # users changed while publishing
 
     # -- versions ----------------------------------------------------------------------
 
@@ -204,46 +219,83 @@ class UserVectors:
         """Write every user's vector into `version` (written, not yet current), averaged from
         `embeddings`; later changes of a user go to it too, from `vectors` (the version's
         item vectors, which grow as cold items are added). Users idle past
-        `users.idle_ttl_s` are forgotten first. Returns how many users got a vector."""
+        `users.idle_ttl_s` are forgotten first. Returns how many users got a vector.
+
+        Updates go on meanwhile: the users are copied under the lock, averaged and written
+        without it, and those that changed meanwhile are written again before the version
+        becomes a target."""
         with self._lock:
             forgotten = self.state.forget_idle(self.options.idle_ttl_s)
-            users, recent = self.state.arrays()
-            if forgotten or not self.redis.exists(VersionKeys(self.prefix).user_items):
+            users, recent = (array.copy() for array in self.state.arrays())
+            if not self.redis.exists(VersionKeys(self.prefix).user_items):  # Redis lost it
                 write_user_items(self.redis, self.prefix, users, recent, gone=forgotten)
-            placed = 0
-            # Averaging (NumPy and SciPy, without the GIL) on two threads, overlapped with
-            # the writes of the chunks already averaged.
-            chunks = range(0, len(users), _PUBLISH_CHUNK)
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="user-vectors") as pool:
-                averaged = pool.map(
-                    lambda start: user_vectors(
-                        recent[start : start + _PUBLISH_CHUNK],
-                        embeddings,
-                        self.options.recency_decay,
-                    ),
-                    chunks,
-                )
-                for start, (found, has) in zip(chunks, averaged, strict=True):
-                    part = users[start : start + _PUBLISH_CHUNK]
-                    write_users(self.redis, self.prefix, version, part[has], found[has])
-                    placed += int(has.sum())
-            count_users(
-                self.redis,
-                self.prefix,
-                version,
-                {
-                    "recent_items": self.options.recent_items,
-                    "recency_decay": self.options.recency_decay,
-                    "idle_ttl_s": self.options.idle_ttl_s,
-                    "without_vector": len(users) - placed,
-                    "forgotten": len(forgotten),
-                },
-            )
+            elif forgotten:
+                write_user_items(self.redis, self.prefix, users[:0], recent[:0], gone=forgotten)
+            self._changed_meanwhile = set()
+        placed = self._write_all(version, embeddings, users, recent)
+        with self._lock:
+            changed, self._changed_meanwhile = self._changed_meanwhile, None
+            info = {
+                "recent_items": self.options.recent_items,
+                "recency_decay": self.options.recency_decay,
+                "idle_ttl_s": self.options.idle_ttl_s,
+                "without_vector": len(users) - placed,
+                "forgotten": len(forgotten),
+            }
+            if changed and not self._write_version(
+                version, vectors, self.state.rows_of(sorted(changed))
+            ):
+                return 0
+            if count_users(self.redis, self.prefix, version, info) is None:
+                return 0  # gone already: nothing to follow
             self._targets[version] = vectors
             for old in sorted(self._targets)[:-_TARGETS]:
                 del self._targets[old]
-            self.metrics.users.set(placed)
-            return placed
+        self.metrics.users.set(placed)
+        return placed
+
+    def _write_all(
+        self,
+        version: int,
+        embeddings: Embeddings,
+        users: npt.NDArray[np.int64],
+        recent: npt.NDArray[np.int64],
+    ) -> int:
+        """Average and write every user, in chunks: two averaged (NumPy and SciPy, without
+        the GIL) while the one before them is written, so at most three chunks' vectors are
+        held. Returns how many users got a vector."""
+        lookup = item_rows(embeddings.item_ids)
+        decay = self.options.recency_decay
+        placed = 0
+
+        def write(start: int, averaged: _Averaged) -> bool:
+            nonlocal placed
+            found, has = averaged.result()
+            part = users[start : start + _PUBLISH_CHUNK]
+            placed += int(has.sum())
+            return write_users(self.redis, self.prefix, version, part[has], found[has])
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="user-vectors") as pool:
+            pending: deque[tuple[int, _Averaged]] = deque()
+            for start in range(0, len(users), _PUBLISH_CHUNK):
+                part = recent[start : start + _PUBLISH_CHUNK]
+                pending.append((start, pool.submit(user_vectors, part, embeddings, decay, lookup)))
+                if len(pending) == 3 and not write(*pending.popleft()):
+                    return placed  # the version is gone
+            while pending:
+                if not write(*pending.popleft()):
+                    return placed
+        return placed
+
+    def adopt(self, version: int, embeddings: Embeddings, vectors: Mapping[int, Vectors]) -> None:
+        """Follow the served `version` after a restart: its users stay as they are in Redis
+        (newer than the saved state; the records since the save are read again), unless they
+        were never written, then they are written now."""
+        if not has_users(self.redis, self.prefix, version):
+            self.publish(version, embeddings, vectors)
+            return
+        with self._lock:
+            self._targets[version] = vectors
 
     def switched(self, version: int) -> None:
         """`version` is current: older versions get no more updates (they are expiring)."""
@@ -254,12 +306,11 @@ class UserVectors:
     # -- the thread --------------------------------------------------------------------
 
     def start(self, served: tuple[int, Embeddings, Mapping[int, Vectors]] | None) -> None:
-        """Rewrite every user of the `served` version (version, its embeddings, its item
-        vectors), if any, from the saved state (a restart catches up from there), then
-        follow the users topic in a thread."""
+        """Follow the `served` version (version, its embeddings, its item vectors), if any
+        (`adopt`), then the users topic, in a thread, from the saved offsets."""
         ensure_topics(self.settings.kafka, [self.settings.kafka.topics.users])
         if served is not None:
-            self.publish(*served)
+            self.adopt(*served)
         self._thread = threading.Thread(target=self._run, name="user-vectors", daemon=True)
         self._thread.start()
 
@@ -334,32 +385,36 @@ class UserVectors:
                         changed.append(row)
                 self.offsets[f"{tp.topic}:{tp.partition}"] = records[-1].offset + 1
             if changed:
-                self._rewrite(np.unique(np.array(changed, dtype=np.int64)))
+                rows = np.unique(np.array(changed, dtype=np.int64))
+                if self._changed_meanwhile is not None:
+                    self._changed_meanwhile.update(self.state.users[rows].tolist())
+                self._rewrite(rows)
 
     def _rewrite(self, rows: npt.NDArray[np.int64]) -> None:
-        users = self.state.users[rows]
-        recent = self.state.items[rows]
+        """The users at `rows` of the state, in every target version and in `P:user-items`."""
         for version, vectors in list(self._targets.items()):
-            known = [
-                item for item in np.unique(recent[recent != NO_ITEM]).tolist() if item in vectors
-            ]
-            if known:
-                items = Embeddings(
-                    np.array(known, dtype=np.int64),
-                    np.vstack([vectors[item] for item in known]),
-                    np.zeros(len(known), dtype=bool),
-                )
-                found, has = user_vectors(recent, items, self.options.recency_decay)
-            else:
-                found = np.zeros((len(rows), 0), dtype=np.float32)
-                has = np.zeros(len(rows), dtype=bool)
-            written = write_users(
-                self.redis, self.prefix, version, users[has], found[has], gone=users[~has].tolist()
-            )
-            if not written:
+            if not self._write_version(version, vectors, rows):
                 del self._targets[version]
-        write_user_items(self.redis, self.prefix, users, recent)
+        write_user_items(self.redis, self.prefix, self.state.users[rows], self.state.items[rows])
         self.metrics.user_updates.inc(len(rows))
+
+    def _write_version(
+        self, version: int, vectors: Mapping[int, Vectors], rows: npt.NDArray[np.int64]
+    ) -> bool:
+        """The users at `rows` of the state averaged from `vectors` and written into
+        `version` (users none of whose items it knows dropped from it); False if the version
+        is gone."""
+        users, recent = self.state.users[rows], self.state.items[rows]
+        known = [item for item in np.unique(recent[recent != NO_ITEM]).tolist() if item in vectors]
+        items = Embeddings(
+            np.array(known, dtype=np.int64),
+            np.vstack([vectors[item] for item in known]) if known else np.zeros((0, 1), np.float32),
+            np.zeros(len(known), dtype=bool),
+        )
+        found, has = user_vectors(recent, items, self.options.recency_decay)
+        return write_users(
+            self.redis, self.prefix, version, users[has], found[has], gone=users[~has].tolist()
+        )
 
     def _save(self, snapshot: Callable[[], bytes]) -> None:
         write_atomically(self.path, snapshot())

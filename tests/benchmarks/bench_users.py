@@ -69,7 +69,7 @@ def republish(users: int, items: int, repeat: int) -> dict[str, Any]:
         try:
             client = connect(settings.redis)
             prefix = settings.redis.key_prefix
-            component = UserVectors(settings, TrainerMetrics(), report=lambda _: None)
+            component = UserVectors(settings, TrainerMetrics())
             for user in range(users):
                 component.state.apply(
                     UserItems(10**9 + user, RECENT, rng.integers(0, items, RECENT).tolist(), 0)

@@ -8,9 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,14 @@ from streaming.store import EmbeddingClient
 from streaming.store.client import VersionView
 from streaming.trainer import Trainer
 from tests.conftest import poll
-from tests.trainer.trainers import COMMUNITIES, SIZE, community, community_walks, trainer_world
+from tests.trainer.trainers import (
+    COMMUNITIES,
+    SIZE,
+    community,
+    community_walks,
+    running,
+    trainer_world,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,18 +50,6 @@ def _matches(view: VersionView, user: int, items: list[int]) -> bool:
     if expected is None or found is None:
         return expected is None and found is None
     return bool(np.allclose(found, expected, rtol=1e-5, atol=1e-6))
-
-
-@contextmanager
-def _running(trainer: Trainer) -> Iterator[None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=trainer.run, kwargs={"stop": stop})
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def test_user_vectors_average_their_versions_items_and_follow_new_ratings(
@@ -84,7 +76,7 @@ def test_user_vectors_average_their_versions_items_and_follow_new_ratings(
         ]
     )
     client = EmbeddingClient.from_settings(world.settings.redis)
-    with _running(Trainer(world.settings, report=lambda _: None)):
+    with running(Trainer(world.settings, report=lambda _: None)):
         first = poll(lambda: client.version and client.current(), 60, "a first version")
         poll(lambda: first.user_vector(2) is not None or None, 10, "the users of version 1")
         assert _matches(first, 1, [0, 8, 16])
@@ -139,9 +131,9 @@ def test_a_trainer_killed_mid_way_loses_no_user_update(
     client = EmbeddingClient.from_settings(world.settings.redis)
     final: dict[int, UserItems] = {}
 
-    def rounds(n: int) -> list[UserItems]:
+    def round_of(n: int, users: range) -> list[UserItems]:
         records = []
-        for user in range(600):
+        for user in users:
             previous = final.get(user)
             kept = (previous.kept if previous else 0) + 1
             items = [*(previous.items if previous else []), int(rng.integers(len(ITEMS)))][-4:]
@@ -150,26 +142,33 @@ def test_a_trainer_killed_mid_way_loses_no_user_update(
             records.append(record)
         return records
 
+    def applied(view: VersionView, users: range) -> bool | None:
+        return all(_matches(view, u, final[u].items) for u in users) or None
+
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        view = poll(lambda: client.version and client.current(), 60, "a first version")
-
-        def applied() -> bool | None:
-            return all(_matches(view, u, r.items) for u, r in final.items()) or None
-
-        # kill 1: right after the records are sent; kill 2: once they are all in Redis but
-        # (most likely) before the state is saved again, so the restart reads them again
-        for n, wait_for_them in [(0, False), (1, True)]:
-            world.send_users(rounds(n))
-            if wait_for_them:
-                poll(applied, 30, f"round {n}")
+        first = poll(lambda: client.version and client.current(), 60, "a first version")
+        # kill 1 right after round 0 (every user) is sent; kill 2 once round 1 (users 0-299)
+        # is in Redis, most likely before the state is saved again; round 2 (300-449) after
+        for n, users, wait in [(0, range(600), False), (1, range(300), True)]:
+            world.send_users(round_of(n, users))
+            if wait:
+                poll(lambda users=users: applied(first, users), 30, f"round {n}")
             process.send_signal(signal.SIGKILL)
             process.wait()
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        world.send_users(rounds(2))
+        world.send_users(round_of(2, range(300, 450)))
         try:
-            poll(applied, 60, "every user's final vector")
+            poll(lambda: applied(first, range(600)), 60, "every user's final vector")
+            # a new version averages every user from the trainer's own state: it must hold
+            # every round, the ones it read again after each kill included
+            world.send_samples(community_walks(rng, ITEMS, 3_000))
+            second = poll(
+                lambda: client.version != first.version and client.current(), 120, "version 2"
+            )
+            assert applied(second, range(600))
         finally:
             os.kill(process.pid, signal.SIGINT)
             process.wait(timeout=60)
-    assert view.meta()["users"] == 600
+    assert first.version != second.version
+    assert second.meta()["users"] == 600

@@ -4,6 +4,9 @@ planted communities."""
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -13,6 +16,7 @@ import numpy as np
 from streaming.config import Settings, load_settings, parse_assignments
 from streaming.records import UserItems, transition_sample, user_items, walk_sample
 from streaming.topics import ensure_topics
+from streaming.trainer import Trainer
 from streaming.trainer.corpus import UserTransition
 from tests.kafka_records import send_raw
 
@@ -113,3 +117,16 @@ def trainer_world(base: Settings, unique: str, tmp: Path, **overrides: object) -
     topics = settings.kafka.topics
     ensure_topics(settings.kafka, [topics.samples, topics.items, topics.users])
     return TrainerWorld(settings, flags)
+
+
+@contextmanager
+def running(trainer: Trainer) -> Iterator[None]:
+    """`trainer` running in a thread for the block, then stopped (and waited for)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=trainer.run, kwargs={"stop": stop})
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -124,8 +124,7 @@ public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> 
 
     @Override
     public void onTimer(long time, OnTimerContext ctx, Collector<Row> out) throws Exception {
-        long[] items = pending.get(time);
-        if (items == null) { // the idle timer (a rating timer at the same time comes first)
+        if (time % MS != 0) { // the idle timer: ratings' timers fall on whole seconds
             Long at = forgetAt.value();
             if (at != null && at == time) {
                 last.clear();
@@ -134,14 +133,18 @@ public final class UserTransitions extends KeyedProcessFunction<Long, Row, Row> 
             }
             return;
         }
+        long[] items = pending.get(time);
         pending.remove(time);
         if (idleTtlMs > 0) { // active at `time`: forgotten only after the TTL from here
             Long at = forgetAt.value();
             if (at != null) {
                 ctx.timerService().deleteEventTimeTimer(at);
             }
-            forgetAt.update(time + idleTtlMs);
-            ctx.timerService().registerEventTimeTimer(time + idleTtlMs);
+            // one millisecond past the second, so that it never shares a timer with a rating
+            // (Flink keeps one timer per key and time: deleting it would strand the rating)
+            long next = time + idleTtlMs + 1;
+            forgetAt.update(next);
+            ctx.timerService().registerEventTimeTimer(next);
         }
         Arrays.sort(items);
         Long user = ctx.getCurrentKey();
