@@ -73,6 +73,7 @@ bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines 
 
 bench-replay: setup ## replay a 10-million-event topic through the job: wall time, peak memory
 	$(BIN)/python -m tests.benchmarks.bench_replay
+	$(BIN)/python -m tests.benchmarks.bench_user_state
 
 clean: ## stop local services and delete their data and checkpoints (keeps installed jars and Redis)
 	-$(BIN)/walkstream down
