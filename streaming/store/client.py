@@ -235,8 +235,13 @@ class VersionView:
             return Neighbours(None, np.array(ids, dtype=np.int64), unit_rows(matrix))
         index = self._loaded.index if self._loaded is not None else None
         if index is None:
-            (blob,) = self._read(("GET", self._keys.index(self.version)))
-            index = load_index(blob, index_digest.decode(), int(dim), int(index_count))
+            graph, rows = self._read(
+                ("GET", self._keys.index(self.version)),
+                ("GET", self._keys.index_rows(self.version)),
+            )
+            index = load_index(
+                rows or b"", graph or b"", index_digest.decode(), int(dim), int(index_count)
+            )
         extra = [int(item) for item in added]
         vectors = self.vectors(extra)
         matrix = (

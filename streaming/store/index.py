@@ -1,15 +1,18 @@
 """Nearest items of one version, searched in the reader's process.
 
-The publisher builds an HNSW index (usearch) of a version's unit vectors once, before the
-version becomes current, and stores it next to the version (`streaming.store.versions`);
-readers load it once per version and search it locally. The index stores float32 vectors,
-so its scores are exact cosines: only the graph search is approximate. Items added to the
-version after the index was built (cold items) are scanned exactly and merged. A version
-without an index is scanned exactly as a whole.
+The publisher builds an HNSW graph (usearch) of a version's unit vectors once, before the
+version becomes current, and stores it next to the version (`streaming.store.versions`),
+together with the rows it was built from: the item ids and their float32 unit vectors.
+Readers load both once per version and search locally. The graph holds the vectors
+quantized to int8, which makes it about 1.5 times faster to build than with float32; a search
+takes `RERANK_EXTRA` more candidates from it than asked for and ranks them by their exact
+float32 cosines, so every score is exact and only the candidate search is approximate.
+Items added to the version after the index was built (cold items) are scanned exactly and
+merged. A version without an index is scanned exactly as a whole.
 
-An index blob is parsed by usearch's own loader (no pickle), which trusts the structure it
-reads: `load_index` first checks the blob against the BLAKE2b digest the publisher stored
-with it, so a truncated or corrupted blob is an error, never parsed.
+A graph blob is parsed by usearch's own loader (no pickle), which trusts the structure it
+reads: `load_index` first checks both blobs against the BLAKE2b digest the publisher stored
+with them, so a truncated or corrupted blob is an error, never parsed.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from usearch.index import BatchMatches, Index
 from streaming.errors import StoreError
 
 __all__ = [
+    "BuiltIndex",
+    "ItemIndex",
     "Neighbours",
     "build_index",
-    "digest",
     "load_index",
     "unit_rows",
 ]
@@ -36,15 +40,20 @@ Matrix = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
 Found = list[tuple[int, float]]
 
-# HNSW build: 16 links per node, 64 candidates per insert; a search explores 64 candidates.
-# Measured at 200,000 x 64 in planted communities: recall@10 0.9975 against exact cosine
-# (0.9995 at 128, half the queries/s); 12 links and 40 candidates per insert halve the build
-# but fall below 0.99 (bench_serving, docs/benchmarks.md).
-CONNECTIVITY = 16
+# HNSW build: 12 links per node, 64 candidates per insert; a search explores 128 candidates
+# and re-ranks RERANK_EXTRA more than asked for by exact cosine. Measured on planted
+# communities (bench_serving, docs/benchmarks.md): recall@10 >= 0.99 at 200,000 and
+# 1,000,000 x 64, where 16 links or float32 vectors build slower for no recall gained.
+CONNECTIVITY = 12
 EXPANSION_ADD = 64
-EXPANSION_SEARCH = 64
+EXPANSION_SEARCH = 128
+RERANK_EXTRA = 30
 # Exact scans compare at most this many query-item pairs at once (memory of a score block).
 _SCAN_BLOCK = 4_000_000
+# Re-ranking gathers at most this many candidate vectors at once.
+_RERANK_BLOCK = 1_000_000
+_ID = np.dtype("<i8")
+_COMPONENT = np.dtype("<f4")
 
 
 def unit_rows(vectors: npt.NDArray[np.float32]) -> Matrix:
@@ -56,45 +65,77 @@ def unit_rows(vectors: npt.NDArray[np.float32]) -> Matrix:
     return np.ascontiguousarray(matrix / np.where(norms > 0, norms, 1), dtype=np.float32)
 
 
-def digest(blob: bytes) -> str:
-    return hashlib.blake2b(blob, digest_size=32).hexdigest()
+@dataclass(frozen=True)
+class BuiltIndex:
+    """A version's index as the publisher stores it: `rows` holds the item ids (int64
+    little-endian) followed by their unit vectors (float32 little-endian), in the order of
+    the graph's keys; `graph` is the usearch HNSW graph keyed by row number."""
+
+    rows: bytes
+    graph: bytes
+
+    @property
+    def digest(self) -> str:
+        return _digest(self.rows, self.graph)
 
 
-def build_index(item_ids: Ids, vectors: npt.NDArray[np.float32], threads: int = 0) -> bytes:
-    """An HNSW index of the unit `vectors` keyed by item id, serialized (usearch format).
+def _digest(rows: bytes, graph: bytes) -> str:
+    hasher = hashlib.blake2b(digest_size=32)
+    for blob in (rows, graph):
+        hasher.update(len(blob).to_bytes(8, "little"))
+        hasher.update(blob)
+    return hasher.hexdigest()
 
-    `threads` 0 uses every core."""
-    ids = np.asarray(item_ids, dtype=np.int64)
-    if len(ids) and int(ids.min()) < 0:
-        raise ValueError("item ids must be >= 0 to key the index")
+
+@dataclass(frozen=True)
+class ItemIndex:
+    """A loaded index: the graph, and the ids and exact unit vectors of its rows."""
+
+    graph: Index
+    ids: Ids
+    unit: Matrix
+
+
+def build_index(item_ids: Ids, vectors: npt.NDArray[np.float32], threads: int = 0) -> BuiltIndex:
+    """The index of `vectors` (one row per item id), serialized. `threads` 0 uses every
+    core."""
+    ids = np.ascontiguousarray(item_ids, dtype=_ID)
     unit = unit_rows(vectors)
-    index = Index(
+    if len(ids) != len(unit):
+        raise ValueError(f"{len(ids)} item ids for {len(unit)} vectors")
+    graph = Index(
         ndim=unit.shape[1],
         metric="ip",
-        dtype="f32",
+        dtype="i8",
         connectivity=CONNECTIVITY,
         expansion_add=EXPANSION_ADD,
     )
-    index.add(ids.astype(np.uint64), unit, threads=threads)
-    blob = index.save()
+    graph.add(np.arange(len(ids), dtype=np.uint64), unit, threads=threads)
+    blob = graph.save()
     assert blob is not None  # save() without a path returns the bytes
-    return bytes(blob)
+    return BuiltIndex(ids.tobytes() + unit.astype(_COMPONENT, copy=False).tobytes(), bytes(blob))
 
 
-def load_index(blob: bytes, expected_digest: str, dim: int, count: int) -> Index:
-    """The index in `blob`, after checking it is the one the publisher stored."""
-    if digest(blob) != expected_digest:
+def load_index(rows: bytes, graph: bytes, expected_digest: str, dim: int, count: int) -> ItemIndex:
+    """The index in `rows` and `graph`, after checking they are the ones the publisher
+    stored."""
+    if _digest(rows, graph) != expected_digest:
         raise StoreError(
             "the version's index does not match its digest (truncated or corrupted in Redis): "
             "not loaded; republish the version"
         )
+    if len(rows) != count * (_ID.itemsize + dim * _COMPONENT.itemsize):
+        raise StoreError(f"the version's index does not hold {count} vectors of dimension {dim}")
     try:
-        index = Index.restore(blob, expansion_search=EXPANSION_SEARCH)
+        index = Index.restore(graph, expansion_search=EXPANSION_SEARCH)
     except (ValueError, RuntimeError) as exc:
         raise StoreError(f"the version's index cannot be read: {exc}") from None
     if index is None or index.ndim != dim or len(index) != count:
         raise StoreError(f"the version's index does not hold {count} vectors of dimension {dim}")
-    return index
+    split = count * _ID.itemsize
+    ids = np.frombuffer(rows, dtype=_ID, count=count).astype(np.int64, copy=False)
+    unit = np.frombuffer(rows, dtype=_COMPONENT, offset=split).astype(np.float32, copy=False)
+    return ItemIndex(index, ids, unit.reshape(count, dim))
 
 
 @dataclass
@@ -104,14 +145,14 @@ class Neighbours:
     Every vector comes from the same version; scores are cosines.
     """
 
-    index: Index | None
+    index: ItemIndex | None
     ids: Ids
     unit: Matrix
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def size(self) -> int:
-        return (len(self.index) if self.index is not None else 0) + len(self.ids)
+        return (len(self.index.ids) if self.index is not None else 0) + len(self.ids)
 
     def nearest(self, queries: npt.NDArray[np.float32], k: int, exclude: Ids | None) -> list[Found]:
         """For each query row, the `k` nearest items, best first; the item ids in `exclude[i]`
@@ -124,7 +165,7 @@ class Neighbours:
             exclude = np.asarray(exclude, dtype=np.int64).reshape(len(queries), -1)
         want = k + (exclude.shape[1] if exclude is not None else 0)
         parts = [self._scan(unit, want)]
-        if self.index is not None and len(self.index):
+        if self.index is not None and len(self.index.ids):
             parts.append(self._search(unit, want))
         ids = np.concatenate([p[0] for p in parts], axis=1)
         scores = np.concatenate([p[1] for p in parts], axis=1)
@@ -144,22 +185,25 @@ class Neighbours:
         ]
 
     def _search(self, unit: Matrix, want: int) -> tuple[Ids, npt.NDArray[np.float64]]:
+        """The graph's `want + RERANK_EXTRA` candidates per query, scored by exact cosine."""
         assert self.index is not None
         with self._lock:  # one search at a time per index; it uses every core itself
-            matches = self.index.search(unit, want)
-        width = want if isinstance(matches, BatchMatches) else len(matches.keys)
-        keys = np.zeros((len(unit), width), dtype=np.uint64)
-        distances = np.full((len(unit), width), np.inf)
+            matches = self.index.graph.search(unit, want + RERANK_EXTRA)
         if isinstance(matches, BatchMatches):
-            keys[:] = matches.keys
-            distances[:] = matches.distances
+            keys = np.asarray(matches.keys)
             counts = np.asarray(matches.counts).reshape(len(unit))
-        else:  # one query: the matches it found, trimmed to their count
-            keys[0] = matches.keys
-            distances[0] = matches.distances
-            counts = np.array([width])
-        valid = np.arange(width)[None, :] < counts[:, None]
-        return keys.astype(np.int64), np.where(valid, 1.0 - distances, -np.inf)
+        else:  # one query: the matches it found
+            keys = np.asarray(matches.keys).reshape(1, -1)
+            counts = np.array([keys.shape[1]])
+        found = np.arange(keys.shape[1])[None, :] < counts[:, None]
+        rows = np.where(found, keys, 0).astype(np.int64)
+        scores = np.empty(rows.shape, dtype=np.float64)
+        block = max(1, _RERANK_BLOCK // max(1, rows.shape[1]))
+        for start in range(0, len(unit), block):
+            part = slice(start, start + block)
+            candidates = self.index.unit[rows[part]]
+            scores[part] = np.einsum("qd,qcd->qc", unit[part], candidates)
+        return self.index.ids[rows], np.where(found, scores, -np.inf)
 
     def _scan(self, unit: Matrix, want: int) -> tuple[Ids, npt.NDArray[np.float64]]:
         """Exact top-`want` of the scanned items by partial selection, in blocks of queries."""

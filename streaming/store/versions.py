@@ -6,10 +6,12 @@ Every key starts with the configured prefix `P`:
 - `P:v:{V}:cold`     set: item ids whose vector is a neighbour average, not trained
 - `P:v:{V}:meta`     hash: dim, count, cold_count, created_at, JSON `info` (seed,
                      parameters, Kafka offsets or input file it covers), `index_count` and
-                     `index_digest` (BLAKE2b of `P:v:{V}:index`), and `vector_set` = `ready`
+                     `index_digest` (BLAKE2b of the index's two strings), and `vector_set` = `ready`
                      once `P:v:{V}:vset` holds every vector of the version
-- `P:v:{V}:index`    string: HNSW index of the version's vectors as written (usearch format,
+- `P:v:{V}:index`    string: HNSW graph of the version's vectors as written (usearch format,
                      see streaming.store.index), for readers to search in their process
+- `P:v:{V}:index-rows` string: the item ids (int64) and unit vectors (float32) of the
+                     graph's rows, little-endian, for exact re-ranking
 - `P:v:{V}:added`    list: item ids added after the version was written (not in its index)
 - `P:v:{V}:vset`     vector set (Redis >= 8) of the same vectors, for VSIM
 - `P:v:{V}:users`    hash: user id (decimal string) -> float32 little-endian bytes, the user's
@@ -53,7 +55,7 @@ import numpy.typing as npt
 import redis
 
 from streaming.errors import StoreError
-from streaming.store.index import build_index, digest
+from streaming.store.index import build_index
 
 __all__ = [
     "VersionKeys",
@@ -123,6 +125,9 @@ class VersionKeys:
     def index(self, version: int) -> str:
         return f"{self.prefix}:v:{version}:index"
 
+    def index_rows(self, version: int) -> str:
+        return f"{self.prefix}:v:{version}:index-rows"
+
     def added(self, version: int) -> str:
         return f"{self.prefix}:v:{version}:added"
 
@@ -140,6 +145,7 @@ class VersionKeys:
             self.meta(version),
             self.vector_set(version),
             self.index(version),
+            self.index_rows(version),
             self.added(version),
             self.users(version),
         ]
@@ -215,15 +221,16 @@ def write_index(
     item_ids: npt.NDArray[np.int64],
     vectors: npt.NDArray[np.float32],
 ) -> None:
-    """Store the HNSW index of a written, not yet current version (the same rows as
+    """Store the index of a written, not yet current version (the same rows as
     `write_version` wrote), with its item count and digest in the version's meta."""
     keys = VersionKeys(prefix)
-    blob = build_index(item_ids, vectors)
+    built = build_index(item_ids, vectors)
     with client.pipeline(transaction=True) as pipe:
-        pipe.set(keys.index(version), blob, ex=_UNPUBLISHED_TTL_S)
+        pipe.set(keys.index(version), built.graph, ex=_UNPUBLISHED_TTL_S)
+        pipe.set(keys.index_rows(version), built.rows, ex=_UNPUBLISHED_TTL_S)
         pipe.hset(
             keys.meta(version),
-            mapping={"index_count": len(item_ids), "index_digest": digest(blob)},
+            mapping={"index_count": len(item_ids), "index_digest": built.digest},
         )
         pipe.execute(raise_on_error=True)
 
