@@ -29,6 +29,7 @@ from tests.trainer.trainers import (
     community,
     community_users,
     community_walks,
+    running,
     trainer_world,
 )
 
@@ -102,11 +103,8 @@ def test_cold_items_appear_within_seconds_and_a_lost_redis_is_refilled(
     world.send_sightings(_sightings(OLD))
     world.send_samples(community_walks(rng, OLD, 3_000))
     trainer = Trainer(world.settings, report=lambda _: None)
-    stop = threading.Event()
-    thread = threading.Thread(target=trainer.run, kwargs={"stop": stop})
-    thread.start()
     client = EmbeddingClient.from_settings(world.settings.redis)
-    try:
+    with running(trainer):
         poll(lambda: client.version, 60, "a first version")
         version = client.current()
         vectors = version.vectors([1, 2])
@@ -132,9 +130,6 @@ def test_cold_items_appear_within_seconds_and_a_lost_redis_is_refilled(
         republished = poll(lambda: client.version, 10, "the republished version")
         assert republished > version.version  # numbers never repeat with other vectors
         assert client.vectors([1, 2]).keys() == {1, 2}
-    finally:
-        stop.set()
-        thread.join()
 
 
 def test_when_the_stream_goes_quiet_a_full_retrain_of_the_window_is_served(
@@ -150,11 +145,8 @@ def test_when_the_stream_goes_quiet_a_full_retrain_of_the_window_is_served(
     world.send_samples(community_walks(rng, OLD, 3_000))
     lines: list[str] = []
     trainer = Trainer(world.settings, report=lines.append)
-    stop = threading.Event()
-    thread = threading.Thread(target=trainer.run, kwargs={"stop": stop})
-    thread.start()
     client = EmbeddingClient.from_settings(world.settings.redis)
-    try:
+    with running(trainer):
         first = poll(lambda: client.version, 60, "a first version")
         # Fewer than min_new_samples, and the interval (600 s) is far: only settling retrains.
         users = community_users(rng, OLD, 150)
@@ -172,9 +164,6 @@ def test_when_the_stream_goes_quiet_a_full_retrain_of_the_window_is_served(
         assert not any("(incremental)" in line for line in lines), lines
         assert sum("no new samples: a full retrain" in line for line in lines) == 1
         assert _precision(client, OLD[::5]) > 0.9
-    finally:
-        stop.set()
-        thread.join()
     # Settled: a restart with nothing new retrains nothing.
     again: list[str] = []
     Trainer(world.settings, report=again.append).run(stop=_after(5.0))
