@@ -67,6 +67,7 @@ bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines 
 	$(BIN)/python -m tests.benchmarks.bench_walks
 	$(BIN)/python -m tests.benchmarks.bench_trainer
 	$(BIN)/python -m tests.benchmarks.bench_serving
+	$(BIN)/python -m tests.benchmarks.bench_serving --items 1000000 --repeats 1
 	$(BIN)/python -m tests.benchmarks.bench_users
 	$(BIN)/python -m tests.benchmarks.bench_parity
 	$(BIN)/python -m tests.benchmarks.bench_parity --synthetic

@@ -22,7 +22,8 @@ versions with the store's own `publish_version` (hash, index, switch). Measured:
   downloads the version and sorts every score), and the exact scan of a cached matrix (what
   `similar()` does for a version without an index).
 
-`--items 1000000` is the opt-in large run (`make bench` runs 200,000).
+`make bench` runs it at 200,000 items (3 repeats) and at 1,000,000 (`--items 1000000
+--repeats 1`).
 """
 
 from __future__ import annotations
