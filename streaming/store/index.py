@@ -4,7 +4,7 @@ The publisher builds an HNSW graph (usearch) of a version's unit vectors once, b
 version becomes current, and stores it next to the version (`streaming.store.versions`),
 together with the rows it was built from: the item ids and their float32 unit vectors.
 Readers load both once per version and search locally. The graph holds the vectors
-quantized to int8, which makes it about 1.5 times faster to build than with float32; a search
+quantized to int8, which builds faster than float32 (1.6 times at 1,000,000 items); a search
 takes `RERANK_EXTRA` more candidates from it than asked for and ranks them by their exact
 float32 cosines, so every score is exact and only the candidate search is approximate.
 Items added to the version after the index was built (cold items) are scanned exactly and
