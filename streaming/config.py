@@ -455,8 +455,8 @@ class TrainerSettings(_Section):
     replay_ratio: float = Field(
         1.0,
         ge=0,
-        description="sentences replayed per new sentence in an incremental cycle: rows of the "
-        "window's user sequences (older walks in a window without transitions)",
+        description="rows of the window's user sequences an incremental cycle replays per "
+        "sentence it trains (in a window without transitions: older walks per new walk)",
     )
     held_out_every: int = Field(
         50, ge=2, description="every Nth sample is held out of training to check quality"

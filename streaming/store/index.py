@@ -50,8 +50,8 @@ EXPANSION_SEARCH = 128
 RERANK_EXTRA = 30
 # Exact scans compare at most this many query-item pairs at once (memory of a score block).
 _SCAN_BLOCK = 4_000_000
-# Re-ranking gathers at most this many candidate vectors at once.
-_RERANK_BLOCK = 1_000_000
+# Re-ranking gathers at most this many candidate vector components at once (32 MB).
+_RERANK_FLOATS = 8_000_000
 _ID = np.dtype("<i8")
 _COMPONENT = np.dtype("<f4")
 
@@ -198,7 +198,7 @@ class Neighbours:
         found = np.arange(keys.shape[1])[None, :] < counts[:, None]
         rows = np.where(found, keys, 0).astype(np.int64)
         scores = np.empty(rows.shape, dtype=np.float64)
-        block = max(1, _RERANK_BLOCK // max(1, rows.shape[1]))
+        block = max(1, _RERANK_FLOATS // max(1, rows.shape[1] * unit.shape[1]))
         for start in range(0, len(unit), block):
             part = slice(start, start + block)
             candidates = self.index.unit[rows[part]]

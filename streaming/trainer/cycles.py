@@ -258,9 +258,11 @@ def plan_cycle(
             *_cut(new_walks, untaught),
             *_recent_context(sequences, new_per_user, training.window),
         ]
-        replayed = _replayed_sequences(sequences, options.replay_ratio * len(trained), rng)
-        if not replayed:  # a window without transitions replays older walks
-            replayed = _cut(older, untaught)
+        replayed = (
+            _replayed_sequences(sequences, options.replay_ratio * len(trained), rng)
+            if len(sequences.users)
+            else _cut(older, untaught)  # a window without transitions replays older walks
+        )
     return Plan(
         cycle=cycle,
         full=full,

@@ -184,3 +184,16 @@ def test_the_jobs_walks_are_cut_where_they_step_over_a_held_out_pair(tmp_path: P
     plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, TRAINING, WALKS)
     assert plan.held_out == [["500", "501"]]
     assert plan.corpus == [["499", "500"], ["501", "502", "500"], ["600", "601", "602"]]
+
+
+def test_a_window_with_transitions_never_replays_older_walks(tmp_path: Path) -> None:
+    """Even where `replay_ratio` asks for less than one row of the users' sequences."""
+    sequences = _ratings(seed=12, users=20)
+    corpus = _corpus(tmp_path, [[1, 2, 3], *_transitions(sequences), [4, 5, 6]])
+    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
+    new_user = [UserTransition(999, 5_000 + k, 40 + k, 41 + k) for k in range(3)]
+    corpus.append([[7, 8], [9, 10], [11, 12], *new_user], {"samples:0": 10_000}, {})
+    little = OPTIONS.model_copy(update={"replay_ratio": 0.2})
+    plan = plan_cycle(corpus, _after(full.end), None, False, little, TRAINING, WALKS)
+    assert len(plan.corpus) == 4  # 3 new walks and the new user's items in context
+    assert plan.replay == []  # int(0.2 x 4) rows; the 6 new samples' walk quota unused
