@@ -453,10 +453,7 @@ class TrainerSettings(_Section):
     )
     segment_samples: int = Field(100_000, ge=1, description="samples per corpus segment file")
     replay_ratio: float = Field(
-        1.0,
-        ge=0,
-        description="rows of the window's user sequences an incremental cycle replays per "
-        "sentence it trains (in a window without transitions: older walks per new walk)",
+        1.0, ge=0, description="older samples replayed per new sample in an incremental cycle"
     )
     held_out_every: int = Field(
         50, ge=2, description="every Nth sample is held out of training to check quality"

@@ -141,17 +141,6 @@ def _recent_context(
     return sentences
 
 
-def _replayed_sequences(
-    sequences: Sequences, count: float, rng: np.random.Generator
-) -> list[list[str]]:
-    """`count` rows of the window's user sequences, drawn without repeats: what an
-    incremental cycle replays, so that it keeps learning what users rate one after the other
-    (what a full retrain learns from) instead of drifting towards the job's walks alone."""
-    rows = len(sequences.users)
-    picked = rng.choice(rows, size=min(rows, int(count)), replace=False)
-    return [[str(item) for item in sequences.items_of(int(row)).tolist()] for row in picked]
-
-
 def _cut(walks: list[list[str]], pairs: set[tuple[str, str]]) -> list[list[str]]:
     """`walks` split wherever they step over one of `pairs`; pieces of one item dropped."""
     if not pairs:
@@ -182,10 +171,9 @@ def plan_cycle(
     users' whole sequences, chained from their transitions, and walks drawn over their
     transition graph (`training_corpus`), so that the model equals the batch model of the
     same events. A window without transitions (the job writes none) trains on its walks.
-    An incremental cycle continues `base` on the new walks and the new items of each user in
-    their context, and replays `replay_ratio` times as many rows of the window's user
-    sequences, a seeded sample (a window without transitions: older walks from a seeded
-    reservoir).
+    An incremental cycle continues `base` on the new walks, the new items of each user in
+    their context, and a seeded reservoir of older walks, so its memory does not grow with
+    the window.
 
     The drift gate asks whether the candidate predicts what users did since the current
     version at least as well as the current version does: every `held_out_every`th
@@ -258,11 +246,7 @@ def plan_cycle(
             *_cut(new_walks, untaught),
             *_recent_context(sequences, new_per_user, training.window),
         ]
-        replayed = (
-            _replayed_sequences(sequences, options.replay_ratio * len(trained), rng)
-            if len(sequences.users)
-            else _cut(older, untaught)  # a window without transitions replays older walks
-        )
+        replayed = _cut(older, untaught)
     return Plan(
         cycle=cycle,
         full=full,

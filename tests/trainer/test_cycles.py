@@ -142,36 +142,7 @@ def test_an_incremental_cycle_trains_the_new_items_in_their_users_context(
     context = [str(i) for i in range(161 - 1 - window, 162)]  # the new item, what came before
     assert plan.corpus == [["12", "13"], context]
     assert plan.new == 2
-    # replayed: users' whole sequences from the window (here user 1's), not older walks
-    assert plan.replay == [[str(i) for i in range(100, 162)]]
-
-
-def test_an_incremental_cycle_replays_a_seeded_sample_of_the_windows_user_sequences(
-    tmp_path: Path,
-) -> None:
-    sequences = _ratings(seed=11, users=60)
-    corpus = _corpus(tmp_path, [*_transitions(sequences), [1, 2, 3]])
-    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
-    corpus.append([[4, 5, 6], [7, 8], [9, 10]], {"samples:0": 10_000}, {})
-    half = OPTIONS.model_copy(update={"replay_ratio": 2.0})
-    plan = plan_cycle(corpus, _after(full.end), None, False, half, TRAINING, WALKS)
-    again = plan_cycle(corpus, _after(full.end), None, False, half, TRAINING, WALKS)
-    rows = [[str(item) for item in row] for row in chain(_transitions(sequences)).as_lists()]
-    assert len(plan.corpus) == 3  # the new walks (no new transitions: no context)
-    assert len(plan.replay) == 2 * 3  # replay_ratio per trained sentence
-    assert all(row in rows for row in plan.replay)
-    assert len({tuple(row) for row in plan.replay}) == len(plan.replay)  # without repeats
-    assert plan.replay == again.replay  # seeded by the cycle
-
-
-def test_an_incremental_cycle_without_transitions_replays_older_walks(tmp_path: Path) -> None:
-    corpus = _corpus(tmp_path, [[k, k + 1] for k in range(1, 30)])
-    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
-    corpus.append([[40, 41]], {"samples:0": 31}, {})
-    plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, TRAINING, WALKS)
-    assert plan.corpus == [["40", "41"]]
-    assert len(plan.replay) == 1
-    assert plan.replay[0] in [[str(k), str(k + 1)] for k in range(1, 30) if (k - 1) % 10 != 0]
+    assert plan.replay == [["10", "11"]]  # older walks; sample 60, a walk, is held out
 
 
 def test_the_jobs_walks_are_cut_where_they_step_over_a_held_out_pair(tmp_path: Path) -> None:
@@ -184,16 +155,3 @@ def test_the_jobs_walks_are_cut_where_they_step_over_a_held_out_pair(tmp_path: P
     plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, TRAINING, WALKS)
     assert plan.held_out == [["500", "501"]]
     assert plan.corpus == [["499", "500"], ["501", "502", "500"], ["600", "601", "602"]]
-
-
-def test_a_window_with_transitions_never_replays_older_walks(tmp_path: Path) -> None:
-    """Even where `replay_ratio` asks for less than one row of the users' sequences."""
-    sequences = _ratings(seed=12, users=20)
-    corpus = _corpus(tmp_path, [[1, 2, 3], *_transitions(sequences), [4, 5, 6]])
-    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
-    new_user = [UserTransition(999, 5_000 + k, 40 + k, 41 + k) for k in range(3)]
-    corpus.append([[7, 8], [9, 10], [11, 12], *new_user], {"samples:0": 10_000}, {})
-    little = OPTIONS.model_copy(update={"replay_ratio": 0.2})
-    plan = plan_cycle(corpus, _after(full.end), None, False, little, TRAINING, WALKS)
-    assert len(plan.corpus) == 4  # 3 new walks and the new user's items in context
-    assert plan.replay == []  # int(0.2 x 4) rows; the 6 new samples' walk quota unused
