@@ -51,15 +51,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def poll(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    """Return the first truthy result of `check`, or fail naming `what` after the deadline."""
+def poll(
+    check: Callable[[], T | None],
+    timeout_s: float,
+    what: str,
+    details: Callable[[], object] | None = None,
+) -> T:
+    """Return the first truthy result of `check`, or fail naming `what` (and what `details`
+    returns then, such as a component's report) after the deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+            shown = "" if details is None else f"; {details()}"
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}{shown}")
         time.sleep(0.1)
 
 

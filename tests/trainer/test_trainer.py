@@ -159,7 +159,7 @@ def test_when_the_stream_goes_quiet_a_full_retrain_of_the_window_is_served(
             info: dict[str, Any] = client.current().meta()["info"]
             return info if info["samples"]["to"] == 3_200 + len(users) else None
 
-        info = poll(settled, 120, "a full retrain of the whole corpus")
+        info = poll(settled, 120, "a full retrain of the whole corpus", lambda: lines)
         assert info["kind"] == "full"
         assert not any("(incremental)" in line for line in lines), lines
         assert sum("no new samples: a full retrain" in line for line in lines) == 1

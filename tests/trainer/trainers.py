@@ -45,7 +45,9 @@ def community_walks(
 def community_users(
     rng: np.random.Generator, items: list[int], users: int, length: int = 12
 ) -> list[UserTransition]:
-    """The transitions of `users` users, each rating `length` items of one community in turn."""
+    """The transitions of `users` users, each rating `length` items of one community in turn:
+    consecutive ones in the community's order, from a random start, so what follows an item
+    is predictable (a held-out transition is one that other users make too)."""
     by_community: dict[int, list[int]] = {}
     for item in items:
         by_community.setdefault(community(item), []).append(item)
@@ -53,7 +55,8 @@ def community_users(
     transitions = []
     for user in range(users):
         group = groups[rng.integers(len(groups))]
-        rated = [int(x) for x in rng.choice(group, size=length, replace=False)]
+        start = int(rng.integers(len(group)))
+        rated = [group[(start + k) % len(group)] for k in range(min(length, len(group)))]
         transitions += [
             UserTransition(user, 1_000 + k, a, b) for k, (a, b) in enumerate(pairwise(rated))
         ]
