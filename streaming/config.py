@@ -453,7 +453,10 @@ class TrainerSettings(_Section):
     )
     segment_samples: int = Field(100_000, ge=1, description="samples per corpus segment file")
     replay_ratio: float = Field(
-        1.0, ge=0, description="older samples replayed per new sample in an incremental cycle"
+        2.0,
+        ge=0,
+        description="items replayed per new item in an incremental cycle: from the window's "
+        "user sequences (older walks, counted in walks, in a window without transitions)",
     )
     held_out_every: int = Field(
         50, ge=2, description="every Nth sample is held out of training to check quality"

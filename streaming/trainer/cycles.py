@@ -141,6 +141,28 @@ def _recent_context(
     return sentences
 
 
+def _replayed_sequences(
+    sequences: Sequences, items: int, rng: np.random.Generator
+) -> list[list[str]]:
+    """Rows of the window's user sequences in a seeded random order, `items` items in all
+    (the last row a random slice of what is left): what an incremental cycle replays, so
+    it keeps learning what users rate one after the other, as a full retrain does, instead
+    of drifting towards the job's walks alone. Counting items, not rows, bounds a cycle's
+    cost by its new data however long users' sequences grow."""
+    replayed: list[list[str]] = []
+    left = items
+    for row in rng.permutation(len(sequences.users)).tolist():
+        if left < 2:
+            break
+        row_items = sequences.items_of(row)
+        if len(row_items) > left:
+            first = int(rng.integers(len(row_items) - left + 1))
+            row_items = row_items[first : first + left]
+        replayed.append([str(item) for item in row_items.tolist()])
+        left -= len(row_items)
+    return replayed
+
+
 def _cut(walks: list[list[str]], pairs: set[tuple[str, str]]) -> list[list[str]]:
     """`walks` split wherever they step over one of `pairs`; pieces of one item dropped."""
     if not pairs:
@@ -171,9 +193,10 @@ def plan_cycle(
     users' whole sequences, chained from their transitions, and walks drawn over their
     transition graph (`training_corpus`), so that the model equals the batch model of the
     same events. A window without transitions (the job writes none) trains on its walks.
-    An incremental cycle continues `base` on the new walks, the new items of each user in
-    their context, and a seeded reservoir of older walks, so its memory does not grow with
-    the window.
+    An incremental cycle continues `base` on the new walks and the new items of each user in
+    their context, and replays `replay_ratio` times as many items from the window's user
+    sequences, a seeded sample (a window without transitions: older walks from a seeded
+    reservoir), so its cost follows its new data, not the window.
 
     The drift gate asks whether the candidate predicts what users did since the current
     version at least as well as the current version does: every `held_out_every`th
@@ -246,7 +269,11 @@ def plan_cycle(
             *_cut(new_walks, untaught),
             *_recent_context(sequences, new_per_user, training.window),
         ]
-        replayed = _cut(older, untaught)
+        replayed = (
+            _replayed_sequences(sequences, int(options.replay_ratio * sum(map(len, trained))), rng)
+            if len(sequences.users)
+            else _cut(older, untaught)  # a window without transitions replays older walks
+        )
     return Plan(
         cycle=cycle,
         full=full,

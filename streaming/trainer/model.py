@@ -38,13 +38,14 @@ def train_full(corpus: Sequence[Sequence[str]], settings: TrainingSettings) -> W
 def train_incremental(
     model: Word2Vec, new: Sequence[Sequence[str]], replay: Sequence[Sequence[str]]
 ) -> Word2Vec:
-    """Add the new samples' items to the vocabulary and train on new + replayed samples.
+    """Add the items of the new and replayed samples to the vocabulary and train on both.
 
     Replaying older samples keeps items that are absent from the new ones from drifting
-    away from those that are present.
+    away from those that are present; their items join the vocabulary too, so none of them
+    is skipped and no two items become adjacent that were not.
     """
-    model.build_vocab(new, update=True)
     corpus = [*new, *replay]
+    model.build_vocab(corpus, update=True)
     model.train(corpus, total_examples=len(corpus), epochs=model.epochs)
     return model
 

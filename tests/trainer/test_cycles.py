@@ -142,7 +142,44 @@ def test_an_incremental_cycle_trains_the_new_items_in_their_users_context(
     context = [str(i) for i in range(161 - 1 - window, 162)]  # the new item, what came before
     assert plan.corpus == [["12", "13"], context]
     assert plan.new == 2
-    assert plan.replay == [["10", "11"]]  # older walks; sample 60, a walk, is held out
+    # replayed: as many items (replay_ratio 1) from users' sequences, not older walks; here
+    # one slice of user 1's
+    assert [len(row) for row in plan.replay] == [2 + len(context)]
+    assert _is_slice(plan.replay[0], [[str(i) for i in range(100, 162)]])
+
+
+def _is_slice(row: list[str], rows: list[list[str]]) -> bool:
+    return any(
+        row == whole[k : k + len(row)] for whole in rows for k in range(len(whole) - len(row) + 1)
+    )
+
+
+def test_an_incremental_cycle_replays_a_seeded_sample_of_the_windows_user_sequences(
+    tmp_path: Path,
+) -> None:
+    sequences = _ratings(seed=11, users=60)
+    corpus = _corpus(tmp_path, [*_transitions(sequences), [1, 2, 3]])
+    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
+    corpus.append([[4, 5, 6], [7, 8], [9, 10]], {"samples:0": 10_000}, {})
+    twice = OPTIONS.model_copy(update={"replay_ratio": 2.0})
+    plan = plan_cycle(corpus, _after(full.end), None, False, twice, TRAINING, WALKS)
+    again = plan_cycle(corpus, _after(full.end), None, False, twice, TRAINING, WALKS)
+    rows = [[str(item) for item in row] for row in chain(_transitions(sequences)).as_lists()]
+    assert plan.corpus == [["4", "5", "6"], ["7", "8"], ["9", "10"]]  # no new transitions
+    assert sum(map(len, plan.replay)) == 2 * 7  # replay_ratio per trained item
+    assert all(_is_slice(row, rows) for row in plan.replay)
+    assert all(row in rows for row in plan.replay[:-1])  # whole rows, the last one cut
+    assert plan.replay == again.replay  # seeded by the cycle
+
+
+def test_an_incremental_cycle_without_transitions_replays_older_walks(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path, [[k, k + 1] for k in range(1, 30)])
+    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
+    corpus.append([[40, 41]], {"samples:0": 31}, {})
+    plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, TRAINING, WALKS)
+    assert plan.corpus == [["40", "41"]]
+    assert len(plan.replay) == 1  # replay_ratio walks per new walk
+    assert plan.replay[0] in [[str(k), str(k + 1)] for k in range(1, 30) if (k - 1) % 10 != 0]
 
 
 def test_the_jobs_walks_are_cut_where_they_step_over_a_held_out_pair(tmp_path: Path) -> None:
