@@ -230,18 +230,21 @@ class VersionView:
             ("HMGET", self._keys.meta(self.version), "dim", "index_count", "index_digest"),
             ("LRANGE", self._keys.added(self.version), 0, -1),
         )
-        if index_count is None:  # no index: scan the whole version exactly
-            ids, matrix = self.all_vectors()
-            return Neighbours(None, np.array(ids, dtype=np.int64), unit_rows(matrix))
         index = self._loaded.index if self._loaded is not None else None
-        if index is None:
+        if index is None and index_count is not None:
             graph, rows = self._read(
                 ("GET", self._keys.index(self.version)),
                 ("GET", self._keys.index_rows(self.version)),
             )
-            index = load_index(
-                rows or b"", graph or b"", index_digest.decode(), int(dim), int(index_count)
-            )
+            if graph is not None and rows is None:
+                index_count = None  # a graph without its rows: published by an earlier release
+            else:
+                index = load_index(
+                    rows or b"", graph or b"", index_digest.decode(), int(dim), int(index_count)
+                )
+        if index_count is None:  # no index: scan the whole version exactly
+            ids, matrix = self.all_vectors()
+            return Neighbours(None, np.array(ids, dtype=np.int64), unit_rows(matrix))
         extra = [int(item) for item in added]
         vectors = self.vectors(extra)
         matrix = (

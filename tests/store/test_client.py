@@ -169,6 +169,22 @@ def test_a_version_without_an_index_is_scanned_exactly(local_stack: Settings, un
     assert [item for item, _ in client.similar(3, k=4)] == _exact(items, vectors, 3, 4)
 
 
+def test_a_version_from_an_earlier_release_is_scanned_and_a_damaged_index_refused(
+    local_stack: Settings, unique: str
+) -> None:
+    redis_client = connect(local_stack.redis)
+    items, vectors, version = _three_hundred(redis_client, unique)
+    keys = VersionKeys(unique)
+    rows = redis_client.get(keys.index_rows(version))
+    redis_client.delete(keys.index_rows(version))  # how an earlier release stored its index
+    assert [item for item, _ in _client(local_stack, unique).similar(100, k=5)] == _exact(
+        items, vectors, 100, 5
+    )
+    redis_client.set(keys.index_rows(version), rows[:-1])  # a truncated index is no such thing
+    with pytest.raises(StoreError, match="does not match its digest"):
+        _client(local_stack, unique).similar(100, k=5)
+
+
 def test_the_vector_set_answers_vsim_like_the_exact_search(
     local_stack: Settings, unique: str
 ) -> None:
