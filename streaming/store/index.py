@@ -40,12 +40,13 @@ Matrix = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
 Found = list[tuple[int, float]]
 
-# HNSW build: 12 links per node, 64 candidates per insert; a search explores 128 candidates
+# HNSW build: 12 links per node, 56 candidates per insert; a search explores 128 candidates
 # and re-ranks RERANK_EXTRA more than asked for by exact cosine. Measured on planted
 # communities (bench_serving, docs/benchmarks.md): recall@10 >= 0.99 at 200,000 and
-# 1,000,000 x 64, where 16 links or float32 vectors build slower for no recall gained.
+# 1,000,000 x 64. More links or candidates build slower (64 candidates: 1.25x at 1,000,000)
+# for recall above what is asked; fewer fall below 0.99 at 1,000,000.
 CONNECTIVITY = 12
-EXPANSION_ADD = 64
+EXPANSION_ADD = 56
 EXPANSION_SEARCH = 128
 RERANK_EXTRA = 30
 # Exact scans compare at most this many query-item pairs at once (memory of a score block).
@@ -73,6 +74,7 @@ class BuiltIndex:
 
     rows: bytes
     graph: bytes
+    count: int
 
     @property
     def digest(self) -> str:
@@ -113,7 +115,9 @@ def build_index(item_ids: Ids, vectors: npt.NDArray[np.float32], threads: int = 
     graph.add(np.arange(len(ids), dtype=np.uint64), unit, threads=threads)
     blob = graph.save()
     assert blob is not None  # save() without a path returns the bytes
-    return BuiltIndex(ids.tobytes() + unit.astype(_COMPONENT, copy=False).tobytes(), bytes(blob))
+    return BuiltIndex(
+        ids.tobytes() + unit.astype(_COMPONENT, copy=False).tobytes(), bytes(blob), len(ids)
+    )
 
 
 def load_index(rows: bytes, graph: bytes, expected_digest: str, dim: int, count: int) -> ItemIndex:

@@ -55,7 +55,7 @@ import numpy.typing as npt
 import redis
 
 from streaming.errors import StoreError
-from streaming.store.index import build_index
+from streaming.store.index import BuiltIndex, build_index
 
 __all__ = [
     "VersionKeys",
@@ -69,6 +69,7 @@ __all__ = [
     "drop_all",
     "encode_vector",
     "has_users",
+    "prepare_version",
     "publish_version",
     "restore_sequence",
     "supports_vector_sets",
@@ -193,19 +194,33 @@ def publish_version(
     preload_s: float = 0.0,
     prepare: Callable[[int], object] | None = None,
 ) -> int:
-    """Write a whole version and its index, verify it, call `prepare` with its number (to
-    write more of it, such as its users, before anyone reads it), announce it as prepared,
-    wait `preload_s` (readers that preload load it meanwhile), switch `current` to it;
-    return its number."""
-    ids = np.fromiter((int(item) for item in item_ids), dtype=np.int64)
-    version = write_version(client, prefix, ids, vectors, cold_ids, info)
-    write_index(client, prefix, version, ids, vectors)
-    if prepare is not None:
-        prepare(version)
-    announce_prepared(client, prefix, version)
+    """Write a whole version with its index (`prepare_version`), wait `preload_s` (readers
+    that preload load it meanwhile), switch `current` to it; return its number."""
+    version = prepare_version(client, prefix, item_ids, vectors, cold_ids, info, prepare)
     if preload_s > 0:
         time.sleep(preload_s)  # the readers' window to load the version, not a retry
     switch_to(client, prefix, version, grace_s)
+    return version
+
+
+def prepare_version(
+    client: redis.Redis,
+    prefix: str,
+    item_ids: Iterable[int],
+    vectors: npt.NDArray[np.float32],
+    cold_ids: Iterable[int],
+    info: Mapping[str, Any],
+    prepare: Callable[[int], object] | None = None,
+) -> int:
+    """Write a whole version and its index, verify it, call `prepare` with its number (to
+    write more of it, such as its users, before anyone reads it) and announce it as prepared;
+    return its number. Readers see it once `switch_to` makes it current."""
+    ids = np.fromiter((int(item) for item in item_ids), dtype=np.int64)
+    version = write_version(client, prefix, ids, vectors, cold_ids, info)
+    write_index(client, prefix, version, build_index(ids, vectors))
+    if prepare is not None:
+        prepare(version)
+    announce_prepared(client, prefix, version)
     return version
 
 
@@ -214,23 +229,16 @@ def announce_prepared(client: redis.Redis, prefix: str, version: int) -> None:
     client.xadd(VersionKeys(prefix).prepared, {"version": version}, maxlen=100, approximate=True)
 
 
-def write_index(
-    client: redis.Redis,
-    prefix: str,
-    version: int,
-    item_ids: npt.NDArray[np.int64],
-    vectors: npt.NDArray[np.float32],
-) -> None:
-    """Store the index of a written, not yet current version (the same rows as
+def write_index(client: redis.Redis, prefix: str, version: int, built: BuiltIndex) -> None:
+    """Store the index of a written, not yet current version (built from the same rows as
     `write_version` wrote), with its item count and digest in the version's meta."""
     keys = VersionKeys(prefix)
-    built = build_index(item_ids, vectors)
     with client.pipeline(transaction=True) as pipe:
         pipe.set(keys.index(version), built.graph, ex=_UNPUBLISHED_TTL_S)
         pipe.set(keys.index_rows(version), built.rows, ex=_UNPUBLISHED_TTL_S)
         pipe.hset(
             keys.meta(version),
-            mapping={"index_count": len(item_ids), "index_digest": built.digest},
+            mapping={"index_count": built.count, "index_digest": built.digest},
         )
         pipe.execute(raise_on_error=True)
 

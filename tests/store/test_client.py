@@ -18,10 +18,10 @@ from streaming.store.versions import (
     add_to_version,
     announce_prepared,
     build_vector_set,
+    prepare_version,
     publish_version,
     supports_vector_sets,
     switch_to,
-    write_index,
     write_version,
 )
 from tests.conftest import poll
@@ -243,8 +243,7 @@ def test_a_preloading_client_has_the_next_version_loaded_before_its_switch(
     client.preload(block_s=0.2)
     try:
         # the preloader reads announcements made after it started: announce until it has one
-        version = write_version(redis_client, unique, range(100), 2 * vectors, [], {})
-        write_index(redis_client, unique, version, np.arange(100), 2 * vectors)
+        version = prepare_version(redis_client, unique, range(100), 2 * vectors, [], {})
 
         def loaded() -> bool:
             announce_prepared(redis_client, unique, version)
