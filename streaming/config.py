@@ -455,8 +455,9 @@ class TrainerSettings(_Section):
     replay_ratio: float = Field(
         2.0,
         ge=0,
-        description="items replayed per new item in an incremental cycle: from the window's "
-        "user sequences (older walks, counted in walks, in a window without transitions)",
+        description="items replayed from the window's user sequences per item an incremental "
+        "cycle trains on (new walks, new items in their context); in a window without "
+        "transitions, older walks per new walk",
     )
     held_out_every: int = Field(
         50, ge=2, description="every Nth sample is held out of training to check quality"

@@ -38,7 +38,7 @@ import redis
 from streaming.config import RedisSettings
 from streaming.errors import StoreError
 from streaming.store.connection import connect
-from streaming.store.index import Neighbours, load_index, unit_rows
+from streaming.store.index import Neighbours, graph_only, load_index, unit_rows
 from streaming.store.versions import VersionKeys, current_version, decode_items, decode_vector
 
 __all__ = ["EmbeddingClient", "VersionView"]
@@ -59,6 +59,7 @@ class VersionView:
         # the search structure, kept for the view's lifetime; reloaded when the version grew
         self._loaded: Neighbours | None = None
         self._load_lock = threading.Lock()
+        self._scan_only = False  # its index is in a format this reader does not search
 
     def _read(self, *commands: tuple[Any, ...]) -> list[Any]:
         """Run `commands` with a check that the version still exists, in one round trip."""
@@ -231,18 +232,23 @@ class VersionView:
             ("LRANGE", self._keys.added(self.version), 0, -1),
         )
         index = self._loaded.index if self._loaded is not None else None
-        if index is None and index_count is not None:
+        if index is None and index_count is not None and not self._scan_only:
             graph, rows = self._read(
                 ("GET", self._keys.index(self.version)),
                 ("GET", self._keys.index_rows(self.version)),
             )
-            if graph is not None and rows is None:
-                index_count = None  # a graph without its rows: published by an earlier release
+            if rows is None and graph is not None and graph_only(graph, index_digest.decode()):
+                _log.warning(
+                    "version %s has an index in a former format: scanned exactly; the "
+                    "trainer's next version is indexed",
+                    self.version,
+                )
+                self._scan_only = True
             else:
                 index = load_index(
                     rows or b"", graph or b"", index_digest.decode(), int(dim), int(index_count)
                 )
-        if index_count is None:  # no index: scan the whole version exactly
+        if index_count is None or self._scan_only:  # no index: scan the version exactly
             ids, matrix = self.all_vectors()
             return Neighbours(None, np.array(ids, dtype=np.int64), unit_rows(matrix))
         extra = [int(item) for item in added]

@@ -32,6 +32,7 @@ __all__ = [
     "ItemIndex",
     "Neighbours",
     "build_index",
+    "graph_only",
     "load_index",
     "unit_rows",
 ]
@@ -43,8 +44,8 @@ Found = list[tuple[int, float]]
 # HNSW build: 12 links per node, 56 candidates per insert; a search explores 128 candidates
 # and re-ranks RERANK_EXTRA more than asked for by exact cosine. Measured on planted
 # communities (bench_serving, docs/benchmarks.md): recall@10 >= 0.99 at 200,000 and
-# 1,000,000 x 64. More links or candidates build slower (64 candidates: 1.25x at 1,000,000)
-# for recall above what is asked; fewer fall below 0.99 at 1,000,000.
+# 1,000,000 x 64. 64 candidates build 1.25x slower at 1,000,000 for recall above what is
+# asked; 48 fall below 0.99 there, and fewer links (10) build slower.
 CONNECTIVITY = 12
 EXPANSION_ADD = 56
 EXPANSION_SEARCH = 128
@@ -79,6 +80,13 @@ class BuiltIndex:
     @property
     def digest(self) -> str:
         return _digest(self.rows, self.graph)
+
+
+def graph_only(graph: bytes, expected_digest: str) -> bool:
+    """Whether `graph` is an index in the format walkstream wrote before a version's rows had
+    their own key: one graph keyed by item id, its digest over the graph alone. Readers scan
+    such a version exactly rather than parse a graph they cannot re-rank."""
+    return hashlib.blake2b(graph, digest_size=32).hexdigest() == expected_digest
 
 
 def _digest(rows: bytes, graph: bytes) -> str:

@@ -144,8 +144,9 @@ def _recent_context(
 def _replayed_sequences(
     sequences: Sequences, items: int, rng: np.random.Generator
 ) -> list[list[str]]:
-    """Rows of the window's user sequences in a seeded random order, `items` items in all
-    (the last row a random slice of what is left): what an incremental cycle replays, so
+    """Rows of the window's user sequences in a seeded random order, at most `items` items
+    in all (the last row a random slice of what is left, if 2 or more): what an incremental
+    cycle replays, so
     it keeps learning what users rate one after the other, as a full retrain does, instead
     of drifting towards the job's walks alone. Counting items, not rows, bounds a cycle's
     cost by its new data however long users' sequences grow."""
@@ -233,7 +234,7 @@ def plan_cycle(
                 held_walks.append(sample)
         elif seq % every == 0:
             held_walks.append(sample)
-        else:
+        elif not (transitions or held_transitions):  # else the window's sequences are replayed
             seen_older += 1
             if len(older) < replay:
                 older.append(sample)
@@ -271,7 +272,7 @@ def plan_cycle(
         ]
         replayed = (
             _replayed_sequences(sequences, int(options.replay_ratio * sum(map(len, trained))), rng)
-            if len(sequences.users)
+            if transitions or held_transitions
             else _cut(older, untaught)  # a window without transitions replays older walks
         )
     return Plan(

@@ -40,9 +40,9 @@ def train_incremental(
 ) -> Word2Vec:
     """Add the items of the new and replayed samples to the vocabulary and train on both.
 
-    Replaying older samples keeps items that are absent from the new ones from drifting
-    away from those that are present; their items join the vocabulary too, so none of them
-    is skipped and no two items become adjacent that were not.
+    Replaying samples of the window keeps items that are absent from the new ones from
+    drifting away from those that are present; their items join the vocabulary too, so none
+    of them is skipped and no two items become adjacent that were not.
     """
     corpus = [*new, *replay]
     model.build_vocab(corpus, update=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter
 
@@ -169,20 +170,28 @@ def test_a_version_without_an_index_is_scanned_exactly(local_stack: Settings, un
     assert [item for item, _ in client.similar(3, k=4)] == _exact(items, vectors, 3, 4)
 
 
-def test_a_version_from_an_earlier_release_is_scanned_and_a_damaged_index_refused(
+def test_a_damaged_index_is_refused_and_one_in_the_former_format_scanned(
     local_stack: Settings, unique: str
 ) -> None:
     redis_client = connect(local_stack.redis)
     items, vectors, version = _three_hundred(redis_client, unique)
     keys = VersionKeys(unique)
     rows = redis_client.get(keys.index_rows(version))
-    redis_client.delete(keys.index_rows(version))  # how an earlier release stored its index
-    assert [item for item, _ in _client(local_stack, unique).similar(100, k=5)] == _exact(
-        items, vectors, 100, 5
-    )
-    redis_client.set(keys.index_rows(version), rows[:-1])  # a truncated index is no such thing
+    graph = redis_client.get(keys.index(version))
+    redis_client.delete(keys.index_rows(version))  # rows lost: damaged, not a former format
     with pytest.raises(StoreError, match="does not match its digest"):
         _client(local_stack, unique).similar(100, k=5)
+    redis_client.set(keys.index_rows(version), rows[:-1])  # truncated
+    with pytest.raises(StoreError, match="does not match its digest"):
+        _client(local_stack, unique).similar(100, k=5)
+    # the former format: one graph, its digest over the graph alone, no rows key
+    redis_client.delete(keys.index_rows(version))
+    former = hashlib.blake2b(graph, digest_size=32).hexdigest()
+    redis_client.hset(keys.meta(version), "index_digest", former)
+    client = _client(local_stack, unique)
+    assert [item for item, _ in client.similar(100, k=5)] == _exact(items, vectors, 100, 5)
+    add_to_version(redis_client, unique, version, [7], vectors[:1] * 2)  # grows: still scanned
+    assert client.similar(100, k=1) == [(7, pytest.approx(1.0, abs=1e-5))]
 
 
 def test_the_vector_set_answers_vsim_like_the_exact_search(

@@ -4,6 +4,7 @@ one on what is new, in context."""
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,31 @@ def test_the_jobs_walks_are_cut_where_they_step_over_a_held_out_pair(tmp_path: P
     plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, TRAINING, WALKS)
     assert plan.held_out == [["500", "501"]]
     assert plan.corpus == [["499", "500"], ["501", "502", "500"], ["600", "601", "602"]]
+
+
+def test_a_window_with_transitions_never_replays_older_walks(tmp_path: Path) -> None:
+    """Even where `replay_ratio` asks for fewer items than a sentence has."""
+    sequences = _ratings(seed=12, users=20)
+    corpus = _corpus(tmp_path, [[1, 2, 3], *_transitions(sequences), [4, 5, 6]])
+    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
+    new_user = [UserTransition(999, 5_000 + k, 40 + k, 41 + k) for k in range(3)]
+    corpus.append([[7, 8], [9, 10], [11, 12], *new_user], {"samples:0": 10_000}, {})
+    little = OPTIONS.model_copy(update={"replay_ratio": 0.1})
+    plan = plan_cycle(corpus, _after(full.end), None, False, little, TRAINING, WALKS)
+    assert sum(map(len, plan.corpus)) == 10  # 3 new walks, the new user's items in context
+    assert plan.replay == []  # int(0.1 x 10) items: less than a sentence; no older walks
+
+
+def test_replayed_sequences_never_teach_a_held_out_transition(tmp_path: Path) -> None:
+    sequences = _ratings(seed=13, users=40)
+    transitions = _transitions(sequences)
+    corpus = _corpus(tmp_path, transitions[:100])
+    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
+    corpus.append(transitions[100:], {"samples:0": len(transitions)}, {})
+    whole = OPTIONS.model_copy(update={"replay_ratio": 1_000.0})  # every row of the window
+    plan = plan_cycle(corpus, _after(full.end), None, False, whole, TRAINING, WALKS)
+    held = {(t.src, t.dst) for k, t in enumerate(transitions) if k >= 100 and k % 10 == 0}
+    kept = {(t.src, t.dst) for k, t in enumerate(transitions) if k < 100 or k % 10 != 0}
+    replayed = {(int(a), int(b)) for row in plan.replay for a, b in pairwise(row)}
+    assert held - kept  # some held-out pairs are made by no kept transition
+    assert replayed == kept  # the rows' steps are exactly the kept transitions

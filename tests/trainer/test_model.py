@@ -6,7 +6,14 @@ import numpy as np
 from gensim.models import Word2Vec
 
 from streaming.embeddings.vectors import Embeddings
-from streaming.trainer.model import align, gate, hit_rate, neighbour_overlap, with_cold_items
+from streaming.trainer.model import (
+    align,
+    gate,
+    hit_rate,
+    neighbour_overlap,
+    train_incremental,
+    with_cold_items,
+)
 
 
 def _tiny_model() -> Word2Vec:
@@ -116,3 +123,9 @@ def test_the_gate_does_not_let_a_cold_vector_answer_a_held_out_pair() -> None:
     verdict = gate(candidate, current, [3, 4, 5], [["1", "2"]], 0.2, 0.7)
     assert verdict.current_hit_rate == 0.0  # 2 is not among the items both have trained
     assert hit_rate(current, [["1", "2"]]) == 1.0  # which it would have answered
+
+
+def test_an_incremental_update_learns_the_items_only_its_replay_has() -> None:
+    base = Word2Vec([["1", "2", "3"]] * 20, vector_size=4, min_count=1, seed=1, workers=1)
+    updated = train_incremental(base, [["1", "2"]], [["3", "9", "2"]])
+    assert "9" in updated.wv  # not skipped, which would make 3 and 2 adjacent
