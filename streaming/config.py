@@ -456,8 +456,13 @@ class TrainerSettings(_Section):
         2.0,
         ge=0,
         description="items replayed from the window's user sequences per item an incremental "
-        "cycle trains on (new walks, new items in their context); in a window without "
-        "transitions, older walks per new walk",
+        "cycle trains on (new walks, new items in their context)",
+    )
+    walk_replay_ratio: float = Field(
+        1.0,
+        ge=0,
+        description="older walks replayed per new walk in an incremental cycle of a window "
+        "without transitions (a job with stream.transition_samples=false)",
     )
     held_out_every: int = Field(
         50, ge=2, description="every Nth sample is held out of training to check quality"

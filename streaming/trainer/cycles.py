@@ -196,8 +196,9 @@ def plan_cycle(
     same events. A window without transitions (the job writes none) trains on its walks.
     An incremental cycle continues `base` on the new walks and the new items of each user in
     their context, and replays `replay_ratio` times as many items from the window's user
-    sequences, a seeded sample (a window without transitions: older walks from a seeded
-    reservoir), so its cost follows its new data, not the window.
+    sequences, a seeded sample (a window without transitions: `walk_replay_ratio` older
+    walks per new walk from a seeded reservoir), so its cost follows its new data, not the
+    window.
 
     The drift gate asks whether the candidate predicts what users did since the current
     version at least as well as the current version does: every `held_out_every`th
@@ -219,7 +220,7 @@ def plan_cycle(
     new_per_user: dict[int, int] = {}
     rng = np.random.default_rng([training.seed, cycle])
     seen_older = 0
-    replay = int(options.replay_ratio * max(0, corpus.next_seq - start))
+    replay = int(options.walk_replay_ratio * max(0, corpus.next_seq - start))
     for seq, sample in corpus.samples():
         if isinstance(sample, UserTransition):
             if previous is not None and seq >= start and seq % every == 0:

@@ -304,7 +304,7 @@ def main() -> int:
                     new,
                     communities,
                     settings.training,
-                    int(settings.trainer.replay_ratio * len(new)),
+                    int(settings.trainer.walk_replay_ratio * len(new)),
                     args.repeats,
                     tmp,
                 )

@@ -179,7 +179,7 @@ def test_an_incremental_cycle_without_transitions_replays_older_walks(tmp_path: 
     corpus.append([[40, 41]], {"samples:0": 31}, {})
     plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, TRAINING, WALKS)
     assert plan.corpus == [["40", "41"]]
-    assert len(plan.replay) == 1  # replay_ratio walks per new walk
+    assert len(plan.replay) == 1  # walk_replay_ratio walks per new walk
     assert plan.replay[0] in [[str(k), str(k + 1)] for k in range(1, 30) if (k - 1) % 10 != 0]
 
 
