@@ -146,10 +146,9 @@ def _replayed_sequences(
 ) -> list[list[str]]:
     """Rows of the window's user sequences in a seeded random order, at most `items` items
     in all (the last row a random slice of what is left, if 2 or more): what an incremental
-    cycle replays, so
-    it keeps learning what users rate one after the other, as a full retrain does, instead
-    of drifting towards the job's walks alone. Counting items, not rows, bounds a cycle's
-    cost by its new data however long users' sequences grow."""
+    cycle replays, so it keeps learning what users rate one after the other, as a full
+    retrain does, instead of drifting towards the job's walks alone. Counting items, not
+    rows, bounds a cycle's cost by its new data however long users' sequences grow."""
     replayed: list[list[str]] = []
     left = items
     for row in rng.permutation(len(sequences.users)).tolist():
