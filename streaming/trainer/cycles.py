@@ -242,7 +242,8 @@ def plan_cycle(
                 older[slot] = sample
     # A held-out transition is out of training even where an at-least-once write repeated it.
     sequences = chain(t for t in transitions if t not in held_transitions)
-    if transitions or held_transitions:
+    with_transitions = bool(transitions or held_transitions)
+    if with_transitions:
         newest = sorted(held_transitions, key=lambda t: (t.event_time, t))[-_HELD_OUT_LIMIT:]
         held_out = [[str(t.src), str(t.dst)] for t in newest]
         new_walks = [walk for _, walk in new]
@@ -272,7 +273,7 @@ def plan_cycle(
         ]
         replayed = (
             _replayed_sequences(sequences, int(options.replay_ratio * sum(map(len, trained))), rng)
-            if transitions or held_transitions
+            if with_transitions
             else _cut(older, untaught)  # a window without transitions replays older walks
         )
     return Plan(

@@ -166,7 +166,6 @@ def bench(settings: Settings, n: int, repeats: int) -> dict[str, Any]:
     client.preload(block_s=0.2)
     prepare_s, preload_s, publish_s = [], [], []
     first_cold, after_cold, first_preloaded, after_preloaded = [], [], [], []
-    vectors = clustered(n, seed=0)
     for repeat in range(repeats):
         vectors = clustered(n, seed=repeat)
         began = time.perf_counter()
