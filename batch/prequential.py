@@ -43,7 +43,7 @@ import numpy.typing as npt
 from batch.evaluate import summarise
 from streaming.config import Settings
 from streaming.core.neighbours import neighbour_average
-from streaming.embeddings.graph import Ints, Sequences, TransitionGraph, transition_graph
+from streaming.embeddings.graph import Ints, Sequences, decayed_graph, transition_graph
 from streaming.embeddings.pipeline import training_corpus
 from streaming.embeddings.vectors import Embeddings
 from streaming.embeddings.walks import WalkSampler
@@ -211,7 +211,7 @@ def _full_retrain(
     sequences: Sequences, before: int, neighbours: _Neighbours, settings: Settings
 ) -> Embeddings | None:
     prefix = _prefix(sequences, before)
-    graph = transition_graph(prefix)
+    graph = transition_graph(prefix, settings.walks.half_life_s)
     if graph.n_edges == 0:
         return None
     corpus, _ = training_corpus(prefix, graph, settings.training, settings.walks)
@@ -274,8 +274,11 @@ def _append(
     corpus: Corpus, replay: Replay, lo: int, hi: int, settings: Settings, cycle: int
 ) -> None:
     """What the job writes for transitions lo..hi-1: `stream.walks_per_weight` walks from each
-    transition's source over the counts so far, and the transitions."""
-    graph = TransitionGraph.from_pairs(replay.src[:hi], replay.dst[:hi])
+    transition's source over the counts so far (decayed with `walks.half_life_s`), and the
+    transitions."""
+    graph = decayed_graph(
+        replay.src[:hi], replay.dst[:hi], replay.times[:hi], settings.walks.half_life_s
+    )
     rng = np.random.default_rng([settings.training.seed, cycle])
     count = round(settings.stream.walks_per_weight * (hi - lo))
     picked = rng.choice(hi - lo, size=count, replace=count > hi - lo) + lo

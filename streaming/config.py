@@ -323,6 +323,14 @@ class WalkSettings(_Section):
     q: float = Field(
         1.0, gt=0, description="Node2vec in-out parameter (1 = DeepWalk; the job refuses others)"
     )
+    half_life_s: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "event-time seconds after which a transition weighs half in walks and cold-item "
+            "averages (None: every transition weighs 1 forever); see docs/forgetting.md"
+        ),
+    )
 
 
 class TrainingSettings(_Section):

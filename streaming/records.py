@@ -24,6 +24,7 @@ from streaming.core.walks import Walk
 
 __all__ = [
     "MALFORMED",
+    "CountUpdate",
     "count_update",
     "dead_letter",
     "event_from_json",
@@ -353,13 +354,22 @@ def read_user_items(raw: bytes | str) -> UserItems:
 # --- count updates (`kafka.topics.counts`, with `stream.emit_counts`) --------------------------
 
 
-def count_update(src: int, dst: int, count: int) -> str:
-    """A pair's transition count after a batch that changed it: "SRC DST COUNT"."""
-    return f"{src} {dst} {count}"
+class CountUpdate(NamedTuple):
+    """A counts record: the weight of the transitions src -> dst as of event time `as_of`
+    (None without decay: the weight is their count)."""
+
+    src: int
+    dst: int
+    weight: float
+    as_of: int | None
 
 
-def read_count_update(raw: bytes | str) -> tuple[int, int, int]:
-    """(src, dst, count) of a count update."""
+def count_update(src: int, dst: int, weight: float, as_of: int | None) -> str:
+    """A pair's weight after a batch that changed it: "SRC DST WEIGHT AS_OF" ("-" for None)."""
+    return f"{src} {dst} {weight!r} {'-' if as_of is None else as_of}"
+
+
+def read_count_update(raw: bytes | str) -> CountUpdate:
     text = raw.decode() if isinstance(raw, bytes) else raw
-    src, dst, count = map(int, text.split())
-    return src, dst, count
+    src, dst, weight, as_of = text.split()
+    return CountUpdate(int(src), int(dst), float(weight), None if as_of == "-" else int(as_of))

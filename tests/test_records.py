@@ -293,5 +293,6 @@ def test_items_records_are_read_as_the_sql_writes_them() -> None:
 
 
 def test_count_updates_round_trip() -> None:
-    assert read_count_update(count_update(4, 9, 12)) == (4, 9, 12)
-    assert read_count_update(count_update(4, 9, 12).encode()) == (4, 9, 12)
+    assert read_count_update(count_update(4, 9, 12.0, None)) == (4, 9, 12.0, None)
+    decayed = count_update(4, 9, 0.1 + 2**-40, 1_700_000_000)
+    assert read_count_update(decayed.encode()) == (4, 9, 0.1 + 2**-40, 1_700_000_000)

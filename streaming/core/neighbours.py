@@ -20,102 +20,160 @@ __all__ = ["ItemNeighbours", "neighbour_average"]
 
 
 class ItemNeighbours:
-    """Per-item keyed state: transition counts to each next item, and their sum (the weight).
+    """Per-item keyed state: the weight of the transitions to each next item, and their sum.
 
-    Kept as two int64 arrays (neighbours in ascending order, their counts) and nothing else,
-    so writing the state back after every update is a copy of memory (`to_bytes`) and so is
-    reading it (`from_bytes`): a task re-reads the items it does not keep decoded, and an
-    index built on each read (a dict of every neighbour) would take half of the item
-    function's time once the items of a long replay outgrow the cache. An item's bytes grow with
-    its degree, and popular items, the most updated, have the highest.
+    Without a half-life a transition weighs 1, so a weight is a count. With a half-life h
+    (event-time seconds), a transition at event time t weighs 2^((t - T) / h) as of time T:
+    each is stored as 2^((t - reference) / h) against the item's reference time, so a new
+    transition is one addition and an old one never needs updating. A walk step and a
+    neighbour average use only the ratios of one item's weights, which the reference does not
+    change; `weight_at` gives the total as of any time. The reference is the item's first
+    transition time and moves to a later transition's time (rescaling every weight) only when
+    that one would weigh more than 2^`REFERENCE_SPAN`, so a weight never overflows. The
+    weights are a function of the set of transitions, whatever order they come in, up to
+    floating-point rounding (relative 1e-15).
+
+    Kept as a reference time and two arrays (neighbours in ascending order, their weights) and
+    nothing else, so writing the state back after every update is a copy of memory
+    (`to_bytes`) and so is reading it (`from_bytes`): a task re-reads the items it does not
+    keep decoded, and an index built on each read (a dict of every neighbour) would take half
+    of the item function's time once the items of a long replay outgrow the cache. An item's
+    bytes grow with its degree, and popular items, the most updated, have the highest.
     """
 
-    def __init__(self) -> None:
-        self._neighbours = array("q")
-        self._counts = array("q")
-        self._weight: int | None = 0
-        self._cumulative: array[int] | None = None
+    REFERENCE_SPAN = 64
+    """Half-lives a transition may lie after the reference before the reference moves."""
 
-    def add(self, neighbour: int, count: int = 1) -> bool:
-        """Count `count` transitions to `neighbour`; True when it is a new neighbour."""
+    def __init__(self) -> None:
+        self._reference: int | None = None
+        self._neighbours = array("q")
+        self._weights = array("d")
+        self._weight: float | None = 0.0
+        self._cumulative: array[float] | None = None
+
+    def add(
+        self,
+        neighbour: int,
+        count: int = 1,
+        *,
+        event_time: int | None = None,
+        half_life_s: float | None = None,
+    ) -> bool:
+        """Count `count` transitions to `neighbour` (at `event_time`, decayed by `half_life_s`
+        when one is given); True when it is a new neighbour."""
         if count <= 0:
             raise ValueError(f"count must be positive, got {count}")
+        weight = float(count)
+        if half_life_s is not None:
+            if event_time is None or half_life_s <= 0:
+                raise ValueError("a decayed transition needs its event time and a half-life > 0")
+            weight *= self._decayed_weight(event_time, half_life_s)
         neighbours = self._neighbours
         position = bisect_left(neighbours, neighbour)
         new = position == len(neighbours) or neighbours[position] != neighbour
         if new:
             neighbours.insert(position, neighbour)
-            self._counts.insert(position, count)
+            self._weights.insert(position, weight)
         else:
-            self._counts[position] += count
+            self._weights[position] += weight
         if self._weight is not None:
-            self._weight += count
+            self._weight += weight
         self._cumulative = None
         return new
 
+    def _decayed_weight(self, event_time: int, half_life_s: float) -> float:
+        """A transition's weight at `event_time` against the reference (moved if need be)."""
+        if self._reference is None:
+            self._reference = event_time
+        half_lives = (event_time - self._reference) / half_life_s
+        if half_lives > self.REFERENCE_SPAN:
+            scale = 2.0**-half_lives
+            self._weights = array("d", (w * scale for w in self._weights))
+            self._weight = None
+            self._reference, half_lives = event_time, 0.0
+        return float(2.0**half_lives)
+
     @property
-    def weight(self) -> int:
+    def reference(self) -> int | None:
+        """The event time the weights are stored as of (None without decayed transitions)."""
+        return self._reference
+
+    @property
+    def weight(self) -> float:
         """Summed when first asked after a read: a replay, which starts no walks, never asks."""
         if self._weight is None:
-            self._weight = sum(self._counts)
+            self._weight = sum(self._weights)
         return self._weight
+
+    def weight_at(self, event_time: int, half_life_s: float | None) -> float:
+        """The summed weight as of `event_time` (the stored sum without a half-life)."""
+        if half_life_s is None or self._reference is None:
+            return self.weight
+        return float(self.weight * 2.0 ** ((self._reference - event_time) / half_life_s))
 
     def __len__(self) -> int:
         return len(self._neighbours)
 
-    def count(self, neighbour: int) -> int:
+    def weight_of(self, neighbour: int) -> float:
         position = bisect_left(self._neighbours, neighbour)
         if position < len(self._neighbours) and self._neighbours[position] == neighbour:
-            return self._counts[position]
-        return 0
+            return self._weights[position]
+        return 0.0
 
     @property
-    def counts(self) -> dict[int, int]:
-        return dict(zip(self._neighbours, self._counts, strict=True))
-
-    def merge(self, other: ItemNeighbours) -> None:
-        for neighbour, count in other.counts.items():
-            self.add(neighbour, count)
+    def weights(self) -> dict[int, float]:
+        return dict(zip(self._neighbours, self._weights, strict=True))
 
     def step(self, rng: random.Random) -> int:
-        """The next hop, drawn with probability count / weight (O(log degree)).
+        """The next hop, drawn with probability weight / total weight (O(log degree)).
 
-        Draws an integer in [0, weight) and finds its bucket in the cumulative counts, so
-        every neighbour gets exactly its share (the reference's `randomDouble >= prob` test
-        picked the wrong neighbour). Plain Python, not numpy: walks step one at a time, where
-        numpy's call overhead cost several times the draw.
+        Finds a uniform draw in [0, total) in the cumulative weights, so every neighbour gets
+        exactly its share (the reference's `randomDouble >= prob` test picked the wrong
+        neighbour). Plain Python, not numpy: walks step one at a time, where numpy's call
+        overhead cost several times the draw.
         """
-        if self.weight == 0:
-            raise ValueError("an item without out-neighbours has no next hop")
         if self._cumulative is None:
-            self._cumulative = array("q", accumulate(self._counts))
-        return self._neighbours[bisect_right(self._cumulative, rng.randrange(self.weight))]
+            self._cumulative = array("d", accumulate(self._weights))
+        cumulative = self._cumulative
+        if not cumulative or cumulative[-1] <= 0:
+            raise ValueError("an item without out-neighbours has no next hop")
+        position = bisect_right(cumulative, rng.random() * cumulative[-1])
+        if position == len(cumulative):  # rounding landed the draw on the total: last edge
+            position = bisect_left(cumulative, cumulative[-1])
+        return self._neighbours[position]
 
     def to_bytes(self) -> bytes:
-        return self._neighbours.tobytes() + self._counts.tobytes()
+        reference = array("q", [-1 if self._reference is None else self._reference])
+        return reference.tobytes() + self._neighbours.tobytes() + self._weights.tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ItemNeighbours:
         state = cls()
-        half = len(data) // 2
-        state._neighbours.frombytes(data[:half])
-        state._counts.frombytes(data[half:])
+        reference = array("q")
+        reference.frombytes(data[:_REFERENCE_BYTES])
+        state._reference = None if reference[0] == -1 else reference[0]
+        half = _REFERENCE_BYTES + (len(data) - _REFERENCE_BYTES) // 2
+        state._neighbours.frombytes(data[_REFERENCE_BYTES:half])
+        state._weights.frombytes(data[half:])
         state._weight = None
         return state
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ItemNeighbours):
             return NotImplemented
-        return self.counts == other.counts
+        return self._reference == other._reference and self.weights == other.weights
 
     def __repr__(self) -> str:
-        return f"ItemNeighbours({self.counts})"
+        return f"ItemNeighbours({self.weights}, reference={self._reference})"
 
     def __getstate__(self) -> bytes:
         return self.to_bytes()
 
     def __setstate__(self, data: bytes) -> None:
         self.__dict__.update(ItemNeighbours.from_bytes(data).__dict__)
+
+
+_REFERENCE_BYTES = 8
 
 
 def neighbour_average(

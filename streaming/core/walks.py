@@ -98,7 +98,7 @@ class WalkStarter:
         self.newest_event_time = max(self.newest_event_time, event_time)
         return self._take(gain * walks_per_weight)
 
-    def on_refresh(self, weight: int, walks_per_weight_hour: float, elapsed_s: float) -> int:
+    def on_refresh(self, weight: float, walks_per_weight_hour: float, elapsed_s: float) -> int:
         return self._take(weight * walks_per_weight_hour * elapsed_s / 3600)
 
     def _take(self, expected: float) -> int:
@@ -115,14 +115,16 @@ def add_transitions(
     neighbours: ItemNeighbours,
     starter: WalkStarter,
     walks_per_weight: float,
+    half_life_s: float | None = None,
 ) -> tuple[list[Walk], list[int]]:
-    """Count transitions (next item, event time) out of `item`; return the walks they start,
-    each carrying the event time of the transition that started it, and the neighbours
-    counted for the first time (in order)."""
+    """Count transitions (next item, event time) out of `item`, decayed by `half_life_s` when
+    one is given; return the walks they start, each carrying the event time of the transition
+    that started it, and the neighbours counted for the first time (in order). Each
+    transition starts walks at `walks_per_weight`, decayed or not: it is new behaviour."""
     started: list[Walk] = []
     new: list[int] = []
     for nxt, event_time in transitions:
-        if neighbours.add(nxt):
+        if neighbours.add(nxt, event_time=event_time, half_life_s=half_life_s):
             new.append(nxt)
         starts = starter.on_weight_gain(1, walks_per_weight, event_time)
         if starts:  # none in a replay, and none at all for most transitions at low rates

@@ -12,9 +12,17 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Sequences", "TransitionGraph", "transition_graph", "user_sequences"]
+__all__ = [
+    "Sequences",
+    "TransitionGraph",
+    "decayed_graph",
+    "transition_count",
+    "transition_graph",
+    "user_sequences",
+]
 
 Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -68,13 +76,16 @@ class TransitionGraph:
     """Directed transition counts in CSR form over the items that occur in a transition.
 
     Node k is item `items[k]`; its out-edges are `indices[indptr[k]:indptr[k+1]]` (node
-    numbers, ascending) with `counts` transitions each. An item's weight is its out-count.
+    numbers, ascending) with `counts` transitions each: integers, or with a half-life the
+    transitions' decayed weights as of event time `as_of` (floats). An item's weight is the
+    sum of its out-edges'.
     """
 
     items: Ints
     indptr: Ints
     indices: npt.NDArray[np.int32]
-    counts: Ints
+    counts: Ints | Floats
+    as_of: int | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -85,9 +96,9 @@ class TransitionGraph:
         return len(self.indices)
 
     @property
-    def weights(self) -> Ints:
+    def weights(self) -> Ints | Floats:
         cumulative = np.concatenate([[0], np.cumsum(self.counts)])
-        weights: Ints = cumulative[self.indptr[1:]] - cumulative[self.indptr[:-1]]
+        weights: Ints | Floats = cumulative[self.indptr[1:]] - cumulative[self.indptr[:-1]]
         return weights
 
     @property
@@ -96,8 +107,15 @@ class TransitionGraph:
         return np.repeat(np.arange(self.n_nodes, dtype=np.int32), np.diff(self.indptr))
 
     @classmethod
-    def from_pairs(cls, src: Ints, dst: Ints, counts: Ints | None = None) -> TransitionGraph:
-        """Sum the counts of each (src item, dst item) pair; `counts` defaults to ones."""
+    def from_pairs(
+        cls,
+        src: Ints,
+        dst: Ints,
+        counts: Ints | Floats | None = None,
+        as_of: int | None = None,
+    ) -> TransitionGraph:
+        """Sum the counts of each (src item, dst item) pair; `counts` defaults to ones, and
+        float ones (weights as of `as_of`) stay floats."""
         items = np.unique(np.concatenate([src, dst]))
         n = len(items)
         keys = np.searchsorted(items, src).astype(np.int64) * n + np.searchsorted(items, dst)
@@ -108,26 +126,53 @@ class TransitionGraph:
             summed = np.bincount(inverse, weights=counts, minlength=len(unique_keys))
         rows = unique_keys // max(n, 1)
         indptr = np.searchsorted(rows, np.arange(n + 1)).astype(np.int64)
+        is_float = counts is not None and counts.dtype.kind == "f"
         return cls(
-            items, indptr, (unique_keys % max(n, 1)).astype(np.int32), summed.astype(np.int64)
+            items,
+            indptr,
+            (unique_keys % max(n, 1)).astype(np.int32),
+            summed.astype(np.float64 if is_float else np.int64),
+            as_of,
         )
 
     def reverse(self) -> TransitionGraph:
         """The same counts with every edge turned around (in-neighbours become out-neighbours)."""
         src = self.items[self.sources]
         dst = self.items[self.indices]
-        return TransitionGraph.from_pairs(dst, src, self.counts)
+        return TransitionGraph.from_pairs(dst, src, self.counts, self.as_of)
 
-    def to_dict(self) -> dict[tuple[int, int], int]:
+    def to_dict(self) -> dict[tuple[int, int], int] | dict[tuple[int, int], float]:
         """{(src item, dst item): count}: for comparing with other implementations in tests."""
         src = self.items[self.sources].tolist()
         dst = self.items[self.indices].tolist()
         return dict(zip(zip(src, dst, strict=True), self.counts.tolist(), strict=True))
 
 
-def transition_graph(sequences: Sequences) -> TransitionGraph:
+def _transitions(sequences: Sequences) -> tuple[Ints, Ints, Ints]:
+    """(src item, dst item, event time) of each transition: consecutive kept items of a user
+    that differ, at the later one's event time (as the job releases them)."""
     items = sequences.items
     same_user = np.ones(max(len(items) - 1, 0), dtype=bool)
     same_user[sequences.indptr[1:-1] - 1] = False
     keep = same_user & (items[:-1] != items[1:])
-    return TransitionGraph.from_pairs(items[:-1][keep], items[1:][keep])
+    return items[:-1][keep], items[1:][keep], sequences.times[1:][keep]
+
+
+def transition_count(sequences: Sequences) -> int:
+    return len(_transitions(sequences)[0])
+
+
+def transition_graph(sequences: Sequences, half_life_s: float | None = None) -> TransitionGraph:
+    """The transition counts; with a half-life, decayed as of the newest transition."""
+    src, dst, times = _transitions(sequences)
+    return decayed_graph(src, dst, times, half_life_s)
+
+
+def decayed_graph(src: Ints, dst: Ints, times: Ints, half_life_s: float | None) -> TransitionGraph:
+    """The graph of transitions src -> dst at `times`: counts, or with a half-life h each
+    transition at t weighing 2^((t - T) / h) as of T, the newest one's time (as
+    `ItemNeighbours` weighs them)."""
+    if half_life_s is None or len(times) == 0:
+        return TransitionGraph.from_pairs(src, dst)
+    as_of = int(times.max())
+    return TransitionGraph.from_pairs(src, dst, np.exp2((times - as_of) / half_life_s), as_of)

@@ -12,7 +12,12 @@ import numpy as np
 
 from streaming.config import TrainingSettings, WalkSettings
 from streaming.embeddings.cold import fill_cold
-from streaming.embeddings.graph import Sequences, TransitionGraph, transition_graph
+from streaming.embeddings.graph import (
+    Sequences,
+    TransitionGraph,
+    transition_count,
+    transition_graph,
+)
 from streaming.embeddings.vectors import Embeddings
 from streaming.embeddings.walks import WalkSampler, as_sentences
 from streaming.embeddings.word2vec import train_word2vec, trained_vectors
@@ -76,11 +81,11 @@ def embed_sequences(
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {"users": len(sequences), "kept_ratings": len(sequences.items)}
     with _timed(seconds, "graph", report):
-        graph = transition_graph(sequences)
+        graph = transition_graph(sequences, walks.half_life_s)
     counts |= {
         "items": graph.n_nodes,
         "edges": graph.n_edges,
-        "transitions": int(graph.counts.sum()),
+        "transitions": transition_count(sequences),
     }
     with _timed(seconds, "corpus", report):
         corpus, walk_count = training_corpus(sequences, graph, training, walks)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -50,10 +50,12 @@ class WalkSampler:
             raise ValueError(f"Node2vec p and q must be positive, got p={p}, q={q}")
         if graph.n_edges == 0:
             raise ValueError("the graph has no transitions to walk")
+        if graph.counts.dtype.kind == "f":
+            graph = replace(graph, counts=_quantized(graph.counts.astype(np.float64)))
         self.graph = graph
         self.p, self.q = p, q
-        cumulative = np.cumsum(graph.counts)
-        weights = graph.weights
+        cumulative = np.cumsum(graph.counts.astype(np.int64, copy=False))
+        weights = graph.weights.astype(np.int64, copy=False)
         row_base = np.concatenate([[0], cumulative])[graph.indptr[:-1]]
         degrees = np.diff(graph.indptr)
         # Slot s of node v covers draws t in [ceil(s*w/d), ceil((s+1)*w/d)); its guide entry is
@@ -187,6 +189,18 @@ class WalkSampler:
             chosen[pending[accepted]] = proposal[accepted]
             pending = pending[~accepted]
         return chosen
+
+
+_QUANTUM_BITS = 32
+
+
+def _quantized(weights: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Decayed weights as integers for the integer draws: the heaviest edge as 2^32, each
+    other in proportion, rounded (a weight below 2^-33 of the heaviest, over 32 half-lives
+    older, becomes 0 and is never drawn). The sum stays within int64 up to 2^31 edges."""
+    scale = 2.0**_QUANTUM_BITS / weights.max()
+    quantized: npt.NDArray[np.int64] = np.rint(weights * scale).astype(np.int64)
+    return quantized
 
 
 def as_sentences(walks: Walks, items: npt.NDArray[np.int64]) -> list[list[str]]:

@@ -169,9 +169,17 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
     stepped where their item's counts live (any shard of this task, once decoded); a refresh
     timer per shard starts background walks from all of its items."""
 
-    def __init__(self, stream: StreamSettings, walk_length: int, seed: int, walks: bool) -> None:
+    def __init__(
+        self,
+        stream: StreamSettings,
+        walk_length: int,
+        half_life_s: float | None,
+        seed: int,
+        walks: bool,
+    ) -> None:
         self.stream = stream
         self.walk_length = walk_length
+        self.half_life_s = half_life_s
         self.seed = seed
         self.walks_per_weight = stream.walks_per_weight if walks else 0.0
         self.refresh_per_hour = stream.refresh_walks_per_weight_hour if walks else 0.0
@@ -209,7 +217,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         for src, transitions in parse_transitions(payload).items():
             neighbours, starter = self._item(src)
             walks, new = add_transitions(
-                src, transitions, neighbours, starter, self.walks_per_weight
+                src, transitions, neighbours, starter, self.walks_per_weight, self.half_life_s
             )
             if new:
                 sightings += [f"{i} {seen}" for i, seen in self.sightings.new_edges(src, new)]
@@ -218,7 +226,10 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             counted += len(transitions)
             if self.stream.emit_counts:
                 for dst in dict.fromkeys(dst for dst, _ in transitions):
-                    yield COUNTS, count_update(src, dst, neighbours.count(dst))
+                    yield (
+                        COUNTS,
+                        count_update(src, dst, neighbours.weight_of(dst), neighbours.reference),
+                    )
             if walks:
                 started[src] = walks
         self.items.put_all(updated)  # one call into the JVM per batch, not one per item
@@ -232,17 +243,21 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
         """A background refresh: each item of the shard starts walks in proportion to its
-        whole weight."""
+        whole weight (decayed to the watermark, or to the item's newest transition before
+        there is one)."""
         self.refresh_due.clear()
         if self.refresh_per_hour <= 0:  # off since the timer was set: let it lapse
             return
         interval_s = self.stream.refresh_interval_s
+        watermark = ctx.timer_service().current_watermark() // _MS
         items: dict[int, ItemNeighbours] = {}
         started: dict[int, list[Walk]] = {}
         updated: dict[int, _StoredItem] = {}
         for item, stored in list(self.items.items()):
             neighbours, starter = self._item(item, stored)
-            starts = starter.on_refresh(neighbours.weight, self.refresh_per_hour, interval_s)
+            now = max(watermark, starter.newest_event_time)
+            weight = neighbours.weight_at(now, self.half_life_s)
+            starts = starter.on_refresh(weight, self.refresh_per_hour, interval_s)
             updated[item] = self._updated(item, neighbours, starter)
             items[item] = neighbours
             if starts:

@@ -487,16 +487,23 @@ def build_job(
     items = (
         _key_by_first_field(item_inputs, ITEM_INPUT_TYPE)
         .process(
-            ItemFunction(settings.stream, settings.walks.length, settings.training.seed, walks),
+            ItemFunction(
+                settings.stream,
+                settings.walks.length,
+                settings.walks.half_life_s,
+                settings.training.seed,
+                walks,
+            ),
             output_type=Types.STRING(),  # everything it writes goes to side outputs
         )
         # Items live under their shard's key: a restore with another shard count must fail
         # (Flink cannot map this state to an operator), not look for them under wrong keys.
-        # The uid also names the state's layout: "sorted", neighbours kept in ascending
-        # order; "v3", the operator ids of the parts before it. A checkpoint of another
-        # layout then fails to restore instead of being misread. Change the uid whenever the
-        # items' state changes layout, and say so in CHANGELOG.md.
-        .uid(f"items-v3-sorted-{settings.stream.item_shards}-shards")
+        # The uid also names the state's layout: "weighted", a reference time and float
+        # weights of neighbours kept in ascending order; "v3", the operator ids of the parts
+        # before it. A checkpoint of another layout then fails to restore instead of being
+        # misread. Change the uid whenever the items' state changes layout, and say so in
+        # CHANGELOG.md.
+        .uid(f"items-v3-weighted-{settings.stream.item_shards}-shards")
         .name("items")
     )
     _part(t_env, "sightings")

@@ -258,7 +258,8 @@ def plan_cycle(
     replayed: list[list[str]] = []
     new_transitions = sum(new_per_user.values())
     if full and transitions:
-        sentences, _ = training_corpus(sequences, transition_graph(sequences), training, walks)
+        graph = transition_graph(sequences, walks.half_life_s)
+        sentences, _ = training_corpus(sequences, graph, training, walks)
         trained = sentences
     elif full:
         trained = [

@@ -46,20 +46,10 @@ def test_add_tracks_weight_and_new_neighbours() -> None:
     assert state.add(3) is True
     assert state.add(3, 4) is False
     assert state.add(7) is True
-    assert state.counts == {3: 5, 7: 1}
+    assert state.weights == {3: 5, 7: 1}
     assert state.weight == 6
     with pytest.raises(ValueError, match="positive"):
         state.add(3, 0)
-
-
-def test_merge_sums_counts() -> None:
-    left, right = ItemNeighbours(), ItemNeighbours()
-    left.add(1, 2)
-    right.add(1, 3)
-    right.add(2)
-    left.merge(right)
-    assert left.counts == {1: 5, 2: 1}
-    assert left.weight == 6
 
 
 def test_step_follows_transition_counts() -> None:
@@ -109,10 +99,10 @@ def test_neighbour_average_is_count_weighted_over_known_vectors() -> None:
 def test_bytes_round_trip_keeps_counts_weight_and_draws() -> None:
     state = _neighbours()
     restored = ItemNeighbours.from_bytes(state.to_bytes())
-    assert restored.counts == COUNTS
+    assert restored.weights == COUNTS
     assert restored.weight == sum(COUNTS.values())
-    assert restored.count(12) == 25
-    assert restored.count(99) == 0
+    assert restored.weight_of(12) == 25
+    assert restored.weight_of(99) == 0
     assert len(restored) == len(COUNTS)
     assert restored.add(12) is False
     assert restored.add(99) is True
@@ -135,7 +125,79 @@ def test_counts_match_a_counter_through_any_order_of_adds_and_round_trips() -> N
             assert state.add(neighbour, count) is (neighbour not in expected)
             expected[neighbour] = expected.get(neighbour, 0) + count
         state = ItemNeighbours.from_bytes(state.to_bytes())
-        assert state.counts == expected
+        assert state.weights == expected
         assert state.weight == sum(expected.values())
-        assert all(state.count(n) == c for n, c in expected.items())
-    assert state.count(-51) == 0
+        assert all(state.weight_of(n) == c for n, c in expected.items())
+    assert state.weight_of(-51) == 0
+
+
+HOUR = 3600
+
+
+def _decayed(transitions: list[tuple[int, int]], half_life_s: float) -> ItemNeighbours:
+    state = ItemNeighbours()
+    for neighbour, event_time in transitions:
+        state.add(neighbour, event_time=event_time, half_life_s=half_life_s)
+    return state
+
+
+def test_a_decayed_transition_weighs_half_per_half_life_before_the_newest() -> None:
+    # to 1 at hours 0, 1 and 2, to 2 at hour 2; a half-life of one hour
+    state = _decayed([(1, 0), (1, HOUR), (1, 2 * HOUR), (2, 2 * HOUR)], HOUR)
+    assert state.reference == 0
+    as_of_newest = {n: w / 4 for n, w in state.weights.items()}  # stored as of hour 0
+    assert as_of_newest == {1: 0.25 + 0.5 + 1, 2: 1}
+    assert state.weight_at(2 * HOUR, HOUR) == 2.75
+    assert state.weight_at(3 * HOUR, HOUR) == 1.375
+    assert state.weight_at(3 * HOUR, None) == state.weight == 11
+
+
+def test_decayed_weights_do_not_depend_on_the_order_of_transitions() -> None:
+    rng = random.Random(6)
+    transitions = [(rng.randrange(20), rng.randrange(0, 400 * HOUR)) for _ in range(2_000)]
+    first = _decayed(transitions, 5 * HOUR)
+    rng.shuffle(transitions)
+    second = _decayed(transitions, 5 * HOUR)
+    newest = max(t for _, t in transitions)
+    for state in (first, second):
+        assert state.reference is not None
+    for neighbour in range(20):
+        expected = sum(2 ** ((t - newest) / (5 * HOUR)) for n, t in transitions if n == neighbour)
+        for state in (first, second):
+            assert state.reference is not None
+            weight = state.weight_of(neighbour) * 2 ** ((state.reference - newest) / (5 * HOUR))
+            assert weight == pytest.approx(expected, rel=1e-12, abs=1e-300)
+
+
+def test_the_reference_moves_before_a_weight_could_overflow_and_keeps_the_ratios() -> None:
+    half_life = 60.0
+    span = ItemNeighbours.REFERENCE_SPAN
+    late = int(3 * span * half_life)  # three spans after the first transition
+    state = _decayed([(1, 0), (2, 0), (2, late), (3, late)], half_life)
+    assert state.reference == late
+    assert max(state.weights.values()) < 2.0**span
+    assert state.weight_of(2) == pytest.approx(1 + 2.0 ** -(3 * span))
+    assert state.weight_of(3) == 1
+    assert state.weight_of(1) == pytest.approx(2.0 ** -(3 * span))
+    restored = ItemNeighbours.from_bytes(state.to_bytes())
+    assert restored == state
+    assert restored.reference == late
+
+
+def test_steps_follow_the_decayed_weights() -> None:
+    # one old transition to 1 (four half-lives back: 1/16), two to 2 half a half-life apart
+    state = _decayed([(1, 0), (2, 4 * HOUR), (2, 3 * HOUR + HOUR // 2)], HOUR)
+    weights = {1: 2.0**-4, 2: 1 + 2**-0.5}
+    draws = _draws(state, random.Random(7), 20_000)
+    observed = [draws.count(n) for n in weights]
+    total = sum(weights.values())
+    expected = [len(draws) * w / total for w in weights.values()]
+    assert sum(observed) == len(draws)
+    assert chisquare(observed, expected).pvalue > 0.01
+
+
+def test_a_decayed_transition_needs_its_event_time() -> None:
+    with pytest.raises(ValueError, match="event time"):
+        ItemNeighbours().add(1, half_life_s=60.0)
+    with pytest.raises(ValueError, match="half-life"):
+        ItemNeighbours().add(1, event_time=0, half_life_s=0.0)

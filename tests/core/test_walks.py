@@ -96,7 +96,7 @@ def test_a_batch_of_transitions_counts_and_starts_walks_as_one_at_a_time_does() 
     neighbours, starter = ItemNeighbours(), WalkStarter()
     batch = [(2, 10), (3, 11), (2, 12), (4, 9)]
     started, new = add_transitions(1, batch, neighbours, starter, 0.5)
-    assert neighbours.counts == {2: 2, 3: 1, 4: 1}
+    assert neighbours.weights == {2: 2, 3: 1, 4: 1}
     assert neighbours.weight == 4
     # 0.5 walks per transition: the second and fourth transitions each start one
     assert started == [Walk((1,), 11), Walk((1,), 9)]

@@ -1,6 +1,14 @@
 import numpy as np
+import pytest
 
-from streaming.embeddings.graph import TransitionGraph, transition_graph, user_sequences
+from streaming.core.neighbours import ItemNeighbours
+from streaming.core.sequences import UserSequence
+from streaming.embeddings.graph import (
+    TransitionGraph,
+    transition_count,
+    transition_graph,
+    user_sequences,
+)
 
 
 def _columns(rows: list[tuple[int, int, float, int]]) -> tuple[np.ndarray, ...]:
@@ -75,3 +83,52 @@ def test_empty_input_gives_an_empty_graph() -> None:
     graph = transition_graph(sequences)
     assert graph.n_nodes == 0
     assert graph.n_edges == 0
+
+
+def test_a_half_life_weighs_each_transition_by_its_age_as_of_the_newest() -> None:
+    hour = 3600
+    # user 1: 10 -> 20 (hour 1) -> 10 (hour 2); user 2: 10 -> 20 (hour 3)
+    sequences = user_sequences(
+        np.array([1, 1, 1, 2, 2]),
+        np.array([10, 20, 10, 10, 20]),
+        np.full(5, 5.0),
+        np.array([0, hour, 2 * hour, 2 * hour, 3 * hour]),
+        3.5,
+    )
+    graph = transition_graph(sequences, half_life_s=hour)
+    assert graph.as_of == 3 * hour
+    assert graph.to_dict() == {(10, 20): 0.25 + 1, (20, 10): 0.5}
+    assert transition_graph(sequences).to_dict() == {(10, 20): 2, (20, 10): 1}
+    assert transition_count(sequences) == 3
+
+
+def test_the_stream_state_and_the_batch_graph_decay_alike() -> None:
+    """`ItemNeighbours` fed the transitions in any order holds the batch graph's weights."""
+    rng = np.random.default_rng(3)
+    n = 3_000
+    users = rng.integers(0, 100, n)
+    items = rng.integers(0, 40, n)
+    times = rng.integers(0, 30 * 86_400, n)
+    sequences = user_sequences(users, items, np.full(n, 4.0), times, 3.5)
+    half_life = 2 * 86_400.0
+    graph = transition_graph(sequences, half_life)
+    assert graph.as_of is not None
+    sequence_of: dict[int, UserSequence] = {}
+    for user, item, event_time in zip(users.tolist(), items.tolist(), times.tolist(), strict=True):
+        sequence_of.setdefault(user, UserSequence()).add(item, event_time)
+    transitions = [t for s in sequence_of.values() for t in s.advance(2**62)]
+    assert len(transitions) == transition_count(sequences)
+    state: dict[int, ItemNeighbours] = {}
+    for i in rng.permutation(len(transitions)).tolist():
+        src, dst, event_time = transitions[i]
+        state.setdefault(src, ItemNeighbours()).add(
+            dst, event_time=event_time, half_life_s=half_life
+        )
+    streamed: dict[tuple[int, int], float] = {}
+    for item, neighbours in state.items():
+        assert neighbours.reference is not None
+        scale = 2 ** ((neighbours.reference - graph.as_of) / half_life)
+        streamed |= {(item, n): w * scale for n, w in neighbours.weights.items()}
+    batch = graph.to_dict()
+    assert streamed.keys() == batch.keys()
+    assert all(streamed[e] == pytest.approx(batch[e], rel=1e-12) for e in batch)

@@ -19,13 +19,18 @@ EDGES = {
 }
 
 
-def _graph() -> TransitionGraph:
+def _graph(scale: float | None = None) -> TransitionGraph:
+    """The toy graph; with a `scale`, as decayed (float) weights in proportion to the counts."""
     src, dst, counts = zip(
         *[(s, d, c) for s, row in EDGES.items() for d, c in row.items()], strict=True
     )
+    weights = np.array(counts) if scale is None else np.array(counts) * scale
     return TransitionGraph.from_pairs(
-        np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), np.array(counts)
+        np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), weights
     )
+
+
+WEIGHTS = pytest.mark.parametrize("scale", [None, 2.0**-30], ids=["counts", "decayed"])
 
 
 def _as_items(graph: TransitionGraph, walks: np.ndarray) -> list[list[int]]:
@@ -38,8 +43,9 @@ def test_sentences_are_item_ids_cut_where_walks_stopped() -> None:
     assert as_sentences(walks, items) == [["10", "30", "20"], ["40"], ["20", "10"]]
 
 
-def test_starts_follow_item_weights() -> None:
-    graph = _graph()
+@WEIGHTS
+def test_starts_follow_item_weights(scale: float | None) -> None:
+    graph = _graph(scale)
     walks = _as_items(graph, WalkSampler(graph).sample(40_000, 1, seed=1))
     starts = Counter(walk[0] for walk in walks)
     weights = {item: sum(row.values()) for item, row in EDGES.items()}
@@ -50,8 +56,9 @@ def test_starts_follow_item_weights() -> None:
     assert chisquare(observed, expected).pvalue > 0.01
 
 
-def test_hops_follow_transition_counts() -> None:
-    graph = _graph()
+@WEIGHTS
+def test_hops_follow_transition_counts(scale: float | None) -> None:
+    graph = _graph(scale)
     walks = _as_items(graph, WalkSampler(graph).sample(20_000, 8, seed=2))
     hops: dict[int, Counter[int]] = {item: Counter() for item in EDGES}
     for walk in walks:
@@ -122,3 +129,13 @@ def test_invalid_parameters_are_rejected() -> None:
         WalkSampler(TransitionGraph.from_pairs(empty, empty))
     with pytest.raises(ValueError, match="length"):
         WalkSampler(_graph()).sample(10, 0, seed=0)
+
+
+def test_a_weight_over_32_half_lives_below_the_heaviest_is_never_drawn() -> None:
+    graph = TransitionGraph.from_pairs(
+        np.array([1, 1, 2], dtype=np.int64),
+        np.array([2, 3, 1], dtype=np.int64),
+        np.array([1.0, 2.0**-34, 0.5]),
+    )
+    walks = _as_items(graph, WalkSampler(graph).sample_from(np.zeros(5_000, np.int32), 2, 4))
+    assert {walk[1] for walk in walks} == {2}

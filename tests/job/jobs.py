@@ -91,12 +91,20 @@ def job_world(base: Settings, unique: str, tmp: Path, **overrides: object) -> Jo
     return JobWorld(settings, flags, tmp / "job.log")
 
 
-def final_counts(settings: Settings) -> dict[tuple[int, int], int]:
-    """Transition counts from the job's count updates (counts only grow; repeats are equal)."""
-    counts: dict[tuple[int, int], int] = {}
+def final_counts(
+    settings: Settings, as_of: int | None = None
+) -> dict[tuple[int, int], int] | dict[tuple[int, int], float]:
+    """Transition counts from the job's count updates: the largest of each edge (weights only
+    grow; repeats are equal). With `walks.half_life_s`, weights as of event time `as_of`."""
+    half_life = settings.walks.half_life_s
+    counts: dict[tuple[int, int], float] = {}
     for *_, value in read_topic(settings, settings.kafka.topics.counts):
-        src, dst, count = read_count_update(value)
-        counts[(src, dst)] = max(count, counts.get((src, dst), 0))
+        src, dst, weight, stored_as_of = read_count_update(value)
+        if stored_as_of is not None:
+            assert half_life is not None
+            assert as_of is not None
+            weight *= 2 ** ((stored_as_of - as_of) / half_life)
+        counts[(src, dst)] = max(weight, counts.get((src, dst), 0.0))
     return counts
 
 

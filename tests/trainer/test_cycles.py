@@ -8,6 +8,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from streaming.config import TrainerSettings, TrainingSettings, WalkSettings
 from streaming.embeddings.graph import Sequences, transition_graph, user_sequences
@@ -82,14 +83,23 @@ def _corpus(tmp_path: Path, samples: list[list[int] | UserTransition]) -> Corpus
     return corpus
 
 
-def test_a_full_cycle_trains_on_the_batch_corpus_of_its_windows_events(tmp_path: Path) -> None:
+@pytest.mark.parametrize("half_life_s", [None, 600.0], ids=["counts", "decayed"])
+def test_a_full_cycle_trains_on_the_batch_corpus_of_its_windows_events(
+    tmp_path: Path, half_life_s: float | None
+) -> None:
     sequences = _ratings(seed=4)
     walks: list[list[int] | UserTransition] = [[1, 2, 3], [4, 5], [6, 7, 8]] * 10
     samples = [*walks, *_transitions(sequences)]
     random.Random(5).shuffle(samples)
-    plan = plan_cycle(_corpus(tmp_path, samples), None, None, True, OPTIONS, TRAINING, WALKS)
-    expected, drawn = training_corpus(sequences, transition_graph(sequences), TRAINING, WALKS)
+    settings = WALKS.model_copy(update={"half_life_s": half_life_s})
+    plan = plan_cycle(_corpus(tmp_path, samples), None, None, True, OPTIONS, TRAINING, settings)
+    graph = transition_graph(sequences, half_life_s)
+    expected, drawn = training_corpus(sequences, graph, TRAINING, settings)
     assert plan.corpus == expected
+    if half_life_s is not None:  # the walks follow the decayed weights, not the counts
+        assert (
+            expected != training_corpus(sequences, transition_graph(sequences), TRAINING, WALKS)[0]
+        )
     assert drawn == WALKS.n_walks
     assert plan.users == len(_rows(sequences))
     assert plan.replay == []
