@@ -327,8 +327,8 @@ class WalkSettings(_Section):
         None,
         gt=0,
         description=(
-            "event-time seconds after which a transition weighs half in walks and cold-item "
-            "averages (None: every transition weighs 1 forever); see docs/forgetting.md"
+            "event-time seconds after which a transition weighs half in walks and in batch "
+            "cold-item averages (None: every transition weighs 1 forever; docs/forgetting.md)"
         ),
     )
 

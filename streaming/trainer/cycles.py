@@ -142,16 +142,27 @@ def _recent_context(
 
 
 def _replayed_sequences(
-    sequences: Sequences, items: int, rng: np.random.Generator
+    sequences: Sequences, items: int, rng: np.random.Generator, half_life_s: float | None
 ) -> list[list[str]]:
     """Rows of the window's user sequences in a seeded random order, at most `items` items
     in all (the last row a random slice of what is left, if 2 or more): what an incremental
     cycle replays, so it keeps learning what users rate one after the other, as a full
     retrain does, instead of drifting towards the job's walks alone. Counting items, not
-    rows, bounds a cycle's cost by its new data however long users' sequences grow."""
+    rows, bounds a cycle's cost by its new data however long users' sequences grow.
+
+    With a half-life the order is a weighted one (Efraimidis and Spirakis' keys u^(1/w)),
+    each row weighing as its newest transition does (2^((t - T) / h) as of the newest
+    row's T): recent rows come first, so the replay teaches what users do now."""
+    order = rng.permutation(len(sequences.users))
+    if half_life_s is not None and len(order):
+        newest = sequences.times[sequences.indptr[1:] - 1]
+        weights = np.exp2((newest - newest.max()) / half_life_s)
+        with np.errstate(divide="ignore"):  # a weight that underflowed: its row comes last
+            keys = np.log(rng.random(len(order))) / weights
+        order = np.argsort(-keys, kind="stable")
     replayed: list[list[str]] = []
     left = items
-    for row in rng.permutation(len(sequences.users)).tolist():
+    for row in order.tolist():
         if left < 2:
             break
         row_items = sequences.items_of(row)
@@ -273,7 +284,12 @@ def plan_cycle(
             *_recent_context(sequences, new_per_user, training.window),
         ]
         replayed = (
-            _replayed_sequences(sequences, int(options.replay_ratio * sum(map(len, trained))), rng)
+            _replayed_sequences(
+                sequences,
+                int(options.replay_ratio * sum(map(len, trained))),
+                rng,
+                walks.half_life_s,
+            )
             if with_transitions
             else _cut(older, untaught)  # a window without transitions replays older walks
         )

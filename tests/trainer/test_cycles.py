@@ -183,6 +183,25 @@ def test_an_incremental_cycle_replays_a_seeded_sample_of_the_windows_user_sequen
     assert plan.replay == again.replay  # seeded by the cycle
 
 
+def test_with_a_half_life_the_replay_takes_recent_sequences_first(tmp_path: Path) -> None:
+    hour = 3600
+    # 50 users active 100 half-lives ago, 50 active now; each row 3 items (2 transitions)
+    old = [UserTransition(u, t, 10 * u + k, 10 * u + k + 1) for u in range(50) for k, t in
+           enumerate([0, 60])]  # fmt: skip
+    now = [UserTransition(u, 100 * hour + t, 10 * u + k, 10 * u + k + 1)
+           for u in range(50, 100) for k, t in enumerate([0, 60])]  # fmt: skip
+    corpus = _corpus(tmp_path, [*old, *now, [1, 2, 3]])
+    walks = WALKS.model_copy(update={"half_life_s": float(hour)})
+    full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, walks)
+    corpus.append([[4, 5, 6], [7, 8], [9, 10]], {"samples:0": 10_000}, {})
+    replay_rows = OPTIONS.model_copy(update={"replay_ratio": 30 * 3 / 7})  # 30 rows' worth
+    plan = plan_cycle(corpus, _after(full.end), None, False, replay_rows, TRAINING, walks)
+    assert len(plan.replay) == 30
+    assert all(int(row[0]) >= 500 for row in plan.replay)  # only the users active now
+    undecayed = plan_cycle(corpus, _after(full.end), None, False, replay_rows, TRAINING, WALKS)
+    assert any(int(row[0]) < 500 for row in undecayed.replay)
+
+
 def test_an_incremental_cycle_without_transitions_replays_older_walks(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path, [[k, k + 1] for k in range(1, 30)])
     full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
