@@ -71,6 +71,7 @@ bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines 
 	$(BIN)/python -m tests.benchmarks.bench_users
 	$(BIN)/python -m tests.benchmarks.bench_parity
 	$(BIN)/python -m tests.benchmarks.bench_parity --synthetic
+	$(BIN)/python -m tests.benchmarks.bench_drift
 
 bench-replay: setup ## replay a 10-million-event topic through the job: wall time, peak memory
 	$(BIN)/python -m tests.benchmarks.bench_replay

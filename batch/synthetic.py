@@ -59,6 +59,7 @@ __all__ = [
     "SyntheticResult",
     "SyntheticSpec",
     "generate",
+    "load_drift",
     "load_tastes",
 ]
 
@@ -137,6 +138,11 @@ class SyntheticSpec:
     """When the drift happens, as a fraction of the year users start in."""
     seed: int = 0
     """Seed of `numpy.random.default_rng`; same spec and seed give byte-identical files."""
+
+    @property
+    def drift_time(self) -> int:
+        """The event time at which the drift's items move."""
+        return self.start_time + round(self.drift_at * _START_WINDOW_S)
 
     def __post_init__(self) -> None:
         for name in ("users", "items", "communities", "events", "tastes"):
@@ -312,6 +318,11 @@ def generate(
         items=spec.items,
         communities=spec.communities,
     )
+
+
+def load_drift(path: Path) -> dict[int, int]:
+    """Read drift.csv back: moved item id -> its community after the move."""
+    return {int(item): int(community) for item, community in read_pairs(path, DRIFT_HEADER)}
 
 
 def load_tastes(path: Path) -> dict[int, tuple[int, ...]]:
@@ -502,7 +513,7 @@ def _moves(rng: np.random.Generator, spec: SyntheticSpec, layout: _Layout) -> _M
     # of another community, which is in communities[k] from then on.
     order = np.argsort(items)
     return _Moves(
-        time=spec.start_time + round(spec.drift_at * _START_WINDOW_S),
+        time=spec.drift_time,
         items=items[order],
         replacement=np.roll(items, -shift)[order],
         community_after=np.roll(communities, shift)[order],

@@ -351,6 +351,12 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
     return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
 
 
+def _decay(settings: Settings) -> str:
+    """The half-life in the item operator's id (none without decay)."""
+    half_life = settings.walks.half_life_s
+    return "" if half_life is None else f"-half-life-{half_life!r}s"
+
+
 def _sightings(t_env: StreamTableEnvironment, joined: DataStream, limit: int) -> DataStream:
     """The items topic, written by the JVM: one record per sighting of a neighbour by an
     item, with how often the item has seen it so far (once per direction of their edge, so
@@ -498,12 +504,13 @@ def build_job(
         )
         # Items live under their shard's key: a restore with another shard count must fail
         # (Flink cannot map this state to an operator), not look for them under wrong keys.
+        # So must one with another half-life: the weights are of the one they were made with.
         # The uid also names the state's layout: "weighted", a reference time and float
         # weights of neighbours kept in ascending order; "v3", the operator ids of the parts
         # before it. A checkpoint of another layout then fails to restore instead of being
         # misread. Change the uid whenever the items' state changes layout, and say so in
         # CHANGELOG.md.
-        .uid(f"items-v3-weighted-{settings.stream.item_shards}-shards")
+        .uid(f"items-v3-weighted-{settings.stream.item_shards}-shards{_decay(settings)}")
         .name("items")
     )
     _part(t_env, "sightings")

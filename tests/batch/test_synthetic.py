@@ -17,6 +17,7 @@ from batch.synthetic import (
     SyntheticResult,
     SyntheticSpec,
     generate,
+    load_drift,
     load_tastes,
 )
 from streaming.embeddings.labels import load_communities
@@ -237,8 +238,9 @@ def test_drift_moves_items_to_another_community_at_the_given_time(tmp_path: Path
         users=400, items=300, communities=6, events=8_000, noise=0.0, drift_share=0.2, seed=3
     )
     data = load(generate(tmp_path, spec), spec)
-    after = _pairs(tmp_path / "drift.csv")
+    after = load_drift(tmp_path / "drift.csv")
     drift_time = spec.start_time + round(spec.drift_at * 365 * 24 * 3600)
+    assert spec.drift_time == drift_time
     assert len(after) == 60  # 20% of the items, none dropped: no community holds half of them
     assert all(data.communities[item] != community for item, community in after.items())
     # community sizes stay the same: the moved items are rotated among themselves

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,12 +32,12 @@ from streaming.embeddings.graph import transition_graph, user_sequences
 from streaming.embeddings.pipeline import embed_sequences
 from streaming.embeddings.vectors import Embeddings
 from streaming.kafka_clients import kafka_python_config
+from streaming.plot import version_embeddings
 from streaming.producer import RatingProducer
 from streaming.rating_files import load_events
-from streaming.runtime import LocalStack
 from streaming.store import EmbeddingClient
 from streaming.topics import ensure_topics, topic_partitions
-from tests.benchmarks.stack import private_settings
+from tests.benchmarks.stack import live_system, private_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MOVIELENS = ROOT.parent / "shared" / "data" / "ml-latest-small" / "ratings.csv"
@@ -119,69 +116,37 @@ def _settle(settings: Settings, log: Path, quiet_s: float, deadline_s: float) ->
     raise TimeoutError(f"the served version did not settle in {deadline_s:.0f}s:\n{tail}")
 
 
-def _served(settings: Settings) -> Embeddings:
-    view = EmbeddingClient.from_settings(settings.redis).current()
-    ids, matrix = view.all_vectors()
-    item_ids = np.array(ids, dtype=np.int64)
-    cold = np.isin(item_ids, np.array(sorted(view.cold(ids)), dtype=np.int64))
-    return Embeddings(item_ids, np.asarray(matrix, dtype=np.float32), cold)
-
-
 def _stream(
     holdout: HoldOut, events: list[Event], bounded: bool, deadline_s: float, extra: list[str]
 ) -> dict[str, Any]:
     items = transition_graph(holdout.train).items
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        home = Path(tmp_dir) / "home"
-        settings, assignments = private_settings(home, "trainer.metrics_port=0", *extra)
-        stack = LocalStack(settings)
-        stack.up(report=lambda _: None)
-        flags = [part for a in assignments for part in ("--set", a)]
-        command = [sys.executable, "-m", "streaming.cli", *flags]
-        logs = Path(tmp_dir)
-        children: list[subprocess.Popen[bytes]] = []
-
-        def start(name: str, *args: str) -> subprocess.Popen[bytes]:
-            out = (logs / f"{name}.log").open("wb")
-            child = subprocess.Popen(
-                [*command, *args], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            children.append(child)
-            return child
-
-        began = time.monotonic()
-        try:
-            with RatingProducer(settings) as producer:
-                for event in events:
-                    producer.send(event)
-            print(f"produced {len(events):,} events", flush=True)
-            if bounded:
-                job = start("job", "job", "--from", "earliest", "--until", "latest")
-                if job.wait(timeout=deadline_s) != 0:
-                    raise RuntimeError((logs / "job.log").read_text()[-3000:])
-                print(f"bounded replay done in {time.monotonic() - began:.0f}s", flush=True)
-            else:
-                start("job", "job", "--from", "earliest")
-            start("trainer", "trainer")
-            meta = _settle(settings, logs / "trainer.log", 40.0, deadline_s)
-            embeddings = _served(settings)
-            cycles = [
-                line
-                for line in (logs / "trainer.log").read_text().splitlines()
-                if "trainer: cycle" in line and "training on" not in line
-            ]
-            print("\n".join(cycles), flush=True)
-        finally:
-            for child in children:
-                if child.poll() is None:
-                    os.killpg(child.pid, signal.SIGTERM)
-                    try:
-                        child.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        os.killpg(child.pid, signal.SIGKILL)
-                        child.wait()
-            stack.down(report=lambda _: None)
-        seconds = time.monotonic() - began
+    began = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory() as tmp_dir,
+        live_system(Path(tmp_dir), "trainer.metrics_port=0", *extra) as system,
+    ):
+        settings = system.settings
+        with RatingProducer(settings) as producer:
+            for event in events:
+                producer.send(event)
+        print(f"produced {len(events):,} events", flush=True)
+        if bounded:
+            job = system.start("job", "job", "--from", "earliest", "--until", "latest")
+            if job.wait(timeout=deadline_s) != 0:
+                raise RuntimeError(system.log("job")[-3000:])
+            print(f"bounded replay done in {time.monotonic() - began:.0f}s", flush=True)
+        else:
+            system.start("job", "job", "--from", "earliest")
+        system.start("trainer", "trainer")
+        meta = _settle(settings, system.logs / "trainer.log", 40.0, deadline_s)
+        embeddings = version_embeddings(EmbeddingClient.from_settings(settings.redis).current())
+        cycles = [
+            line
+            for line in system.log("trainer").splitlines()
+            if "trainer: cycle" in line and "training on" not in line
+        ]
+        print("\n".join(cycles), flush=True)
+    seconds = time.monotonic() - began
     return {
         **_scores(embeddings, holdout, items),
         "version": meta["version"],

@@ -303,6 +303,7 @@ def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
         "transitions": [*assignments, "stream.transition_samples=true"],
         "users": [*assignments, "users.enabled=true"],
         "bounded": [*assignments, "--until"],
+        "decayed": [*assignments, "walks.half_life_s=3600"],
     }
     printed = subprocess.run(
         [sys.executable, "-m", "tests.job.graph_uids", json.dumps(variants)],
@@ -317,6 +318,10 @@ def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
     assert all("transition" in u for u in uids["transitions"] - live)
     assert live < uids["users"]
     assert all("users" in u for u in uids["users"] - live)
+    # The items' weights are of one half-life: another one must not restore them.
+    (items,) = {u for u in live if u.startswith("items-")}
+    assert uids["decayed"] - live == {f"{items}-half-life-3600.0s"}
+    assert live - uids["decayed"] == {items}
     stateful = ("ratings-", "order-", "sightings-")
     assert {u for u in uids["bounded"] if u.startswith(stateful)} == {
         u for u in live if u.startswith(stateful)

@@ -1,0 +1,264 @@
+"""Drift (`make bench`): how fast the served embeddings follow items that change community,
+with transitions decaying (`walks.half_life_s`) and without.
+
+Generates synthetic data in which `--drift-share` of the items move to another planted
+community in the middle of the year, streams it in event-time order (the first 1%, then
+`--rate` events/s from the first served version on) through the real producer -> Kafka ->
+job -> trainer -> Redis (every other setting at its default), once without decay and once
+with a half-life of `--half-life-days`, and scores
+every version the trainer serves: same-community precision@10 of its vectors
+(`batch.evaluate.community_precision`) against the communities in force at the version's
+newest event time. Recovery: the events after the shift until the first version whose
+precision is 90% of the pre-shift precision (the median of the last three versions before
+the shift). Writes JSON (`{"runs": {"off": {...}, "on": {...}}, "recovery_ratio": ...}`) and
+a plot of precision against events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from batch.evaluate import community_precision
+from batch.prequential import replay_transitions
+from batch.synthetic import SyntheticSpec, generate, load_drift
+from streaming.config import EventSettings
+from streaming.core.events import Event
+from streaming.embeddings.graph import user_sequences
+from streaming.embeddings.labels import load_communities
+from streaming.plot import version_embeddings
+from streaming.producer import RatingProducer
+from streaming.rating_files import load_events
+from streaming.store import EmbeddingClient
+from tests.benchmarks.stack import LiveSystem, live_system
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY_S = 86_400
+RECOVERED = 0.9
+
+
+class _Versions(threading.Thread):
+    """Scores every version served while it runs, against the communities in force."""
+
+    def __init__(
+        self,
+        system: LiveSystem,
+        times: npt.NDArray[np.int64],
+        drift_time: int,
+        before: dict[int, int],
+        after: dict[int, int],
+    ) -> None:
+        super().__init__(daemon=True)
+        self.client = EmbeddingClient.from_settings(system.settings.redis)
+        self.times, self.drift_time = times, drift_time
+        self.before, self.after = before, after
+        self.scored: list[dict[str, Any]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        seen = None
+        while not self.stop.wait(0.5):
+            if self.client.version in (None, seen):
+                continue
+            view = self.client.current()
+            seen = view.version
+            info = view.meta()["info"]
+            newest = int(info.get("newest_event_time", 0))
+            truth = self.before if newest < self.drift_time else self.after
+            precision = community_precision(version_embeddings(view), truth)
+            self.scored.append(
+                {
+                    "version": view.version,
+                    "kind": info.get("kind"),
+                    "newest_event_time": newest,
+                    "events": int(np.searchsorted(self.times, newest, side="right")),
+                    "precision": round(precision, 4),
+                }
+            )
+            print(f"  version {view.version}: {self.scored[-1]}", flush=True)
+
+
+def _recovery(scored: list[dict[str, Any]], shift: int) -> dict[str, Any]:
+    before = [v["precision"] for v in scored if v["events"] <= shift]
+    if len(before) < 3:
+        return {"pre_shift": None, "events_to_recover": None}
+    pre_shift = float(np.median(before[-3:]))
+    recovered = next(
+        (v for v in scored if v["events"] > shift and v["precision"] >= RECOVERED * pre_shift),
+        None,
+    )
+    return {
+        "pre_shift": pre_shift,
+        "events_to_recover": None if recovered is None else recovered["events"] - shift,
+        "recovered_at_version": None if recovered is None else recovered["version"],
+    }
+
+
+def _run(
+    events: list[Event],
+    newest_transition: int,
+    rate: float,
+    extra: list[str],
+    scorer: dict[str, Any],
+    deadline_s: float,
+) -> dict[str, Any]:
+    times = np.array([e.event_time for e in events], dtype=np.int64)
+    began = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory() as tmp_dir,
+        live_system(Path(tmp_dir), "trainer.metrics_port=0", *extra) as system,
+    ):
+        system.start("job", "job", "--from", "earliest")
+        system.start("trainer", "trainer")
+        versions = _Versions(system, times, **scorer)
+        versions.start()
+        warm_up = len(events) // 100
+        # A later rating of a user of its own (no transition) moves the watermark past the
+        # last events, as live traffic would, so their transitions are released too.
+        sentinel = Event(max(e.user_id for e in events) + 1, events[0].item_id, 5.0,
+                         events[-1].event_time + DAY_S)  # fmt: skip
+        with RatingProducer(system.settings) as producer:
+            # The first events wait for the job's start and JIT: pace the rest from the first
+            # version on, so every version covers the rate's share of the stream.
+            for event in events[:warm_up]:
+                producer.send(event)
+            producer.flush()
+            _wait(lambda: bool(versions.scored), deadline_s, began, system)
+            paced = time.monotonic()
+            step = max(1, int(rate / 10))
+            for at in range(warm_up, len(events), step):
+                for event in events[at : at + step]:
+                    producer.send(event)
+                producer.flush()
+                wait = paced + (at + step - warm_up) / rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            producer.send(sentinel)
+        print(f"produced {len(events):,} events in {time.monotonic() - began:.0f}s", flush=True)
+        newest = newest_transition
+        # the settling full retrain of everything (trainer.settle_s after the last sample)
+        _wait(
+            lambda: any(
+                v["newest_event_time"] >= newest and v["kind"] == "full" for v in versions.scored
+            ),
+            deadline_s,
+            began,
+            system,
+        )
+        versions.stop.set()
+        versions.join()
+    return {"versions": versions.scored, "seconds": round(time.monotonic() - began, 1)}
+
+
+def _wait(ready: Callable[[], bool], deadline_s: float, began: float, system: LiveSystem) -> None:
+    while not ready():
+        if time.monotonic() - began > deadline_s:
+            print(system.log("trainer")[-3000:], file=sys.stderr)
+            raise TimeoutError(f"no settled version within {deadline_s:.0f}s")
+        time.sleep(1)
+
+
+def _plot(result: dict[str, Any], shift: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, run in result["runs"].items():
+        versions = run["versions"]
+        label = f"decay {name}"
+        ax.plot([v["events"] for v in versions], [v["precision"] for v in versions], ".-",
+                label=label)  # fmt: skip
+    ax.axvline(shift, color="grey", linestyle="--", label="shift")
+    ax.set_xlabel("events covered by the served version")
+    ax.set_ylabel("same-community precision@10 (communities in force)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--items", type=int, default=2_000)
+    parser.add_argument("--communities", type=int, default=10)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--drift-share", type=float, default=0.4)
+    parser.add_argument("--rate", type=float, default=200.0, help="events per second")
+    parser.add_argument("--half-life-days", type=float, default=30.0)
+    parser.add_argument("--deadline", type=float, default=1800, help="seconds per run")
+    parser.add_argument("--out", type=Path, default=ROOT / ".walkstream/bench/drift.json")
+    args = parser.parse_args()
+    spec = SyntheticSpec(
+        users=args.users,
+        items=args.items,
+        communities=args.communities,
+        events=args.events,
+        drift_share=args.drift_share,
+    )
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        data = generate(Path(tmp_dir), spec)
+        before = load_communities(data.items_path)
+        after = before | load_drift(Path(tmp_dir) / "drift.csv")
+        rules = EventSettings()
+        columns, _ = load_events(data.ratings_path, "csv", rules)
+    order = np.lexsort((columns.item_id, columns.user_id, columns.event_time))
+    events = [
+        Event(int(columns.user_id[k]), int(columns.item_id[k]), float(columns.rating[k]),
+              int(columns.event_time[k]))
+        for k in order.tolist()
+    ]  # fmt: skip
+    times = np.array([e.event_time for e in events], dtype=np.int64)
+    shift = int(np.searchsorted(times, spec.drift_time))
+    print(f"{len(events):,} events, {len(after) - sum(after[i] == before[i] for i in after)} "
+          f"items move at event {shift:,}", flush=True)  # fmt: skip
+    newest_transition = int(
+        replay_transitions(
+            user_sequences(
+                columns.user_id,
+                columns.item_id,
+                columns.rating,
+                columns.event_time,
+                rules.high_rating,
+            )
+        ).times.max()
+    )
+    scorer = {"drift_time": spec.drift_time, "before": before, "after": after}
+    half_life = args.half_life_days * DAY_S
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "spec": {**vars(args), "out": str(args.out)},
+        "shift_at_event": shift,
+        "runs": {},
+    }
+    for name, extra in (("off", []), ("on", [f"walks.half_life_s={half_life}"])):
+        print(f"decay {name}:", flush=True)
+        run = _run(events, newest_transition, args.rate, extra, scorer, args.deadline)
+        result["runs"][name] = {**run, **_recovery(run["versions"], shift)}
+    off, on = (result["runs"][k]["events_to_recover"] for k in ("off", "on"))
+    result["recovery_ratio"] = None if off is None or on is None else on / off
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    _plot(result, shift, args.out.with_suffix(".png"))
+    for name, run in result["runs"].items():
+        print(f"decay {name}: pre-shift precision {run['pre_shift']}, "
+              f"recovered after {run['events_to_recover']} events")  # fmt: skip
+    print(f"recovery with decay / without: {result['recovery_ratio']}; "
+          f"{args.out}, {args.out.with_suffix('.png')}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
