@@ -157,6 +157,7 @@ class Trainer:
             "kind": kind,
             "seed": self.settings.training.seed,
             "training": self.settings.training.model_dump(),
+            "walks": self.settings.walks.model_dump(),
         }
         checkpoint = self.checkpoint
         if plan is not None:

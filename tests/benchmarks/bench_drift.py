@@ -5,13 +5,13 @@ Generates synthetic data in which `--drift-share` of the items move to another p
 community in the middle of the year, streams it in event-time order (the first 1%, then
 `--rate` events/s from the first served version on) through the real producer -> Kafka ->
 job -> trainer -> Redis (every other setting at its default), once without decay and once
-with a half-life of `--half-life-days`, and scores
-every version the trainer serves: same-community precision@10 of its vectors
-(`batch.evaluate.community_precision`) against the communities in force at the version's
-newest event time. Recovery: the events after the shift until the first version whose
-precision is 90% of the pre-shift precision (the median of the last three versions before
-the shift). Writes JSON (`{"runs": {"off": {...}, "on": {...}}, "recovery_ratio": ...}`) and
-a plot of precision against events.
+with a half-life of `--half-life-days`, and scores every version the trainer serves:
+same-community precision@10 of its vectors (`batch.evaluate.community_precision`) against
+the communities in force at the version's newest event time. Recovery: the events after the
+shift until the first version whose precision is 90% of the pre-shift precision (the median
+of the versions served over the second half of the events before the shift). Writes JSON
+(`{"runs": {"off": {...}, "on": {...}}, "recovery_ratio": ...}`), a plot of precision
+against events, and each run's trainer log, next to `--out`.
 """
 
 from __future__ import annotations
@@ -89,10 +89,10 @@ class _Versions(threading.Thread):
 
 
 def _recovery(scored: list[dict[str, Any]], shift: int) -> dict[str, Any]:
-    before = [v["precision"] for v in scored if v["events"] <= shift]
-    if len(before) < 3:
+    before = [v["precision"] for v in scored if shift // 2 <= v["events"] <= shift]
+    if not before:
         return {"pre_shift": None, "events_to_recover": None}
-    pre_shift = float(np.median(before[-3:]))
+    pre_shift = float(np.median(before))
     recovered = next(
         (v for v in scored if v["events"] > shift and v["precision"] >= RECOVERED * pre_shift),
         None,
@@ -111,6 +111,7 @@ def _run(
     extra: list[str],
     scorer: dict[str, Any],
     deadline_s: float,
+    trainer_log: Path,
 ) -> dict[str, Any]:
     times = np.array([e.event_time for e in events], dtype=np.int64)
     began = time.monotonic()
@@ -157,6 +158,7 @@ def _run(
         )
         versions.stop.set()
         versions.join()
+        trainer_log.write_text(system.log("trainer"))
     return {"versions": versions.scored, "seconds": round(time.monotonic() - began, 1)}
 
 
@@ -201,6 +203,7 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, default=1800, help="seconds per run")
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream/bench/drift.json")
     args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     spec = SyntheticSpec(
         users=args.users,
         items=args.items,
@@ -245,11 +248,11 @@ def main() -> int:
     }
     for name, extra in (("off", []), ("on", [f"walks.half_life_s={half_life}"])):
         print(f"decay {name}:", flush=True)
-        run = _run(events, newest_transition, args.rate, extra, scorer, args.deadline)
+        trainer_log = args.out.with_name(f"{args.out.stem}-{name}-trainer.log")
+        run = _run(events, newest_transition, args.rate, extra, scorer, args.deadline, trainer_log)
         result["runs"][name] = {**run, **_recovery(run["versions"], shift)}
     off, on = (result["runs"][k]["events_to_recover"] for k in ("off", "on"))
     result["recovery_ratio"] = None if off is None or on is None else on / off
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     _plot(result, shift, args.out.with_suffix(".png"))
     for name, run in result["runs"].items():

@@ -67,6 +67,7 @@ def test_incremental_cycles_keep_old_items_stable_and_train_new_ones(
     first = client.current()
     assert first.meta()["count"] == len(OLD)
     assert first.meta()["info"]["kind"] == "full"
+    assert first.meta()["info"]["walks"] == world.settings.walks.model_dump()  # how it was made
     assert _precision(client, OLD[::5]) > 0.9  # chance: 24/199
 
     new = list(range(1_000, 1_016))
