@@ -319,7 +319,7 @@ def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
     assert live < uids["users"]
     assert all("users" in u for u in uids["users"] - live)
     # The items' weights are of one half-life: another one must not restore them.
-    (items,) = {u for u in live if u.startswith("items-")}
+    (items,) = {u for u in live if u.startswith("items-v3-")}
     assert uids["decayed"] - live == {f"{items}-half-life-3600.0s"}
     assert live - uids["decayed"] == {items}
     stateful = ("ratings-", "order-", "sightings-")
