@@ -15,7 +15,7 @@ from streaming.config import Settings
 from streaming.errors import RuntimeServiceError
 from streaming.producer import RatingProducer
 from streaming.topics import ensure_topics
-from tests.job.jobs import job_world
+from tests.job.jobs import final_counts, job_world
 from tests.kafka_records import read_topic, send_raw
 from tests.ports import free_port
 from tests.secured_kafka import PASSWORD, USER, Certificates, SecuredKafkaBroker, make_certificates
@@ -92,11 +92,7 @@ def test_the_job_reads_and_writes_exactly_once_over_sasl_ssl(
     send_raw(world.settings, world.topic("ratings"), [(b"7", b"not an event")])
     world.run("--from", "earliest", "--until", "latest")
 
-    counts = [value.split() for *_, value in read_topic(world.settings, world.topic("counts"))]
-    final: dict[tuple[int, int], int] = {}
-    for src, dst, count in counts:
-        final[(int(src), int(dst))] = max(int(count), final.get((int(src), int(dst)), 0))
-    assert final == {(10, 11): 1, (11, 12): 1, (12, 11): 1}
+    assert final_counts(world.settings) == {(10, 11): 1, (11, 12): 1, (12, 11): 1}
     dead = [json.loads(v) for *_, v in read_topic(world.settings, world.topic("dead_letter"))]
     assert len(dead) == 1
     assert dead[0]["reason"]
