@@ -113,7 +113,6 @@ def _run(
     deadline_s: float,
     trainer_log: Path,
 ) -> dict[str, Any]:
-    times = np.array([e.event_time for e in events], dtype=np.int64)
     began = time.monotonic()
     with (
         tempfile.TemporaryDirectory() as tmp_dir,
@@ -121,7 +120,7 @@ def _run(
     ):
         system.start("job", "job", "--from", "earliest")
         system.start("trainer", "trainer")
-        versions = _Versions(system, times, **scorer)
+        versions = _Versions(system, **scorer)
         versions.start()
         warm_up = len(events) // 100
         # A later rating of a user of its own (no transition) moves the watermark past the
@@ -223,7 +222,7 @@ def main() -> int:
               int(columns.event_time[k]))
         for k in order.tolist()
     ]  # fmt: skip
-    times = np.array([e.event_time for e in events], dtype=np.int64)
+    times = columns.event_time[order].astype(np.int64)
     shift = int(np.searchsorted(times, spec.drift_time))
     print(f"{len(events):,} events, {len(after) - sum(after[i] == before[i] for i in after)} "
           f"items move at event {shift:,}", flush=True)  # fmt: skip
@@ -238,7 +237,7 @@ def main() -> int:
             )
         ).times.max()
     )
-    scorer = {"drift_time": spec.drift_time, "before": before, "after": after}
+    scorer = {"times": times, "drift_time": spec.drift_time, "before": before, "after": after}
     half_life = args.half_life_days * DAY_S
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
