@@ -189,9 +189,9 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
     start = parse_start(args.start)
     until = parse_until(args.until) if args.until else None
     from streaming.job.environment import flink_log_dir  # PyFlink: after the cheap checks
-    from streaming.job.run import latest_checkpoint, refuse_node2vec, run_job
+    from streaming.job.run import latest_checkpoint, refuse_routed_node2vec, run_job
 
-    refuse_node2vec(settings)
+    refuse_routed_node2vec(settings)
     if until is not None and (args.from_checkpoint or args.from_savepoint):
         raise ConfigError(
             "--until cannot be combined with a restore: the pinned Flink Kafka connector never "

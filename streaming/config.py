@@ -318,10 +318,14 @@ class WalkSettings(_Section):
     )
     length: int = Field(10, ge=2, description="items per walk (reference: 10)")
     p: float = Field(
-        1.0, gt=0, description="Node2vec return parameter (1 = DeepWalk; the job refuses others)"
+        1.0,
+        gt=0,
+        description="Node2vec return parameter (1 = DeepWalk; routed walks refuse others)",
     )
     q: float = Field(
-        1.0, gt=0, description="Node2vec in-out parameter (1 = DeepWalk; the job refuses others)"
+        1.0,
+        gt=0,
+        description="Node2vec in-out parameter (1 = DeepWalk; routed walks refuse others)",
     )
     half_life_s: float | None = Field(
         None,
@@ -413,17 +417,30 @@ class StreamSettings(_Section):
     batch_ms: int = Field(
         200, ge=10, le=60_000, description="transitions reach Python in batches this long"
     )
+    walk_stage: Literal["replicated", "routed"] = Field(
+        "replicated",
+        description="replicated: every walk task holds every item's step table and steps "
+        "walks to their end; routed: walks hop between the item stage's tasks through the "
+        "feedback topic, for graphs too large for one task (docs/walks.md)",
+    )
     hop_batch_ms: int = Field(
         0,
         ge=0,
         le=60_000,
-        description="walks reaching a shard reach Python in batches this long (0: per message)",
+        description="routed walks reaching a shard reach Python in batches this long (0: per "
+        "message)",
     )
 
     @_model_validator(mode="after")
     def _behind_waits_longer(self) -> StreamSettings:
         if self.behind_idle_timeout_s < self.idle_timeout_s:
             raise ValueError("needs behind_idle_timeout_s >= idle_timeout_s")
+        return self
+
+    @_model_validator(mode="after")
+    def _hops_are_routed(self) -> StreamSettings:
+        if self.hop_batch_ms and self.walk_stage != "routed":
+            raise ValueError("hop_batch_ms batches routed walks' hops: needs walk_stage=routed")
         return self
 
 

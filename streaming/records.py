@@ -23,6 +23,7 @@ from streaming.core.events import Event, InvalidEventError, Reason, event_from_m
 from streaming.core.walks import Walk
 
 __all__ = [
+    "ITEM_STAGE",
     "MALFORMED",
     "CountUpdate",
     "count_update",
@@ -36,6 +37,7 @@ __all__ = [
     "transition_sample",
     "user_items",
     "walk_sample",
+    "walk_task_holder",
 ]
 
 
@@ -192,6 +194,33 @@ def parse_transitions(batch: str) -> dict[int, list[tuple[int, int]]]:
         src, dst, event_time = transition.split(" ")
         by_src.setdefault(int(src), []).append((int(dst), int(event_time)))
     return by_src
+
+
+# --- walk work (job-internal: the item stage -> every walk task, `stream.walk_stage` replicated) --
+# One record per item-stage call: the walks it started, "ITEM EVENT_TIME COUNT" joined by ",",
+# then "|", then the transition batch it counted, as `TRANSITION_BATCH_SQL` wrote it (empty
+# for a call that counted none). Every walk task applies the transitions to its step tables
+# and steps its share of the walks.
+
+
+def walk_work(starts: Mapping[tuple[int, int], int], transitions: str) -> str:
+    """The walks started, COUNT per (item, event time), and the transitions counted."""
+    started = ",".join(
+        f"{item} {event_time} {count}" for (item, event_time), count in starts.items()
+    )
+    return f"{started}|{transitions}"
+
+
+def read_walk_work(
+    text: str,
+) -> tuple[list[tuple[int, int, int]], dict[int, list[tuple[int, int]]]]:
+    """(item, event time, count) of the walks started, and the transitions by source item."""
+    started, transitions = text.split("|")
+    starts = [
+        (int(item), int(event_time), int(count))
+        for item, event_time, count in (start.split(" ") for start in started.split(",") if start)
+    ]
+    return starts, parse_transitions(transitions) if transitions else {}
 
 
 # --- walk hops (`kafka.topics.walk_hops`, internal: the item function -> itself) ---------------
@@ -356,20 +385,35 @@ def read_user_items(raw: bytes | str) -> UserItems:
 
 class CountUpdate(NamedTuple):
     """A counts record: the weight of the transitions src -> dst as of event time `as_of`
-    (None without decay: the weight is their count)."""
+    (None without decay: the weight is their count), as `holder` has it: the item stage
+    ("items"), or a walk task's step tables ("walks-N", task N, `stream.walk_stage` =
+    replicated), which must agree with it."""
 
     src: int
     dst: int
     weight: float
     as_of: int | None
+    holder: str
 
 
-def count_update(src: int, dst: int, weight: float, as_of: int | None) -> str:
-    """A pair's weight after a batch that changed it: "SRC DST WEIGHT AS_OF" ("-" for None)."""
-    return f"{src} {dst} {weight!r} {'-' if as_of is None else as_of}"
+ITEM_STAGE = "items"
+"""The holder of the item stage's count updates."""
+
+
+def walk_task_holder(task: int) -> str:
+    """The holder of a walk task's count updates."""
+    return f"walks-{task}"
+
+
+def count_update(src: int, dst: int, weight: float, as_of: int | None, holder: str) -> str:
+    """A pair's weight after a batch that changed it: "SRC DST WEIGHT AS_OF HOLDER" ("-" for
+    an AS_OF of None)."""
+    return f"{src} {dst} {weight!r} {'-' if as_of is None else as_of} {holder}"
 
 
 def read_count_update(raw: bytes | str) -> CountUpdate:
     text = raw.decode() if isinstance(raw, bytes) else raw
-    src, dst, weight, as_of = text.split()
-    return CountUpdate(int(src), int(dst), float(weight), None if as_of == "-" else int(as_of))
+    src, dst, weight, as_of, holder = text.split()
+    return CountUpdate(
+        int(src), int(dst), float(weight), None if as_of == "-" else int(as_of), holder
+    )

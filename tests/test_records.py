@@ -23,6 +23,7 @@ from streaming.records import (
     HOP_BATCH_SQL,
     HOP_ONE_SQL,
     HOP_SHARD_SQL,
+    ITEM_STAGE,
     MALFORMED,
     SIGHTING_SQL,
     TRANSITION_BATCH_SQL,
@@ -46,9 +47,12 @@ from streaming.records import (
     read_sample,
     read_sighting,
     read_user_items,
+    read_walk_work,
     transition_sample,
     user_items,
     walk_sample,
+    walk_task_holder,
+    walk_work,
 )
 
 WIDE = EventSettings(
@@ -293,6 +297,18 @@ def test_items_records_are_read_as_the_sql_writes_them() -> None:
 
 
 def test_count_updates_round_trip() -> None:
-    assert read_count_update(count_update(4, 9, 12.0, None)) == (4, 9, 12.0, None)
-    decayed = count_update(4, 9, 0.1 + 2**-40, 1_700_000_000)
-    assert read_count_update(decayed.encode()) == (4, 9, 0.1 + 2**-40, 1_700_000_000)
+    assert read_count_update(count_update(4, 9, 12.0, None, ITEM_STAGE)) == (
+        4, 9, 12.0, None, "items"
+    )  # fmt: skip
+    decayed = count_update(4, 9, 0.1 + 2**-40, 1_700_000_000, walk_task_holder(3))
+    assert read_count_update(decayed.encode()) == (4, 9, 0.1 + 2**-40, 1_700_000_000, "walks-3")
+
+
+def test_walk_work_round_trips() -> None:
+    work = walk_work({(4, 100): 3, (7, 101): 1}, "4 5 100,7 4 101,4 6 102")
+    assert read_walk_work(work) == (
+        [(4, 100, 3), (7, 101, 1)],
+        {4: [(5, 100), (6, 102)], 7: [(4, 101)]},
+    )
+    assert read_walk_work(walk_work({}, "1 2 3")) == ([], {1: [(2, 3)]})
+    assert read_walk_work(walk_work({(1, 2): 5}, "")) == ([(1, 2, 5)], {})

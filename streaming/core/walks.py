@@ -1,28 +1,35 @@
 """Walks that travel from item to item: the per-item step of the streaming job.
 
 A walk is a path of item ids plus the newest event time that caused it; each hop is a
-draw from the current item's `ItemNeighbours` (its step table built once). Items are
-sharded (item id mod a shard count) and a task owns many shards; walks keep stepping while
-the counts of the next item are at hand (its shard is the one being called, or the task
-holds it decoded), and the others travel as one message per shard on the feedback topic,
-keyed by that shard, so the task that owns it (and only it) holds the counts the next hops
-need (the message's format: `streaming.records`).
+draw from the current item's `ItemNeighbours` (its step table built once), first-order
+(DeepWalk) or biased by the previous item (Node2vec's p and q). The job steps walks in one
+of two ways (`stream.walk_stage`, docs/walks.md):
+
+- replicated: every walk task holds `StepTables`, a copy of every item's step table rebuilt
+  from the transitions the item stage counted, in its order, so a walk is stepped to its end
+  where it starts; `walks_here` splits the walks started at an item among the tasks;
+- routed: items are sharded (item id mod a shard count) and a task owns many shards; walks
+  keep stepping while the counts of the next item are at hand, and the others travel as one
+  message per shard on the feedback topic, keyed by that shard, so the task that owns it
+  (and only it) holds the counts the next hops need (the format: `streaming.records`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from streaming.core.neighbours import ItemNeighbours
 
 __all__ = [
     "Advanced",
+    "StepTables",
     "Walk",
     "WalkStarter",
     "add_transitions",
     "advance_walks",
+    "walks_here",
 ]
 
 
@@ -48,14 +55,26 @@ def advance_walks(
     shards: int,
     length: int,
     rng: random.Random,
+    p: float = 1.0,
+    q: float = 1.0,
 ) -> Advanced:
     """Step each walk (by the item it stands on) until it is finished, i.e. has `length`
     items or stands on an item without out-edges, or stands on an item whose counts are not
     here (`neighbours_here` gives None): it then leaves for that item's shard (item id mod
     `shards`). A hop to an item that is here needs no message.
 
+    With p or q other than 1, a hop after the first is Node2vec's: the next item x is drawn
+    in proportion to weight(here, x) times 1/p if x is the previous item, 1 if the previous
+    item has a transition to x, and 1/q otherwise, as `streaming.embeddings.walks` draws it
+    (exact rejection sampling: a first-order proposal is kept with probability bias / the
+    largest bias). The previous item's counts must then be here.
+
     Walk by walk to the end: a hop is a draw and an append. (Stepping all walks at an item
     together and regrouping them by their next item cost more than the draws.)"""
+    if p <= 0 or q <= 0:
+        raise ValueError(f"Node2vec p and q must be positive, got p={p}, q={q}")
+    second_order = not (p == 1.0 and q == 1.0)
+    bias_max = max(1.0 / p, 1.0, 1.0 / q)
     result = Advanced()
     steps = 0
     for item, batch in walks.items():
@@ -66,7 +85,10 @@ def advance_walks(
                 if neighbours is None or neighbours.weight == 0:
                     away = neighbours is None
                     break
-                here = neighbours.step(rng)
+                if second_order and len(path) > 1:
+                    here = _biased_step(neighbours, path[-2], neighbours_here, p, q, bias_max, rng)
+                else:
+                    here = neighbours.step(rng)
                 path.append(here)
                 steps += 1
             moved = Walk(tuple(path), walk.newest_event_time)
@@ -76,6 +98,86 @@ def advance_walks(
                 result.done.append(moved)
     result.steps = steps
     return result
+
+
+def _biased_step(
+    neighbours: ItemNeighbours,
+    previous: int,
+    neighbours_here: Callable[[int], ItemNeighbours | None],
+    p: float,
+    q: float,
+    bias_max: float,
+    rng: random.Random,
+) -> int:
+    """One Node2vec hop from the item of `neighbours`, having come from `previous`."""
+    before = neighbours_here(previous)
+    if before is None:
+        raise ValueError(f"a Node2vec hop needs the counts of the previous item {previous}")
+    while True:
+        proposal = neighbours.step(rng)
+        if proposal == previous:
+            bias = 1.0 / p
+        elif proposal in before:
+            bias = 1.0
+        else:
+            bias = 1.0 / q
+        if rng.random() * bias_max < bias:
+            return proposal
+
+
+def walks_here(item: int, walks: int, task: int, tasks: int) -> int:
+    """How many of the `walks` walks started at `item` task `task` of `tasks` steps: the i-th
+    is task (item + i) mod tasks's, so the walks of one item, and single walks of many items,
+    spread evenly."""
+    first = (task - item) % tasks
+    return 0 if first >= walks else (walks - first - 1) // tasks + 1
+
+
+_NO_EDGES = ItemNeighbours()
+
+
+class StepTables:
+    """A walk task's copy of every item's step table.
+
+    Rebuilt by applying the transitions the item stage counted, in the order it counted
+    them (each item has one owner in the item stage, and its transitions reach every walk
+    task in that owner's order), with the same arithmetic: each table equals the item
+    stage's, bit for bit, decayed or not. Read-only for walks."""
+
+    def __init__(self, half_life_s: float | None) -> None:
+        self.half_life_s = half_life_s
+        self._items: dict[int, ItemNeighbours] = {}
+
+    def load(self, stored: Iterable[tuple[int, bytes]]) -> None:
+        """Tables as `ItemNeighbours.to_bytes` stored them (on a restore)."""
+        for item, data in stored:
+            self._items[item] = ItemNeighbours.from_bytes(data)
+
+    def apply(self, transitions: Mapping[int, list[tuple[int, int]]]) -> dict[int, ItemNeighbours]:
+        """Count transitions (next item, event time) by source item; return the changed
+        tables."""
+        changed: dict[int, ItemNeighbours] = {}
+        half_life_s = self.half_life_s
+        for src, batch in transitions.items():
+            neighbours = self._items.get(src)
+            if neighbours is None:
+                neighbours = self._items[src] = ItemNeighbours()
+            for dst, event_time in batch:
+                neighbours.add(dst, event_time=event_time, half_life_s=half_life_s)
+            changed[src] = neighbours
+        return changed
+
+    def get(self, item: int) -> ItemNeighbours:
+        """An item's table (an empty one for an item without transitions out of it)."""
+        neighbours = self._items.get(item)
+        return _NO_EDGES if neighbours is None else neighbours
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def edges(self) -> int:
+        return sum(len(neighbours) for neighbours in self._items.values())
 
 
 _ROUNDING = 1e-9

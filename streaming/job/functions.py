@@ -7,11 +7,13 @@ ValueState, and call the core logic; nothing here decides anything the core does
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from pyflink.common import Row, Types
 from pyflink.datastream import (
+    BroadcastProcessFunction,
     KeyedProcessFunction,
     OutputTag,
     ProcessFunction,
@@ -24,8 +26,16 @@ from streaming.core.events import Event, InvalidEventError, Reason
 from streaming.core.item_cache import ItemCache
 from streaming.core.neighbours import ItemNeighbours
 from streaming.core.sightings import SightingFilter
-from streaming.core.walks import Walk, WalkStarter, add_transitions, advance_walks
+from streaming.core.walks import (
+    StepTables,
+    Walk,
+    WalkStarter,
+    add_transitions,
+    advance_walks,
+    walks_here,
+)
 from streaming.records import (
+    ITEM_STAGE,
     count_update,
     dead_letter,
     decode_batches,
@@ -33,7 +43,10 @@ from streaming.records import (
     event_from_json,
     late_event,
     parse_transitions,
+    read_walk_work,
     walk_sample,
+    walk_task_holder,
+    walk_work,
 )
 
 __all__ = [
@@ -48,9 +61,12 @@ __all__ = [
     "SIGHTINGS",
     "TRANSITIONS",
     "WALKS",
+    "WALK_WORK",
     "ItemFunction",
     "LateFunction",
     "RecordFunction",
+    "WalkFunction",
+    "step_tables_state",
 ]
 
 RECORD_TYPE = Types.ROW(
@@ -86,6 +102,9 @@ DEAD_LETTER = OutputTag("dead-letter", Types.STRING())
 SAMPLES = OutputTag("samples", Types.STRING())
 HOPS = OutputTag("hops", Types.STRING())
 COUNTS = OutputTag("counts", Types.STRING())
+WALK_WORK = OutputTag("walk-work", Types.STRING())
+"""The walks an item-stage call started and the transitions it counted (`walk_work`), for
+every walk task (`stream.walk_stage` replicated)."""
 SIGHTINGS = OutputTag("sightings", Types.STRING())
 """Sightings of new edges, "ITEM SEEN_ITEM" joined by `JOINED`: the items topic's input."""
 
@@ -96,13 +115,18 @@ _SIGHTING_FILTER_ITEMS = 1_000_000
 """Items a task tracks to skip sightings the items topic would drop (~100 bytes each)."""
 
 
-def _subtask_index(runtime_context: RuntimeContext) -> int:
-    """PyFlink 2.2's thread-mode context calls getIndexOfThisSubtask, gone from Flink 2's
-    Java RuntimeContext (it moved to TaskInfo); ask TaskInfo directly there."""
+def _subtask(runtime_context: RuntimeContext) -> tuple[int, int]:
+    """(this task's index, the operator's parallelism). PyFlink 2.2's thread-mode context
+    calls getIndexOfThisSubtask, gone from Flink 2's Java RuntimeContext (it moved to
+    TaskInfo); ask TaskInfo directly there."""
     java_context = getattr(runtime_context, "_runtime_context", None)
     if java_context is not None:
-        return int(java_context.getTaskInfo().getIndexOfThisSubtask())
-    return int(runtime_context.get_index_of_this_subtask())
+        info = java_context.getTaskInfo()
+        return int(info.getIndexOfThisSubtask()), int(info.getNumberOfParallelSubtasks())
+    return (
+        int(runtime_context.get_index_of_this_subtask()),
+        int(runtime_context.get_number_of_parallel_subtasks()),
+    )
 
 
 class RecordFunction(ProcessFunction):  # type: ignore[misc]
@@ -165,9 +189,11 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
     """Per shard of items: each item's out-neighbour counts and walk starter, in a MapState.
 
     Called once per batch of a shard's transitions (the JVM batches them), not once per
-    transition: the crossing into Python for each record cost more than the work. Walks are
-    stepped where their item's counts live (any shard of this task, once decoded); a refresh
-    timer per shard starts background walks from all of its items."""
+    transition: the crossing into Python for each record cost more than the work. A refresh
+    timer per shard starts background walks from all of its items. With replicated walks
+    (`stream.walk_stage`), each call hands the walks it started and the transitions it
+    counted to every walk task (`WALK_WORK`); routed, it steps walks where their item's counts
+    live (any shard of this task, once decoded) and sends the others on."""
 
     def __init__(
         self,
@@ -183,6 +209,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.seed = seed
         self.walks_per_weight = stream.walks_per_weight if walks else 0.0
         self.refresh_per_hour = stream.refresh_walks_per_weight_hour if walks else 0.0
+        self.hand_over = walks and stream.walk_stage == "replicated"
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.items = runtime_context.get_map_state(
@@ -196,7 +223,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.stream.item_cache_neighbours, lambda item: 1 + len(item[0])
         )
         self.sightings = SightingFilter(2 * self.stream.item_neighbours, _SIGHTING_FILTER_ITEMS)
-        task = _subtask_index(runtime_context)
+        task, _ = _subtask(runtime_context)
         self.rng = random.Random(f"walks:{self.seed}:{task}")
         metrics = runtime_context.get_metrics_group()
         self.transitions = metrics.counter("transitions")
@@ -226,17 +253,17 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             counted += len(transitions)
             if self.stream.emit_counts:
                 for dst in dict.fromkeys(dst for dst, _ in transitions):
-                    yield (
-                        COUNTS,
-                        count_update(src, dst, neighbours.weight_of(dst), neighbours.reference),
-                    )
+                    weight = neighbours.weight_of(dst)
+                    yield COUNTS, count_update(src, dst, weight, neighbours.reference, ITEM_STAGE)
             if walks:
                 started[src] = walks
         self.items.put_all(updated)  # one call into the JVM per batch, not one per item
         self.transitions.inc(counted)
         if sightings:
             yield SIGHTINGS, JOINED.join(sightings)
-        if started:
+        if self.hand_over:
+            yield WALK_WORK, _walk_work(started, payload)
+        elif started:
             yield from self._advance(shard, started, items)
         if self.refresh_per_hour > 0 and self.refresh_due.value() is None:
             self._schedule_refresh(ctx.timer_service())
@@ -263,7 +290,9 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             if starts:
                 started[item] = [Walk((item,), starter.newest_event_time)] * starts
         self.items.put_all(updated)
-        if started:
+        if started and self.hand_over:
+            yield WALK_WORK, _walk_work(started, "")
+        elif started:
             yield from self._advance(int(ctx.get_current_key()), started, items)
         self._schedule_refresh(ctx.timer_service())
 
@@ -322,3 +351,92 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield SAMPLES, JOINED.join(samples)
         if advanced.outbound:
             yield HOPS, JOINED.join(encode_batch(o, b) for o, b in advanced.outbound.items())
+
+
+def _walk_work(started: dict[int, list[Walk]], transitions: str) -> str:
+    """Walks just started (each a one-item path) and the transitions counted, for the walk
+    tasks."""
+    starts: Counter[tuple[int, int]] = Counter()
+    for item, walks in started.items():
+        for walk in walks:
+            starts[item, walk.newest_event_time] += 1
+    return walk_work(starts, transitions)
+
+
+def step_tables_state() -> MapStateDescriptor:
+    """The walk tasks' broadcast state: each item's step table (`ItemNeighbours.to_bytes`)."""
+    return MapStateDescriptor("step_tables", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
+
+
+class WalkFunction(BroadcastProcessFunction):  # type: ignore[misc]
+    """A walk task (`stream.walk_stage` replicated): every item's step table (`StepTables`),
+    rebuilt from the transitions each item-stage call counted, in its order, and kept in
+    broadcast state, which each task checkpoints; and the walks of its share (`walks_here`),
+    stepped to their end here, first-order or Node2vec. No walk leaves the task.
+
+    Every record arrives on the broadcast side, so a call's walks always meet the counts of
+    the transitions that started them; the other input carries nothing."""
+
+    def __init__(
+        self,
+        walk_length: int,
+        half_life_s: float | None,
+        p: float,
+        q: float,
+        seed: int,
+        emit_counts: bool,
+    ) -> None:
+        self.walk_length = walk_length
+        self.half_life_s = half_life_s
+        self.p, self.q = p, q
+        self.seed = seed
+        self.emit_counts = emit_counts
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.task, self.tasks = _subtask(runtime_context)
+        self.rng = random.Random(f"walks:{self.seed}:{self.task}")
+        self.holder = walk_task_holder(self.task)
+        self.tables: StepTables | None = None  # read from the broadcast state on first use
+        metrics = runtime_context.get_metrics_group()
+        self.steps = metrics.counter("walk_steps")
+        self.finished = metrics.counter("walks_finished")
+        self.items_held = 0
+        metrics.gauge("step_table_items", lambda: self.items_held)
+
+    def process_element(self, value: Any, ctx: BroadcastProcessFunction.ReadOnlyContext) -> None:
+        raise AssertionError("the walk tasks' other input carries no record")
+
+    def process_broadcast_element(
+        self, value: str, ctx: BroadcastProcessFunction.Context
+    ) -> Iterator[Any]:
+        state = ctx.get_broadcast_state(step_tables_state())
+        tables = self.tables
+        if tables is None:
+            tables = self.tables = StepTables(self.half_life_s)
+            tables.load(state.items())
+        starts, transitions = read_walk_work(value)
+        if transitions:
+            changed = tables.apply(transitions)
+            state.put_all({item: neighbours.to_bytes() for item, neighbours in changed.items()})
+            self.items_held = len(tables)
+            if self.emit_counts:
+                for src, batch in transitions.items():
+                    neighbours = changed[src]
+                    for dst in dict.fromkeys(dst for dst, _ in batch):
+                        update = count_update(
+                            src, dst, neighbours.weight_of(dst), neighbours.reference, self.holder
+                        )
+                        yield COUNTS, update
+        walks: dict[int, list[Walk]] = {}
+        for item, event_time, count in starts:
+            mine = walks_here(item, count, self.task, self.tasks)
+            if mine:
+                walks.setdefault(item, []).extend([Walk((item,), event_time)] * mine)
+        if not walks:
+            return
+        advanced = advance_walks(
+            walks, tables.get, 1, self.walk_length, self.rng, p=self.p, q=self.q
+        )
+        self.steps.inc(advanced.steps)
+        self.finished.inc(len(advanced.done))
+        yield JOINED.join(walk_sample(w.path, w.newest_event_time) for w in advanced.done)

@@ -5,9 +5,14 @@ ratings --(SQL) route: compact & high ----+--keyBy user--> UserTransitions (Java
                        other --> RecordFunction --+      order by (event time, item), pair with
                                  | (valid & high)        the previous item --> transitions
                                  +--> dead letters       late --> LateFunction --> late
-transitions --batch per shard (SQL)--keyBy shard--+--> ItemFunction --> samples, counts
-walk.hops --(optional batch, SQL)--keyBy shard---+      | | walks it cannot step --> walk.hops
+transitions --batch per shard (SQL)--keyBy shard--> ItemFunction --> counts
                  new edges' sightings, while the item knows < N others (SQL) +--> items
+  replicated walks (`stream.walk_stage`, default):
+    ItemFunction --walks started + transitions counted, broadcast--> WalkFunction (each task:
+                   every item's step table; steps its share of the walks) --> samples
+  routed walks:
+    walk.hops --(optional batch, SQL)--keyBy shard--> ItemFunction --> samples
+                                     walks it cannot step --> walk.hops
 transitions --(SQL)--> samples: one per transition (`stream.transition_samples`)
 UserTransitions --(SQL)--> users: a user's last N items when they change (`users.enabled`)
 ```
@@ -48,10 +53,13 @@ from streaming.job.functions import (
     SAMPLES,
     SIGHTINGS,
     TRANSITIONS,
+    WALK_WORK,
     WALKS,
     ItemFunction,
     LateFunction,
     RecordFunction,
+    WalkFunction,
+    step_tables_state,
 )
 from streaming.job.kafka_io import text_sink
 from streaming.job.positions import Position
@@ -351,6 +359,28 @@ def _hops(t_env: StreamTableEnvironment, settings: Settings) -> DataStream:
     return t_env.to_append_stream(table, Types.ROW([Types.STRING(), ITEM_INPUT_TYPE]))
 
 
+def _walk_tasks(env: StreamExecutionEnvironment, items: DataStream, settings: Settings) -> Any:
+    """The walk tasks (`stream.walk_stage` replicated): every item-stage call's walk work,
+    broadcast to each of them (`WalkFunction`). Their output is the walk samples, one record
+    per call (`JOINED`), and, with `stream.emit_counts`, their step tables' count updates."""
+    work = items.get_side_output(WALK_WORK).broadcast(step_tables_state())
+    # A broadcast input needs a non-broadcast one beside it; the walk work must not be it, or
+    # a walk could reach a task before the transitions that started it.
+    nothing = env.from_collection([], type_info=Types.STRING())
+    walks = settings.walks
+    function = WalkFunction(
+        walks.length,
+        walks.half_life_s,
+        walks.p,
+        walks.q,
+        settings.training.seed,
+        settings.stream.emit_counts,
+    )
+    # The step tables are of the half-life they were counted with: another one is refused.
+    uid = f"walk-tasks-v1-step-tables{_decay(settings)}"
+    return nothing.connect(work).process(function, output_type=Types.STRING()).uid(uid).name(uid)
+
+
 def _decay(settings: Settings) -> str:
     """The half-life in the item operator's id (none without decay)."""
     half_life = settings.walks.half_life_s
@@ -487,7 +517,8 @@ def build_job(
     _part(t_env, "batches")
     _transition_rows(t_env, transitions, bounded=not walks)
     item_inputs = _item_batches(t_env, settings, bounded=not walks)
-    if walks:
+    replicated = settings.stream.walk_stage == "replicated"
+    if walks and not replicated:
         _part(t_env, "hops")
         item_inputs = item_inputs.union(_hops(t_env, settings))
     items = (
@@ -509,21 +540,31 @@ def build_job(
         # weights of neighbours kept in ascending order; "v3", the operator ids of the parts
         # before it. A checkpoint of another layout then fails to restore instead of being
         # misread. Change the uid whenever the items' state changes layout, and say so in
-        # CHANGELOG.md.
-        .uid(f"items-v3-weighted-{settings.stream.item_shards}-shards{_decay(settings)}")
+        # CHANGELOG.md. "-replicated": the walk tasks' step tables were built beside it; a
+        # restore that would start them empty (from a routed job's checkpoint) is refused.
+        .uid(
+            f"items-v3-weighted-{settings.stream.item_shards}-shards{_decay(settings)}"
+            + ("-replicated" if replicated else "")
+        )
         .name("items")
     )
     _part(t_env, "sightings")
     sightings = _sightings(t_env, items.get_side_output(SIGHTINGS), settings.stream.item_neighbours)
     write(sightings, "items-sink", topics.items, True)
-    if walks:
+    counts = items.get_side_output(COUNTS)
+    if walks and replicated:
+        _part(t_env, "walks")
+        walk_tasks = _walk_tasks(env, items, settings)
+        write(_split(t_env, walk_tasks, "walk_samples"), "walk-samples-sink", topics.samples)
+        counts = counts.union(walk_tasks.get_side_output(COUNTS))
+    elif walks:
         _part(t_env, "walks")
         samples = _split(t_env, items.get_side_output(SAMPLES), "walk_samples")
         write(samples, "walk-samples-sink", topics.samples)
         hops = _split(t_env, items.get_side_output(HOPS), "walk_hops")
         write(hops, "walk-hops-sink", topics.walk_hops)
     if settings.stream.emit_counts:
-        write(items.get_side_output(COUNTS), "counts-sink", topics.counts, True)
+        write(counts, "counts-sink", topics.counts, True)
     if settings.stream.transition_samples:
         _part(t_env, "transitions")
         table = t_env.sql_query(f"SELECT {TRANSITION_SAMPLE_SQL} FROM transition_rows")

@@ -11,7 +11,7 @@ from streaming.job.pipeline import build_job
 from streaming.job.positions import Position
 from streaming.topics import ensure_topics
 
-__all__ = ["latest_checkpoint", "refuse_node2vec", "run_job"]
+__all__ = ["latest_checkpoint", "refuse_routed_node2vec", "run_job"]
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path:
@@ -27,15 +27,14 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path:
     return completed[-1].parent
 
 
-def refuse_node2vec(settings: Settings) -> None:
-    """The job's walks are first-order: `walks.p`/`walks.q` other than 1 are refused, not
-    ignored (batch and the trainer's full retrains honour them)."""
+def refuse_routed_node2vec(settings: Settings) -> None:
+    """Routed walks are first-order (a hop's previous item may live in another task): with
+    `stream.walk_stage=routed`, `walks.p`/`walks.q` other than 1 are refused, not ignored."""
     walks = settings.walks
-    if walks.p != 1.0 or walks.q != 1.0:
+    if settings.stream.walk_stage == "routed" and (walks.p != 1.0 or walks.q != 1.0):
         raise ConfigError(
-            f"walks.p={walks.p:g}, walks.q={walks.q:g}: the job draws first-order walks only "
-            "(batch and the trainer's full retrains draw Node2vec walks): run the job with "
-            "walks.p=1 and walks.q=1"
+            f"walks.p={walks.p:g}, walks.q={walks.q:g}: routed walks are first-order only: "
+            "run the job with stream.walk_stage=replicated, or walks.p=1 and walks.q=1"
         )
 
 
@@ -44,7 +43,7 @@ def run_job(
 ) -> float | None:
     """Run until the input ends (bounded) or forever; return the job's net runtime in s, or
     None when `flink run --detached` only submitted it (the job then has no result here)."""
-    refuse_node2vec(settings)
+    refuse_routed_node2vec(settings)
     topics = settings.kafka.topics
     ensure_topics(
         settings.kafka,

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
+from scipy.stats import chisquare
 
 from streaming.core.neighbours import ItemNeighbours
-from streaming.core.walks import Walk, WalkStarter, add_transitions, advance_walks
+from streaming.core.walks import (
+    StepTables,
+    Walk,
+    WalkStarter,
+    add_transitions,
+    advance_walks,
+    walks_here,
+)
 
 
 def _neighbours(counts: dict[int, int]) -> ItemNeighbours:
@@ -117,3 +126,72 @@ def test_rates_are_arguments_not_state(rate: float) -> None:
     """A restart with another rate applies it: the state holds only the carried credit."""
     starter = WalkStarter()
     assert sum(starter.on_weight_gain(1, rate, 0) for _ in range(4)) == int(4 * rate)
+
+
+@pytest.mark.parametrize("tasks", [1, 2, 3, 8])
+def test_the_walks_of_an_item_are_split_evenly_among_the_walk_tasks(tasks: int) -> None:
+    for item in range(20):
+        for walks in range(30):
+            shares = [walks_here(item, walks, task, tasks) for task in range(tasks)]
+            assert sum(shares) == walks
+            assert max(shares) - min(shares) <= 1
+    # single walks of consecutive items go round the tasks
+    assert [walks_here(item, 1, 0, 3) for item in range(6)] == [1, 0, 0, 1, 0, 0]
+
+
+@pytest.mark.parametrize("half_life", [None, 50.0])
+def test_step_tables_equal_the_item_stage_counts_bit_for_bit(half_life: float | None) -> None:
+    rng = random.Random(7)
+    owned: dict[int, ItemNeighbours] = {}
+    tables = StepTables(half_life)
+    for _ in range(200):  # batches, as the item stage counts them
+        batch: dict[int, list[tuple[int, int]]] = {}
+        for _ in range(rng.randrange(1, 20)):
+            src, dst = rng.randrange(30), rng.randrange(30)
+            batch.setdefault(src, []).append((dst, rng.randrange(100_000)))
+        for src, transitions in batch.items():
+            neighbours = owned.setdefault(src, ItemNeighbours())
+            add_transitions(src, transitions, neighbours, WalkStarter(), 0.0, half_life)
+        changed = tables.apply(batch)
+        assert set(changed) == set(batch)
+    assert len(tables) == len(owned)
+    for item, neighbours in owned.items():
+        assert tables.get(item).to_bytes() == neighbours.to_bytes()
+    assert tables.edges == sum(len(n) for n in owned.values())
+    assert len(tables.get(10_000)) == 0  # no transitions out of it: no hop from it
+    restored = StepTables(half_life)
+    restored.load((item, tables.get(item).to_bytes()) for item in owned)
+    assert all(restored.get(i).to_bytes() == n.to_bytes() for i, n in owned.items())
+
+
+# item -> {next item: weight}: 2 -> 1 goes back, 2 -> 3 stays next to 1 (1 -> 3 exists),
+# 2 -> 4 moves away
+SECOND_ORDER_GRAPH = {1: {2: 1.0, 3: 1.0}, 2: {1: 2.0, 3: 3.0, 4: 5.0}, 3: {1: 1.0}, 4: {1: 1.0}}
+
+
+@pytest.mark.parametrize(("p", "q"), [(1.0, 1.0), (0.5, 2.0), (4.0, 0.25)])
+def test_second_order_hops_follow_node2vec_biases(p: float, q: float) -> None:
+    graph = {item: _weighted(row) for item, row in SECOND_ORDER_GRAPH.items()}
+    walks = {2: [Walk((1, 2), t) for t in range(6_000)]}  # each makes one hop from 2, after 1
+    advanced = advance_walks(walks, graph.get, 1, 3, random.Random(11), p=p, q=q)
+    observed = Counter(walk.path[2] for walk in advanced.done)
+    bias = {1: 1 / p, 3: 1.0, 4: 1 / q}
+    unnormalized = {x: w * bias[x] for x, w in SECOND_ORDER_GRAPH[2].items()}
+    total = sum(unnormalized.values())
+    expected = [6_000 * unnormalized[x] / total for x in (1, 3, 4)]
+    assert chisquare([observed[x] for x in (1, 3, 4)], expected).pvalue > 0.001, observed
+
+
+def test_node2vec_walks_need_the_previous_items_counts_and_positive_parameters() -> None:
+    graph = {2: _weighted({1: 1.0})}
+    with pytest.raises(ValueError, match="previous item 9"):
+        advance_walks({2: [Walk((9, 2), 0)]}, graph.get, 1, 3, random.Random(0), p=2.0)
+    with pytest.raises(ValueError, match="positive"):
+        advance_walks({2: [Walk((2,), 0)]}, graph.get, 1, 3, random.Random(0), q=0.0)
+
+
+def _weighted(row: dict[int, float]) -> ItemNeighbours:
+    neighbours = ItemNeighbours()
+    for item, weight in row.items():
+        neighbours.add(item, int(weight))
+    return neighbours

@@ -13,7 +13,7 @@ from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, load_settings, parse_assignments
 from streaming.embeddings.graph import transition_graph, user_sequences
 from streaming.rating_files import load_events
-from streaming.records import read_count_update
+from streaming.records import ITEM_STAGE, read_count_update
 from streaming.topics import ensure_topics
 from tests.kafka_records import read_topic
 
@@ -92,14 +92,17 @@ def job_world(base: Settings, unique: str, tmp: Path, **overrides: object) -> Jo
 
 
 def final_counts(
-    settings: Settings, as_of: int | None = None
+    settings: Settings, as_of: int | None = None, holder: str = ITEM_STAGE
 ) -> dict[tuple[int, int], int] | dict[tuple[int, int], float]:
-    """Transition counts from the job's count updates: the largest of each edge (weights only
-    grow; repeats are equal). With `walks.half_life_s`, weights as of event time `as_of`."""
+    """Transition counts from the count updates of `holder` (the item stage, or a walk task's
+    step tables): the largest of each edge (weights only grow; repeats are equal). With
+    `walks.half_life_s`, weights as of event time `as_of`."""
     half_life = settings.walks.half_life_s
     counts: dict[tuple[int, int], float] = {}
     for *_, value in read_topic(settings, settings.kafka.topics.counts):
-        src, dst, weight, stored_as_of = read_count_update(value)
+        src, dst, weight, stored_as_of, held_by = read_count_update(value)
+        if held_by != holder:
+            continue
         if stored_as_of is not None:
             assert half_life is not None
             assert as_of is not None

@@ -629,16 +629,42 @@ def test_background_refresh_starts_walks_in_proportion_to_weight(
     assert all(s["newest_event_time"] == newest[s["items"][0]] for s in samples)
 
 
-# 128 shards, items kept decoded: each toy item is its own shard, and hops step on through
-# the items the task holds decoded; 2 shards, none kept (but the newest): hops within a shard
-# read its state in the same call, nearly all others go through the feedback topic.
-@pytest.mark.parametrize(("shards", "cache"), [(128, 8_000_000), (2, 0)])
+def _bias(previous: int, nxt: int, p: float, q: float) -> float:
+    """Node2vec's bias of a toy-graph hop to `nxt` after `previous` (item 0 leads to 1)."""
+    if nxt == previous:
+        return 1 / p
+    return 1.0 if nxt in TOY_GRAPH.get(previous, {1: 1}) else 1 / q
+
+
+# Replicated: two walk tasks, first-order and Node2vec. Routed, 128 shards, items kept
+# decoded: each toy item is its own shard, and hops step on through the items the task holds
+# decoded; 2 shards, none kept (but the newest): hops within a shard read its state in the
+# same call, nearly all others go through the feedback topic.
+@pytest.mark.parametrize(
+    ("stage", "parallelism", "shards", "cache", "p", "q"),
+    [
+        ("replicated", 2, 128, 8_000_000, 1.0, 1.0),
+        ("replicated", 2, 128, 8_000_000, 0.5, 2.0),
+        ("routed", 1, 128, 8_000_000, 1.0, 1.0),
+        ("routed", 1, 2, 0, 1.0, 1.0),
+    ],
+    ids=["replicated", "replicated-node2vec", "routed-decoded", "routed-2-shards"],
+)
 def test_streamed_walks_follow_the_transition_counts(
-    local_stack: Settings, unique: str, tmp_path: Path, shards: int, cache: int
+    local_stack: Settings,
+    unique: str,
+    tmp_path: Path,
+    stage: str,
+    parallelism: int,
+    shards: int,
+    cache: int,
+    p: float,
+    q: float,
 ) -> None:
     rate = 100
-    world = job_world(local_stack, unique, tmp_path, **{"flink.parallelism": 1,
+    world = job_world(local_stack, unique, tmp_path, **{"flink.parallelism": parallelism,
                       "stream.walks_per_weight": rate, "stream.emit_counts": "false",
+                      "stream.walk_stage": stage, "walks.p": p, "walks.q": q,
                       "stream.item_shards": shards,
                       "stream.item_cache_neighbours": cache})  # fmt: skip
     events, _ = _toy_graph_events()  # phase 1: the toy graph
@@ -670,35 +696,45 @@ def test_streamed_walks_follow_the_transition_counts(
     late = [w["items"] for w in walks if w["newest_event_time"] == phase_two + 1]
     assert len(late) == 50 * rate
     assert all(path[:2] == [0, 1] for path in late)
-    # Full length or stopped at item 5, the only item without out-edges. (An early walk may
-    # also stop at an item whose first transition is not counted yet when it arrives: walk
-    # hops and transitions race to the item function. Phase two's transitions come after
-    # all of phase one's, so its walks only meet complete counts.)
+    # Full length or stopped at item 5, the only item without out-edges. (An early routed
+    # walk may also stop at an item whose first transition is not counted yet when it
+    # arrives: walk hops and transitions race to the item function. Phase two's transitions
+    # come after all of phase one's, so its walks only meet complete counts.)
     assert all(len(path) == 10 or path[-1] == 5 for path in late)
-    hops: dict[int, Counter[int]] = {item: Counter() for item in TOY_GRAPH}
+    # Each hop by the item it leaves and the one before (Node2vec's state; first-order hops
+    # do not depend on the one before, and are tested the same way).
+    hops: dict[tuple[int, int], Counter[int]] = {}
     for path in late:
-        for here, there in pairwise(path[1:]):
-            hops[here][there] += 1
-    # One chi-square test over every item's hops (the statistics and degrees of freedom add
-    # up), so the chance of a false alarm is 1%, not about 4% for four tests at 1% each.
+        for previous, here, there in zip(path, path[1:], path[2:], strict=False):
+            hops.setdefault((previous, here), Counter())[there] += 1
+    # One chi-square test over every state with enough hops (the statistics and degrees of
+    # freedom add up), so the chance of a false alarm is 1%, not 1% per state.
     statistic, dof, table = 0.0, 0, {}
-    for item, row in TOY_GRAPH.items():
-        observed = [hops[item][n] for n in row]
-        assert sum(observed) == sum(hops[item].values())
-        total = sum(row.values())
-        expected = [sum(observed) * c / total for c in row.values()]
+    for (previous, here), observed_hops in hops.items():
+        row = TOY_GRAPH[here]
+        assert set(observed_hops) <= set(row)
+        odds = {nxt: count * _bias(previous, nxt, p, q) for nxt, count in row.items()}
+        total = sum(odds.values())
+        observed = [observed_hops[n] for n in row]
+        expected = [sum(observed) * odds[n] / total for n in row]
+        if min(expected) < 5:
+            continue
         statistic += float(chisquare(observed, expected).statistic)
         dof += len(row) - 1
-        table[item] = (observed, expected)
+        table[previous, here] = (observed, expected)
+    assert dof >= 6, table  # most hops are tested
     assert chi2.sf(statistic, dof) > 0.01, table
 
-    # Phase two's hops that crossed Kafka: with items kept decoded, only those to item 5 (no
-    # counts, so never decoded); else those to the other shard (one item may stay decoded).
     crossed: Counter[int] = Counter()
     for *_, value in read_topic(world.settings, world.topic("walk_hops")):
         for item, batch in json.loads(value)["walks"].items():
             crossed[int(item)] += sum(newest == phase_two + 1 for _, newest in batch)
-    if cache:
+    if stage == "replicated":  # every walk is stepped to its end where it starts
+        assert crossed.total() == 0
+    elif cache:
+        # Phase two's hops that crossed Kafka: with items kept decoded, only those to item 5
+        # (no counts, so never decoded); else those to the other shard (one item may stay
+        # decoded).
         assert {item for item, n in crossed.items() if n} == {5}, crossed
     else:
         across = Counter(b for p in late for a, b in pairwise(p) if a % shards != b % shards)
