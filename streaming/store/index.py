@@ -7,8 +7,9 @@ Readers load both once per version and search locally. The graph holds the vecto
 quantized to int8, which builds faster than float32 (1.6 times at 1,000,000 items); a search
 takes `RERANK_EXTRA` more candidates from it than asked for and ranks them by their exact
 float32 cosines, so every score is exact and only the candidate search is approximate.
-Items added to the version after the index was built (cold items) are scanned exactly and
-merged. A version without an index is scanned exactly as a whole.
+An index of fewer than `EXACT_BELOW` rows is not searched through its graph: its rows are
+scanned exactly. Items added to the version after the index was built (cold items) are
+scanned exactly and merged. A version without an index is scanned exactly as a whole.
 
 A graph blob is parsed by usearch's own loader (no pickle), which trusts the structure it
 reads: `load_index` first checks both blobs against the BLAKE2b digest the publisher stored
@@ -28,6 +29,7 @@ from usearch.index import BatchMatches, Index
 from streaming.errors import StoreError
 
 __all__ = [
+    "EXACT_BELOW",
     "BuiltIndex",
     "ItemIndex",
     "Neighbours",
@@ -39,7 +41,14 @@ __all__ = [
 
 Matrix = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.int64]
+Scores = npt.NDArray[np.float64]
 Found = list[tuple[int, float]]
+
+EXACT_BELOW = 1_000
+"""An index of fewer rows than this is scanned exactly instead of searched through its graph.
+On so few items an exact scan costs tens of microseconds per query (less than the graph search
+with its re-rank) and is always right, so a graph search there would only risk recall: a graph
+built on several threads can miss a true neighbour even among a few hundred items."""
 
 # HNSW build: 12 links per node, 56 candidates per insert; a search explores 128 candidates
 # and re-ranks RERANK_EXTRA more than asked for by exact cosine. Measured on planted
@@ -52,7 +61,7 @@ EXPANSION_SEARCH = 128
 RERANK_EXTRA = 30
 # Exact scans compare at most this many query-item pairs at once (memory of a score block).
 _SCAN_BLOCK = 4_000_000
-# Re-ranking gathers at most this many candidate vector components at once (32 MB).
+# Scoring candidates gathers at most this many of their vector components at once (32 MB).
 _RERANK_FLOATS = 8_000_000
 _ID = np.dtype("<i8")
 _COMPONENT = np.dtype("<f4")
@@ -154,7 +163,9 @@ def load_index(rows: bytes, graph: bytes, expected_digest: str, dim: int, count:
 class Neighbours:
     """Search over one version at one size: an optional index, plus items scanned exactly.
 
-    Every vector comes from the same version; scores are cosines.
+    The index's graph is searched when it holds at least `EXACT_BELOW` rows; a smaller index
+    has its rows scanned exactly. Every vector comes from the same version; scores are
+    cosines.
     """
 
     index: ItemIndex | None
@@ -176,9 +187,11 @@ class Neighbours:
         if exclude is not None:
             exclude = np.asarray(exclude, dtype=np.int64).reshape(len(queries), -1)
         want = k + (exclude.shape[1] if exclude is not None else 0)
-        parts = [self._scan(unit, want)]
-        if self.index is not None and len(self.index.ids):
+        parts = [_exact_top(unit, want, self.ids, self.unit)]
+        if self.index is not None and len(self.index.ids) >= EXACT_BELOW:
             parts.append(self._search(unit, want))
+        elif self.index is not None:
+            parts.append(_exact_top(unit, want, self.index.ids, self.index.unit))
         ids = np.concatenate([p[0] for p in parts], axis=1)
         scores = np.concatenate([p[1] for p in parts], axis=1)
         if exclude is not None:
@@ -196,7 +209,7 @@ class Neighbours:
             for row_ids, row_scores in zip(top_ids.tolist(), top_scores.tolist(), strict=True)
         ]
 
-    def _search(self, unit: Matrix, want: int) -> tuple[Ids, npt.NDArray[np.float64]]:
+    def _search(self, unit: Matrix, want: int) -> tuple[Ids, Scores]:
         """The graph's `want + RERANK_EXTRA` candidates per query, scored by exact cosine."""
         assert self.index is not None
         with self._lock:  # one search at a time per index; it uses every core itself
@@ -209,30 +222,38 @@ class Neighbours:
             counts = np.array([keys.shape[1]])
         found = np.arange(keys.shape[1])[None, :] < counts[:, None]
         rows = np.where(found, keys, 0).astype(np.int64)
-        scores = np.empty(rows.shape, dtype=np.float64)
-        block = max(1, _RERANK_FLOATS // max(1, rows.shape[1] * unit.shape[1]))
-        for start in range(0, len(unit), block):
-            part = slice(start, start + block)
-            candidates = self.index.unit[rows[part]]
-            scores[part] = np.einsum("qd,qcd->qc", unit[part], candidates)
+        scores = _cosines(unit, self.index.unit, rows)
         return self.index.ids[rows], np.where(found, scores, -np.inf)
 
-    def _scan(self, unit: Matrix, want: int) -> tuple[Ids, npt.NDArray[np.float64]]:
-        """Exact top-`want` of the scanned items by partial selection, in blocks of queries."""
-        n = len(self.ids)
-        take = min(want, n)
-        ids = np.zeros((len(unit), take), dtype=np.int64)
-        scores = np.full((len(unit), take), -np.inf)
-        if take == 0:
-            return ids, scores
-        block = max(1, _SCAN_BLOCK // n)
-        for start in range(0, len(unit), block):
-            rows = slice(start, start + block)
-            all_scores = unit[rows] @ self.unit.T
-            if take < n:
-                top = np.argpartition(-all_scores, take - 1, axis=1)[:, :take]
-            else:
-                top = np.broadcast_to(np.arange(n), all_scores.shape)
-            ids[rows] = self.ids[top]
-            scores[rows] = np.take_along_axis(all_scores, top, axis=1)
-        return ids, scores
+
+def _exact_top(queries: Matrix, want: int, ids: Ids, unit: Matrix) -> tuple[Ids, Scores]:
+    """For each query row, the `want` items (of `ids`, whose unit vectors are the rows of
+    `unit`) with the highest cosines, in no particular order, or every item when there are
+    fewer: exact, selected by partial selection in blocks of queries, then scored by
+    `_cosines`."""
+    n = len(ids)
+    take = min(want, n)
+    top = np.zeros((len(queries), take), dtype=np.int64)
+    if take == 0:
+        return top, np.full(top.shape, -np.inf)
+    block = max(1, _SCAN_BLOCK // n)
+    for start in range(0, len(queries), block):
+        rows = slice(start, start + block)
+        all_scores = queries[rows] @ unit.T
+        if take < n:
+            top[rows] = np.argpartition(-all_scores, take - 1, axis=1)[:, :take]
+        else:
+            top[rows] = np.arange(n)
+    return ids[top], _cosines(queries, unit, top)
+
+
+def _cosines(queries: Matrix, unit: Matrix, rows: Ids) -> Scores:
+    """Cosine of query row i with each unit vector `unit[rows[i]]`, query by query, so that a
+    score does not depend on the other queries of the batch (a matrix product's last bits
+    do)."""
+    scores = np.empty(rows.shape, dtype=np.float64)
+    block = max(1, _RERANK_FLOATS // max(1, rows.shape[1] * queries.shape[1]))
+    for start in range(0, len(queries), block):
+        part = slice(start, start + block)
+        scores[part] = np.einsum("qd,qcd->qc", queries[part], unit[rows[part]])
+    return scores

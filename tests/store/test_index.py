@@ -1,4 +1,8 @@
-"""The in-process search of one version: index and exact scan agree with brute force."""
+"""The in-process search of one version: index and exact scan agree with brute force.
+
+A graph is searched only on an index of at least `EXACT_BELOW` rows, so the tests of the graph
+search use versions of `GRAPH_SIZE` items.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from hypothesis import strategies as st
 
 from streaming.errors import StoreError
 from streaming.store.index import (
+    EXACT_BELOW,
     BuiltIndex,
     ItemIndex,
     Neighbours,
@@ -18,6 +23,7 @@ from streaming.store.index import (
 )
 
 DIM = 8
+GRAPH_SIZE = 2 * EXACT_BELOW
 
 
 def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,11 +50,14 @@ def _scan(ids: np.ndarray, vectors: np.ndarray) -> Neighbours:
 
 def test_the_exact_scan_is_brute_force_by_partial_selection() -> None:
     ids, vectors = _data(500, seed=1)
-    found = _scan(ids, vectors).nearest(vectors[:20], 7, ids[:20])
+    scan = _scan(ids, vectors)
+    found = scan.nearest(vectors[:20], 7, ids[:20])
     for row, (item, vector) in enumerate(zip(ids[:20], vectors[:20], strict=True)):
         expected_ids, expected_scores = _brute(ids, vectors, vector, 7, int(item))
         assert [other for other, _ in found[row]] == expected_ids
         np.testing.assert_allclose([s for _, s in found[row]], expected_scores, atol=1e-6)
+    # a query asked alone gets the same answer, to the last bit of every score
+    assert [scan.nearest(vectors[i : i + 1], 7, ids[i : i + 1])[0] for i in range(20)] == found
 
 
 def test_a_query_by_vector_excludes_nothing() -> None:
@@ -58,11 +67,12 @@ def test_a_query_by_vector_excludes_nothing() -> None:
     assert found[0][1] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_the_index_finds_what_brute_force_finds_on_a_small_version() -> None:
-    ids, vectors = _data(300, seed=3)
-    searched = Neighbours(_load(build_index(ids, vectors, threads=1), 300), ids[:0], vectors[:0])
-    found = searched.nearest(vectors[:30], 5, ids[:30])
-    for row in range(30):
+def test_the_graph_finds_what_brute_force_finds() -> None:
+    ids, vectors = _data(GRAPH_SIZE, seed=3)
+    built = build_index(ids, vectors, threads=1)
+    searched = Neighbours(_load(built, GRAPH_SIZE), ids[:0], vectors[:0])
+    found = searched.nearest(vectors[:100], 5, ids[:100])
+    for row in range(100):
         expected_ids, expected_scores = _brute(ids, vectors, vectors[row], 5, int(ids[row]))
         assert [other for other, _ in found[row]] == expected_ids
         np.testing.assert_allclose([s for _, s in found[row]], expected_scores, atol=1e-5)
@@ -70,14 +80,58 @@ def test_the_index_finds_what_brute_force_finds_on_a_small_version() -> None:
 
 
 def test_items_added_after_the_index_are_merged_in() -> None:
-    ids, vectors = _data(300, seed=4)
-    index = _load(build_index(ids[:250], vectors[:250], threads=1), 250)
-    merged = Neighbours(index, ids[250:], unit_rows(vectors[250:]))
-    assert merged.size == 300
-    found = merged.nearest(vectors[240:260], 6, ids[240:260])
-    for row, i in enumerate(range(240, 260)):
+    ids, vectors = _data(GRAPH_SIZE + 50, seed=4)
+    index = _load(build_index(ids[:GRAPH_SIZE], vectors[:GRAPH_SIZE], threads=1), GRAPH_SIZE)
+    merged = Neighbours(index, ids[GRAPH_SIZE:], unit_rows(vectors[GRAPH_SIZE:]))
+    assert merged.size == GRAPH_SIZE + 50
+    queries = range(GRAPH_SIZE - 25, GRAPH_SIZE + 25)  # indexed and added items alike
+    found = merged.nearest(vectors[queries], 6, ids[queries])
+    for row, i in enumerate(queries):
         expected_ids, _ = _brute(ids, vectors, vectors[i], 6, int(ids[i]))
         assert [other for other, _ in found[row]] == expected_ids
+    added = {int(item) for item in ids[GRAPH_SIZE:]}
+    assert any(other in added for row in found for other, _ in row)
+    assert any(other not in added for row in found for other, _ in row)
+
+
+def _foreign_graph(ids: np.ndarray, vectors: np.ndarray) -> ItemIndex:
+    """An index of `vectors` whose graph was built from other vectors: a search of the graph
+    answers wrongly, an exact scan of the rows answers right."""
+    other = np.random.default_rng(99).standard_normal(vectors.shape).astype(np.float32)
+    graph = _load(build_index(ids, other, threads=1), len(ids)).graph
+    return ItemIndex(graph, ids, unit_rows(vectors))
+
+
+def test_an_index_below_the_threshold_is_scanned_exactly_whatever_its_graph() -> None:
+    """Recall 1.0 below `EXACT_BELOW`: the rows are scanned, the graph is never asked."""
+    ids, vectors = _data(EXACT_BELOW + 9, seed=9)
+    small, cold = slice(0, EXACT_BELOW - 1), slice(EXACT_BELOW - 1, None)
+    searched = Neighbours(
+        _foreign_graph(ids[small], vectors[small]), ids[cold], unit_rows(vectors[cold])
+    )
+    found = searched.nearest(vectors, 10, ids)
+    for row, (item, vector) in enumerate(zip(ids, vectors, strict=True)):
+        expected_ids, expected_scores = _brute(ids, vectors, vector, 10, int(item))
+        assert [other for other, _ in found[row]] == expected_ids
+        np.testing.assert_allclose([s for _, s in found[row]], expected_scores, atol=1e-6)
+
+
+def test_an_index_at_the_threshold_is_searched_through_its_graph() -> None:
+    """The same foreign graph at `EXACT_BELOW` rows is searched: most answers are wrong."""
+    ids, vectors = _data(EXACT_BELOW, seed=9)
+    found = Neighbours(_foreign_graph(ids, vectors), ids[:0], vectors[:0]).nearest(vectors, 10, ids)
+    right = sum(
+        [other for other, _ in row] == _brute(ids, vectors, vector, 10, int(item))[0]
+        for row, item, vector in zip(found, ids, vectors, strict=True)
+    )
+    assert right < len(ids) // 2
+
+
+def test_a_small_index_of_fewer_items_than_asked() -> None:
+    ids, vectors = _data(3, seed=5)
+    searched = Neighbours(_load(build_index(ids, vectors, threads=1), 3), ids[:0], vectors[:0])
+    assert [len(row) for row in searched.nearest(vectors, 10, ids)] == [2, 2, 2]
+    assert [len(row) for row in searched.nearest(vectors, 10, None)] == [3, 3, 3]
 
 
 def test_small_versions_and_degenerate_queries() -> None:
@@ -92,8 +146,9 @@ def test_small_versions_and_degenerate_queries() -> None:
 
 def test_scores_are_exact_cosines_though_the_graph_holds_int8() -> None:
     """Candidates come from the quantized graph; every returned score is the float32 cosine."""
-    ids, vectors = _data(400, seed=7)
-    searched = Neighbours(_load(build_index(ids, vectors, threads=1), 400), ids[:0], vectors[:0])
+    ids, vectors = _data(GRAPH_SIZE, seed=7)
+    built = build_index(ids, vectors, threads=1)
+    searched = Neighbours(_load(built, GRAPH_SIZE), ids[:0], vectors[:0])
     unit = unit_rows(vectors)
     for query, row in enumerate(searched.nearest(vectors[:50], 10, None)):
         assert len(row) == 10
