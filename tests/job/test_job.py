@@ -28,11 +28,13 @@ from streaming.kafka_clients import kafka_python_config
 from streaming.producer import produce_file
 from streaming.rating_files import load_events
 from streaming.records import (
+    ITEM_STAGE,
     UserItems,
     event_to_json,
     read_late_event,
     read_sample,
     read_user_items,
+    walk_task_holder,
 )
 from streaming.trainer.corpus import UserTransition
 from streaming.trainer.cycles import chain
@@ -235,11 +237,15 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
     upgrade = ["stream.transition_samples=true", "users.enabled=true"]
     upgraded = replace(world, flags=[*world.flags, *(f for a in upgrade for f in ("--set", a))])
     restored = upgraded.start("--from", "earliest", "--from-checkpoint", "latest")
+    walk_tasks = [walk_task_holder(task) for task in range(world.settings.flink.parallelism)]
     try:
         poll(
-            lambda: _same_weights(final_counts(world.settings, as_of), expected),
+            lambda: all(
+                _same_weights(final_counts(world.settings, as_of, holder), expected)
+                for holder in [ITEM_STAGE, *walk_tasks]
+            ),
             240,
-            "the oracle's weights",
+            "the oracle's weights in the item stage and every walk task",
         )
     finally:
         JobWorld.kill(restored)
@@ -248,6 +254,8 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
         assert _same_weights(final, expected)
     else:
         assert final == expected
+    # Every walk task's step tables are the item stage's, bit for bit.
+    assert all(final_counts(world.settings, as_of, holder) == final for holder in walk_tasks)
     samples = read_topic(world.settings, world.topic("samples"))
     assert any(json.loads(value)["kind"] == "transition" for *_, value in samples)
     assert read_topic(world.settings, world.topic("users"))
@@ -299,7 +307,8 @@ def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
     assignments = world.flags[1::2]
     variants = {
         "live": assignments,
-        "batched": [*assignments, "stream.hop_batch_ms=200"],
+        "routed": [*assignments, "stream.walk_stage=routed"],
+        "batched": [*assignments, "stream.walk_stage=routed", "stream.hop_batch_ms=200"],
         "transitions": [*assignments, "stream.transition_samples=true"],
         "users": [*assignments, "users.enabled=true"],
         "bounded": [*assignments, "--until"],
@@ -310,18 +319,31 @@ def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     uids = {name: set(found) for name, found in json.loads(printed.splitlines()[-1]).items()}
-    live = uids["live"]
+    live, routed = uids["live"], uids["routed"]
     # Gained operators only, all of the part that changed: every live state still restores.
-    assert live < uids["batched"]
-    assert all(u.startswith("hops-") for u in uids["batched"] - live)
+    assert routed < uids["batched"]
+    assert all(u.startswith("hops-") for u in uids["batched"] - routed)
     assert live < uids["transitions"]
     assert all("transition" in u for u in uids["transitions"] - live)
     assert live < uids["users"]
     assert all("users" in u for u in uids["users"] - live)
-    # The items' weights are of one half-life: another one must not restore them.
+    # The items' weights, and the walk tasks' step tables, are of one half-life: another one
+    # must not restore them.
     (items,) = {u for u in live if u.startswith("items-v3-")}
-    assert uids["decayed"] - live == {f"{items}-half-life-3600.0s"}
-    assert live - uids["decayed"] == {items}
+    (tables,) = {u for u in live if u.startswith("walk-tasks-")}
+    assert items.endswith("-shards-replicated")
+    decayed = {
+        items.replace("-replicated", "-half-life-3600.0s-replicated"),
+        f"{tables}-half-life-3600.0s",
+    }
+    assert uids["decayed"] - live == decayed
+    assert live - uids["decayed"] == {items, tables}
+    # Routed walks leave the step tables out: a routed job's checkpoint must not restore the
+    # items beside empty ones (nor a replicated one's items without them).
+    assert items.removesuffix("-replicated") in routed
+    assert items not in routed
+    assert not any(u.startswith("walk-tasks-") for u in routed)
+    assert any(u.startswith("hops-") for u in routed)
     stateful = ("ratings-", "order-", "sightings-")
     assert {u for u in uids["bounded"] if u.startswith(stateful)} == {
         u for u in live if u.startswith(stateful)
