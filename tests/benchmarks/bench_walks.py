@@ -1,11 +1,15 @@
-"""Walk generation (`make bench`): walk steps per second through the running job.
+"""Walk generation (`make bench`): walk steps per second through the running job, per walk
+stage and parallelism.
 
-Runs its own Kafka on free loopback ports, writes a synthetic topic, starts the job from
+Runs its own Kafka on free loopback ports, writes a synthetic topic, and for each variant
+("STAGE:PARALLELISM", `stream.walk_stage` and `flink.parallelism`) starts the job from
 `earliest` with `--walks-per-weight` walks per transition and lets it run until the samples
-stop growing. A walk of n items made n - 1 steps (hops), each drawn where the item's counts
-live and, but for the last, sent through the feedback topic to the next item's task. The
-rate is the steps of all samples over the time between the first and the last sample's
-Kafka timestamp (the job's start-up is not in it), repeated `--repeats` times.
+stop growing. A walk of n items made n - 1 steps (hops). The rate is the steps of all
+samples over the time between the first and the last sample's Kafka timestamp (the job's
+start-up is not in it). Also per run: messages on the feedback topic per step (routed walks
+send one per hop that leaves a task; replicated ones none), and the peak resident memory of
+the job's processes (the JVM, with the Python functions in it). Variants take turns within
+each of `--repeats` rounds, so they share the machine's moods; medians per variant.
 """
 
 from __future__ import annotations
@@ -50,16 +54,32 @@ def _has_samples(settings: Settings, topic: str) -> bool:
         return False
 
 
+def _peak_rss(session: int) -> int:
+    """Bytes: the sum of the peak resident sets of the processes in `session` (VmHWM)."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if os.getsid(int(status.parent.name)) != session:
+                continue
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):  # the process ended meanwhile
+            continue
+        if "VmHWM" in fields:
+            total += int(fields["VmHWM"].split()[0]) * 1024
+    return total
+
+
 def _run(
     settings: Settings, flags: list[str], quiet_s: float, start_s: float = 180
 ) -> dict[str, float]:
     """Run the job until no new sample arrived for `quiet_s` after the first; measure its
-    samples."""
+    samples, the feedback topic's messages and the job's peak memory."""
     topic = settings.kafka.topics.samples
     job = subprocess.Popen(
         [sys.executable, "-m", "streaming.cli", *flags, "job", "--from", "earliest"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
+    peak = 0
     try:
         # The quiet period starts with the first sample: a slow start-up once ended a run
         # after 41 steps.
@@ -74,7 +94,9 @@ def _run(
             count = _end(settings, topic)
             if count != seen:
                 seen, changed = count, time.monotonic()
-            print(f"  {count:,} walks so far", flush=True)
+            peak = max(peak, _peak_rss(job.pid))
+            print(f"  {count:,} walk records so far", flush=True)
+        hop_messages = _end(settings, settings.kafka.topics.walk_hops)
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
@@ -83,7 +105,8 @@ def _run(
     stamps = [stamp for stamp, _ in walks]
     steps = sum(len(sample.items) - 1 for _, sample in walks)
     seconds = (max(stamps) - min(stamps)) / 1000
-    return {"walks": len(walks), "steps": steps, "seconds": seconds, "rate": steps / seconds}
+    return {"walks": len(walks), "steps": steps, "seconds": seconds, "rate": steps / seconds,
+            "hop_messages_per_step": hop_messages / steps, "peak_rss_bytes": peak}  # fmt: skip
 
 
 def main() -> int:
@@ -92,10 +115,16 @@ def main() -> int:
     )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--walks-per-weight", type=float, default=1.0)
+    parser.add_argument(
+        "--variants",
+        default="replicated:1,replicated:2,routed:1,routed:2",
+        help="STAGE:PARALLELISM,...: stream.walk_stage and flink.parallelism of each variant",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "walks.json")
     args = parser.parse_args()
-    runs = []
+    variants = [tuple(v.split(":")) for v in args.variants.split(",")]
+    runs: dict[str, list[dict[str, float]]] = {f"{s}:{p}": [] for s, p in variants}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         settings, assignments = private_settings(tmp / "home")
@@ -106,32 +135,57 @@ def main() -> int:
                 settings, tmp, "bench.ratings", args.events, items=5_000, communities=50, seed=3
             )
             for repeat in range(args.repeats):
-                run = f"w{repeat}"
-                extra = [
-                    "kafka.topics.ratings=bench.ratings",
-                    f"stream.group_id=bench-{run}",
-                    f"stream.walks_per_weight={args.walks_per_weight}",
-                    f"flink.checkpoint_dir={tmp / run}",
-                    *(f"kafka.topics.{name}=bench-{run}.{name}"
-                      for name in ("dead_letter", "late", "samples", "items", "walk_hops")),
-                ]  # fmt: skip
-                run_settings = load_settings(overrides=parse_assignments([*assignments, *extra]))
-                flags = [part for a in [*assignments, *extra] for part in ("--set", a)]
-                result = _run(run_settings, flags, quiet_s=20)
-                runs.append(result)
-                print(
-                    f"walks run {repeat + 1}: {result['steps']:,} steps in "
-                    f"{result['seconds']:.1f} s = {result['rate']:,.0f} steps/s",
-                    flush=True,
-                )
+                for stage, parallelism in variants:
+                    run = f"w{repeat}-{stage}-{parallelism}"
+                    extra = [
+                        "kafka.topics.ratings=bench.ratings",
+                        f"stream.group_id=bench-{run}",
+                        f"stream.walks_per_weight={args.walks_per_weight}",
+                        f"stream.walk_stage={stage}",
+                        f"flink.parallelism={parallelism}",
+                        f"flink.checkpoint_dir={tmp / run}",
+                        *(f"kafka.topics.{name}=bench-{run}.{name}"
+                          for name in ("dead_letter", "late", "samples", "items", "walk_hops")),
+                    ]  # fmt: skip
+                    run_settings = load_settings(
+                        overrides=parse_assignments([*assignments, *extra])
+                    )
+                    flags = [part for a in [*assignments, *extra] for part in ("--set", a)]
+                    result = _run(run_settings, flags, quiet_s=20)
+                    runs[f"{stage}:{parallelism}"].append(result)
+                    print(
+                        f"{stage} walks at parallelism {parallelism}, round {repeat + 1}: "
+                        f"{result['steps']:,} steps in {result['seconds']:.1f} s = "
+                        f"{result['rate']:,.0f} steps/s, "
+                        f"{result['hop_messages_per_step']:.3f} feedback messages per step, "
+                        f"peak memory {result['peak_rss_bytes'] / 2**30:.2f} GiB",
+                        flush=True,
+                    )
         finally:
             stack.down()
-    rate = statistics.median(run["rate"] for run in runs)
-    result = {"date": time.strftime("%Y-%m-%d"), "events": args.events, "runs": runs,
-              "median_steps_per_s": rate}  # fmt: skip
+    medians = {
+        variant: {
+            key: statistics.median(run[key] for run in done)
+            for key in ("rate", "hop_messages_per_step", "peak_rss_bytes")
+        }
+        for variant, done in runs.items()
+    }
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "events": args.events,
+        "walks_per_weight": args.walks_per_weight,
+        "runs": runs,
+        "medians": medians,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"walk steps: {rate:,.0f}/s (median of {args.repeats}); results: {args.out}")
+    for variant, median in medians.items():
+        print(
+            f"{variant}: {median['rate']:,.0f} steps/s, {median['hop_messages_per_step']:.3f} "
+            f"feedback messages per step, peak {median['peak_rss_bytes'] / 2**30:.2f} GiB "
+            f"(medians of {args.repeats})"
+        )
+    print(f"results: {args.out}")
     return 0
 
 
