@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from kafka.partitioner.default import murmur2
+
 from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, load_settings, parse_assignments
 from streaming.embeddings.graph import transition_graph, user_sequences
@@ -109,6 +111,13 @@ def final_counts(
             weight *= 2 ** ((stored_as_of - as_of) / half_life)
         counts[(src, dst)] = max(weight, counts.get((src, dst), 0.0))
     return counts
+
+
+def a_user_per_partition(partitions: int, users: range) -> dict[int, int]:
+    """partition -> one of `users` whose events the producer (murmur2 of the key) sends there."""
+    chosen = {(murmur2(str(u).encode()) & 0x7FFFFFFF) % partitions: u for u in users}
+    assert len(chosen) == partitions
+    return chosen
 
 
 def synthetic(tmp: Path, events: int, seed: int) -> Path:

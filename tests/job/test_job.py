@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.partitioner.default import murmur2
 from scipy.stats import chi2, chisquare
 
 from streaming.config import Settings
@@ -39,7 +38,14 @@ from streaming.records import (
 from streaming.trainer.corpus import UserTransition
 from streaming.trainer.cycles import chain
 from tests.conftest import poll
-from tests.job.jobs import JobWorld, batch_counts, final_counts, job_world, synthetic
+from tests.job.jobs import (
+    JobWorld,
+    a_user_per_partition,
+    batch_counts,
+    final_counts,
+    job_world,
+    synthetic,
+)
 from tests.kafka_records import read_topic, send_events, send_raw
 
 pytestmark = pytest.mark.integration
@@ -508,13 +514,6 @@ def _oracle_in_arrival_order(events: list[Event]) -> dict[tuple[int, int], int]:
     return dict(counts)
 
 
-def _a_user_per_partition(partitions: int, users: range) -> dict[int, int]:
-    """partition -> one of `users` whose events the producer (murmur2 of the key) sends there."""
-    chosen = {(murmur2(str(u).encode()) & 0x7FFFFFFF) % partitions: u for u in users}
-    assert len(chosen) == partitions
-    return chosen
-
-
 def test_events_behind_the_watermark_go_to_the_late_topic(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
@@ -523,7 +522,7 @@ def test_events_behind_the_watermark_go_to_the_late_topic(
     ignored like any low rating."""
     world = job_world(local_stack, unique, tmp_path, **{"stream.walks_per_weight": 0})
     partitions = world.settings.kafka.partitions
-    later = _a_user_per_partition(partitions, range(100, 200))
+    later = a_user_per_partition(partitions, range(100, 200))
     on_time = [Event(1, 10, 5.0, 1_000), Event(1, 11, 5.0, 1_001)]
     # a later event in every partition moves the watermark past the first two
     send_events(world.settings, world.topic("ratings"), [
@@ -564,7 +563,7 @@ def test_events_of_a_source_task_that_was_idle_are_late_not_lost(
     )  # fmt: skip
     partitions = world.settings.kafka.partitions
     assert (partitions, world.settings.flink.parallelism) == (4, 2)
-    user_in = _a_user_per_partition(partitions, range(100, 200))
+    user_in = a_user_per_partition(partitions, range(100, 200))
     even = [Event(user_in[0], 10, 5.0, 1_000), Event(user_in[0], 11, 5.0, 1_001)]
     send_events(world.settings, world.topic("ratings"), [
         *even, *(Event(user_in[p], 1, 5.0, 10**6) for p in (0, 2))])  # fmt: skip
@@ -626,7 +625,7 @@ def test_background_refresh_starts_walks_in_proportion_to_weight(
     # A later event in every ratings partition releases every transition at once, so the
     # graph is complete well before the first refresh (an interval after an item's first).
     partitions = world.settings.kafka.partitions
-    later = _a_user_per_partition(partitions, range(10**6, 10**6 + 100))
+    later = a_user_per_partition(partitions, range(10**6, 10**6 + 100))
     events += [Event(u, 1, 5.0, 10**7) for u in later.values()]
     send_events(world.settings, world.topic("ratings"), events)
 
@@ -814,7 +813,7 @@ def test_no_record_stops_a_live_job_or_moves_its_event_time(
         send_events(world.settings, world.topic("ratings"), valid[:half])
         send_raw(world.settings, world.topic("ratings"), [(k, v) for _, k, v in nasty])
         # the rest, then an event in every partition that moves the watermark past them all
-        later = _a_user_per_partition(world.settings.kafka.partitions, range(100, 200))
+        later = a_user_per_partition(world.settings.kafka.partitions, range(100, 200))
         send_events(world.settings, world.topic("ratings"), [
             *valid[half:], *(Event(u, 1, 5.0, 10**6) for u in later.values())])  # fmt: skip
         expected = _oracle(valid)
@@ -851,7 +850,7 @@ def test_a_live_job_far_behind_does_not_take_a_stalled_partition_for_an_idle_one
         **{"stream.idle_timeout_s": 1, "stream.walks_per_weight": 0,
            "stream.behind_idle_timeout_s": 60},
     )  # fmt: skip
-    user_in = _a_user_per_partition(4, range(100, 200))
+    user_in = a_user_per_partition(4, range(100, 200))
     producer = KafkaProducer(**kafka_python_config(kafka), acks="all")
     long_ago_ms = 10**10  # broker time in 1970: every record is read far behind it
 
@@ -869,9 +868,7 @@ def test_a_live_job_far_behind_does_not_take_a_stalled_partition_for_an_idle_one
     ahead = pair((0, 2), 10**6, (3, 4))  # the even partitions run far ahead
     resumed = pair((1, 3), 2_000, (5, 6))  # the odd ones' next records, after their pause
     # single ratings of other users in every partition, far later: they release all the rest
-    flush = [
-        Event(u, 1, 5.0, 3 * 10**6) for u in _a_user_per_partition(4, range(200, 300)).values()
-    ]
+    flush = [Event(u, 1, 5.0, 3 * 10**6) for u in a_user_per_partition(4, range(200, 300)).values()]
     send(backlog)
     job = world.start("--from", "earliest")
     try:

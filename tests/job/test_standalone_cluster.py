@@ -1,8 +1,9 @@
 """The job on a real standalone Flink cluster, submitted with `flink run`, not the mini-cluster.
 
 The cluster comes from the scripts the apache-flink package ships (pyflink/bin): one JobManager
-and one TaskManager with two slots, as two JVMs on loopback, with their own config, logs and
-temporary files under the test's directory. The batch pipeline is the oracle, as in test_job.
+and two TaskManagers with one slot each, as three JVMs on loopback (a job at parallelism 2 runs in
+two processes, as on separate machines), with their own config, logs and temporary files under
+the test's directory. The batch pipeline is the oracle, as in test_job.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +29,27 @@ import pytest
 import yaml
 
 from streaming.config import Settings
+from streaming.core.events import Event
 from streaming.producer import produce_file
+from streaming.rating_files import load_events
+from streaming.records import ITEM_STAGE, read_sample, walk_task_holder
 from tests.conftest import poll
-from tests.job.jobs import JobWorld, batch_counts, final_counts, job_world, synthetic
+from tests.job.jobs import (
+    JobWorld,
+    a_user_per_partition,
+    batch_counts,
+    final_counts,
+    job_world,
+    synthetic,
+)
+from tests.kafka_records import read_topic, send_events
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 PYFLINK = Path(pyflink.__file__).parent
-SLOTS = 2
+TASK_MANAGERS = 2
+SLOTS = TASK_MANAGERS  # one per TaskManager
 
 
 def _config(root: Path, rest_port: int) -> dict[str, object]:
@@ -56,7 +70,7 @@ def _config(root: Path, rest_port: int) -> dict[str, object]:
         "taskmanager.rpc.port": 0,
         "taskmanager.data.port": 0,
         "metrics.internal.query-service.port": 0,
-        "taskmanager.numberOfTaskSlots": SLOTS,
+        "taskmanager.numberOfTaskSlots": 1,
         "jobmanager.memory.process.size": "1g",
         "taskmanager.memory.process.size": "1g",
         "taskmanager.memory.managed.size": "96m",  # hashmap state; leaves the task heap room
@@ -124,6 +138,13 @@ class Cluster:
         job: dict[str, Any] = self.get(f"/jobs/{found.group(1)}")
         return job
 
+    def cancel(self, job_id: str) -> None:
+        request = urllib.request.Request(
+            f"http://{self.rest}/jobs/{job_id}?mode=cancel", method="PATCH"
+        )
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
     def failures(self, job_id: str) -> str:
         entries = self.get(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {})
         return "\n".join(entry["stacktrace"][:2000] for entry in entries.get("entries", [])[:2])
@@ -131,13 +152,13 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A JobManager and a TaskManager started in the foreground, each in its own process group,
+    """A JobManager and two TaskManagers started in the foreground, each in its own process group,
     killed (and checked gone) however the tests end.
 
     flink-python (in the package's opt/) goes on the cluster's classpath: `flink run` ships it
     with each job too, but then every job loads it in its own class loader, and the embedded
     interpreter's native library (pemja) loads into one class loader per JVM only: on Java 17
-    a second Python job on the same TaskManager would fail (NoSuchFieldException:
+    a second Python job on a TaskManager would fail (NoSuchFieldException:
     loadedLibraryNames) and restart until it gives up.
     """
     root = tmp_path_factory.mktemp("flink")
@@ -170,8 +191,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             return None  # not listening yet
 
     try:
-        for script in ("jobmanager.sh", "taskmanager.sh"):
-            with (log / f"{script}.out").open("wb") as out:
+        for n, script in enumerate(["jobmanager.sh", *["taskmanager.sh"] * TASK_MANAGERS]):
+            with (log / f"{n}-{script}.out").open("wb") as out:
                 processes.append(
                     subprocess.Popen(
                         [str(PYFLINK / "bin" / script), "start-foreground"],
@@ -212,7 +233,7 @@ def test_flink_run_replay_gives_exactly_the_batch_counts(
 def test_a_detached_submission_returns_and_the_job_runs_on_in_the_cluster(
     cluster: Cluster, local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
-    """After the test above this is also a second Python job on the same TaskManager."""
+    """After the test above this is also a second Python job on the same TaskManagers."""
     world = job_world(local_stack, unique, tmp_path)
     ratings = synthetic(tmp_path, 5_000, seed=12)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
@@ -229,3 +250,50 @@ def test_a_detached_submission_returns_and_the_job_runs_on_in_the_cluster(
     )
     assert state == "FINISHED", cluster.failures(job_id)
     assert final_counts(world.settings) == batch_counts(ratings, world.settings)
+
+
+def test_live_replicated_node2vec_walks_run_on_two_tasks_in_the_cluster(
+    cluster: Cluster, local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    """Two walk tasks in the cluster: both hold the whole graph (the batch oracle's counts), and
+    between them they step every walk started, without a message on the feedback topic."""
+    rate = 2
+    world = job_world(local_stack, unique, tmp_path, **{  # flink.parallelism=2
+        "stream.walks_per_weight": rate, "walks.p": 0.5, "walks.q": 2.0,
+        "stream.transition_samples": "false", "users.enabled": "false"})  # fmt: skip
+    ratings = synthetic(tmp_path, 5_000, seed=13)
+    produce_file(world.settings, ratings, "csv", report=lambda _: None)
+    # A later event in every partition (a new user each: no transition) releases every real one.
+    columns, _ = load_events(ratings, "csv", world.settings.events)
+    later = int(columns.event_time.max()) + 10**6
+    users = a_user_per_partition(world.settings.kafka.partitions, range(10**9, 10**9 + 100))
+    send_events(
+        world.settings, world.topic("ratings"), [Event(u, 1, 5.0, later) for u in users.values()]
+    )
+    expected = batch_counts(ratings, world.settings)
+    holders = [ITEM_STAGE, walk_task_holder(0), walk_task_holder(1)]
+
+    def walks() -> list[list[int]]:
+        samples = (read_sample(v) for *_, v in read_topic(world.settings, world.topic("samples")))
+        return [sample.items for sample in samples if sample.kind == "walk"]
+
+    output = cluster.submit(world, "--from", "earliest", detached=True)
+    job_id = cluster.job(output)["jid"]
+    try:
+        poll(
+            lambda: all(final_counts(world.settings, holder=h) == expected for h in holders),
+            180,
+            "the oracle's counts in the item stage and both walk tasks",
+            lambda: cluster.failures(job_id),
+        )
+        started = rate * sum(expected.values())
+        found = poll(lambda: len(w := walks()) >= started and w, 120, f"{started} walks")
+        (walk_vertex,) = (v for v in cluster.job(output)["vertices"] if "walk-tasks" in v["name"])
+        subtasks = cluster.get(f"/jobs/{job_id}/vertices/{walk_vertex['id']}")["subtasks"]
+    finally:
+        cluster.cancel(job_id)
+    assert len(found) == started
+    assert all(edge in expected for path in found for edge in pairwise(path))
+    assert sum(len(path) - 1 for path in found) > 5 * started  # walks go on, not stop early
+    assert read_topic(world.settings, world.topic("walk_hops")) == []
+    assert len({subtask["taskmanager-id"] for subtask in subtasks}) == TASK_MANAGERS
