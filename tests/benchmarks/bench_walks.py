@@ -4,12 +4,15 @@ stage and parallelism.
 Runs its own Kafka on free loopback ports, writes a synthetic topic, and for each variant
 ("STAGE:PARALLELISM", `stream.walk_stage` and `flink.parallelism`) starts the job from
 `earliest` with `--walks-per-weight` walks per transition and lets it run until the samples
-stop growing. A walk of n items made n - 1 steps (hops). The rate is the steps of all
-samples over the time between the first and the last sample's Kafka timestamp (the job's
-start-up is not in it). Also per run: messages on the feedback topic per step (routed walks
-send one per hop that leaves a task; replicated ones none), and the peak resident memory of
-the job's processes (the JVM, with the Python functions in it). Variants take turns within
-each of `--repeats` rounds, so they share the machine's moods; medians per variant.
+stop growing. A variant runs in Flink's mini-cluster (one JVM, whose embedded Python
+interpreter all tasks share), or with ":cluster" on a standalone cluster started for the run
+with one TaskManager (JVM and interpreter) per task. A walk of n items made n - 1 steps
+(hops). The rate is the steps of all samples over the time between the first and the last
+sample's Kafka timestamp (the job's start-up is not in it). Also per run: messages on the
+feedback topic per step (routed walks send one per hop that leaves a task; replicated ones
+none), and the peak resident memory of the job's processes (JVMs, with the Python functions
+in them), in all and per process. Variants take turns within each of `--repeats` rounds, so
+they share the machine's moods; medians per variant.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kafka import KafkaConsumer
@@ -33,9 +38,11 @@ from streaming.records import read_sample
 from streaming.runtime import LocalStack
 from streaming.topics import topic_partitions
 from tests.benchmarks.stack import private_settings, synthetic_topic
+from tests.flink_cluster import standalone_cluster
 from tests.kafka_records import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
+MEASURES = ("rate", "hop_messages_per_step", "peak_rss_bytes", "peak_rss_bytes_per_process")
 
 
 def _end(settings: Settings, topic: str) -> int:
@@ -69,18 +76,41 @@ def _peak_rss(session: int) -> int:
     return total
 
 
+@contextmanager
+def _job(flags: list[str], task_managers: int | None, root: Path) -> Iterator[list[int]]:
+    """Run the job from `earliest`: as `walkstream job` (Flink's mini-cluster in one process),
+    or submitted to a standalone cluster of `task_managers` TaskManagers started under `root`.
+    Yield the ids of the process sessions that run its tasks (killed on exit)."""
+    arguments = [*flags, "job", "--from", "earliest"]
+    if task_managers is None:
+        job = subprocess.Popen(
+            [sys.executable, "-m", "streaming.cli", *arguments],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            yield [job.pid]
+        finally:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    else:
+        with standalone_cluster(root, task_managers) as cluster:
+            cluster.submit(arguments, root / "submit.log", detached=True)
+            yield [process.pid for process in cluster.task_managers]
+
+
 def _run(
-    settings: Settings, flags: list[str], quiet_s: float, start_s: float = 180
+    settings: Settings,
+    flags: list[str],
+    task_managers: int | None,
+    root: Path,
+    quiet_s: float,
+    start_s: float = 180,
 ) -> dict[str, float]:
     """Run the job until no new sample arrived for `quiet_s` after the first; measure its
-    samples, the feedback topic's messages and the job's peak memory."""
+    samples, the feedback topic's messages and the peak memory of its processes."""
     topic = settings.kafka.topics.samples
-    job = subprocess.Popen(
-        [sys.executable, "-m", "streaming.cli", *flags, "job", "--from", "earliest"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    peak = 0
-    try:
+    peaks: dict[int, int] = {}
+    with _job(flags, task_managers, root) as sessions:
         # The quiet period starts with the first sample: a slow start-up once ended a run
         # after 41 steps.
         deadline = time.monotonic() + start_s
@@ -94,19 +124,20 @@ def _run(
             count = _end(settings, topic)
             if count != seen:
                 seen, changed = count, time.monotonic()
-            peak = max(peak, _peak_rss(job.pid))
+            peaks = {
+                session: max(peaks.get(session, 0), _peak_rss(session)) for session in sessions
+            }
             print(f"  {count:,} walk records so far", flush=True)
         hop_messages = _end(settings, settings.kafka.topics.walk_hops)
-    finally:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
     samples = [(stamp, read_sample(value)) for _, _, stamp, _, value in read_topic(settings, topic)]
     walks = [(stamp, sample) for stamp, sample in samples if sample.kind == "walk"]
     stamps = [stamp for stamp, _ in walks]
     steps = sum(len(sample.items) - 1 for _, sample in walks)
     seconds = (max(stamps) - min(stamps)) / 1000
     return {"walks": len(walks), "steps": steps, "seconds": seconds, "rate": steps / seconds,
-            "hop_messages_per_step": hop_messages / steps, "peak_rss_bytes": peak}  # fmt: skip
+            "hop_messages_per_step": hop_messages / steps,
+            "peak_rss_bytes": sum(peaks.values()),
+            "peak_rss_bytes_per_process": max(peaks.values())}  # fmt: skip
 
 
 def main() -> int:
@@ -117,14 +148,16 @@ def main() -> int:
     parser.add_argument("--walks-per-weight", type=float, default=1.0)
     parser.add_argument(
         "--variants",
-        default="replicated:1,replicated:2,routed:1,routed:2",
-        help="STAGE:PARALLELISM,...: stream.walk_stage and flink.parallelism of each variant",
+        default="replicated:1,replicated:2,routed:1,routed:2,replicated:1:cluster,"
+        "replicated:2:cluster",
+        help="STAGE:PARALLELISM[:cluster],...: stream.walk_stage and flink.parallelism of each "
+        "variant; `cluster` submits it to a standalone cluster of PARALLELISM TaskManagers",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "walks.json")
     args = parser.parse_args()
-    variants = [tuple(v.split(":")) for v in args.variants.split(",")]
-    runs: dict[str, list[dict[str, float]]] = {f"{s}:{p}": [] for s, p in variants}
+    variants = args.variants.split(",")
+    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         settings, assignments = private_settings(tmp / "home")
@@ -135,15 +168,17 @@ def main() -> int:
                 settings, tmp, "bench.ratings", args.events, items=5_000, communities=50, seed=3
             )
             for repeat in range(args.repeats):
-                for stage, parallelism in variants:
-                    run = f"w{repeat}-{stage}-{parallelism}"
+                for variant in variants:
+                    stage, parallelism, *where = variant.split(":")
+                    on_cluster = where == ["cluster"]
+                    run = f"w{repeat}-{variant.replace(':', '-')}"
                     extra = [
                         "kafka.topics.ratings=bench.ratings",
                         f"stream.group_id=bench-{run}",
                         f"stream.walks_per_weight={args.walks_per_weight}",
                         f"stream.walk_stage={stage}",
                         f"flink.parallelism={parallelism}",
-                        f"flink.checkpoint_dir={tmp / run}",
+                        f"flink.checkpoint_dir={tmp / run / 'checkpoints'}",
                         *(f"kafka.topics.{name}=bench-{run}.{name}"
                           for name in ("dead_letter", "late", "samples", "items", "walk_hops")),
                     ]  # fmt: skip
@@ -151,23 +186,25 @@ def main() -> int:
                         overrides=parse_assignments([*assignments, *extra])
                     )
                     flags = [part for a in [*assignments, *extra] for part in ("--set", a)]
-                    result = _run(run_settings, flags, quiet_s=20)
-                    runs[f"{stage}:{parallelism}"].append(result)
+                    task_managers = int(parallelism) if on_cluster else None
+                    result = _run(
+                        run_settings, flags, task_managers, tmp / run / "cluster", quiet_s=20
+                    )
+                    runs[variant].append(result)
+                    place = "on the standalone cluster" if on_cluster else "in the mini-cluster"
                     print(
-                        f"{stage} walks at parallelism {parallelism}, round {repeat + 1}: "
+                        f"{stage} walks at parallelism {parallelism} {place}, round {repeat + 1}: "
                         f"{result['steps']:,} steps in {result['seconds']:.1f} s = "
                         f"{result['rate']:,.0f} steps/s, "
                         f"{result['hop_messages_per_step']:.3f} feedback messages per step, "
-                        f"peak memory {result['peak_rss_bytes'] / 2**30:.2f} GiB",
+                        f"peak memory {result['peak_rss_bytes'] / 2**30:.2f} GiB "
+                        f"({result['peak_rss_bytes_per_process'] / 2**30:.2f} GiB per process)",
                         flush=True,
                     )
         finally:
             stack.down()
     medians = {
-        variant: {
-            key: statistics.median(run[key] for run in done)
-            for key in ("rate", "hop_messages_per_step", "peak_rss_bytes")
-        }
+        variant: {key: statistics.median(run[key] for run in done) for key in MEASURES}
         for variant, done in runs.items()
     }
     result = {
