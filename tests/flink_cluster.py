@@ -144,7 +144,7 @@ def standalone_cluster(root: Path, task_managers: int) -> Iterator[Cluster]:
     """
     conf, lib, log = root / "conf", root / "lib", root / "log"
     for directory in (conf, lib, log):
-        directory.mkdir()
+        directory.mkdir(parents=True)
     for logging in (PYFLINK / "conf").glob("log*"):
         shutil.copy(logging, conf)
     for jar in [*(PYFLINK / "lib").glob("*.jar"), *(PYFLINK / "opt").glob("flink-python-*.jar")]:
