@@ -280,7 +280,6 @@ def walk_sample(path: tuple[int, ...], newest_event_time: int) -> str:
     return f'{{"items":[{items}],"kind":"walk","newest_event_time":{newest_event_time}}}'
 
 
-
 def transition_sample(user: int, src: int, dst: int, event_time: int) -> str:
     """One transition of a user's ordered high ratings: the trainer chains a user's
     transitions, ordered by (event time, dst), back into the user's whole sequence."""

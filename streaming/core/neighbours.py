@@ -16,7 +16,7 @@ from itertools import accumulate
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ItemNeighbours", "neighbour_average"]
+__all__ = ["ItemNeighbours", "draw_hop", "neighbour_average"]
 
 
 class ItemNeighbours:
@@ -49,7 +49,7 @@ class ItemNeighbours:
         self._neighbours = array("q")
         self._weights = array("d")
         self._weight: float | None = 0.0
-        self._cumulative: array[float] | None = None
+        self._hops: tuple[array[int], array[float]] | None = None
 
     def add(
         self,
@@ -78,7 +78,7 @@ class ItemNeighbours:
             self._weights[position] += weight
         if self._weight is not None:
             self._weight += weight
-        self._cumulative = None
+        self._hops = None
         return new
 
     def _decayed_weight(self, event_time: int, half_life_s: float) -> float:
@@ -129,23 +129,23 @@ class ItemNeighbours:
     def weights(self) -> dict[int, float]:
         return dict(zip(self._neighbours, self._weights, strict=True))
 
-    def step(self, rng: random.Random) -> int:
-        """The next hop, drawn with probability weight / total weight (O(log degree)).
+    def hop_table(self) -> tuple[array[int], array[float]] | None:
+        """The neighbours and their cumulative weights, to draw hops from (`draw_hop`), built
+        on first use after a change; None for an item without out-weight."""
+        hops = self._hops
+        if hops is None:
+            cumulative = array("d", accumulate(self._weights))
+            hops = self._hops = (
+                (self._neighbours, cumulative) if cumulative and cumulative[-1] > 0 else _NO_HOPS
+            )
+        return hops if hops is not _NO_HOPS else None
 
-        Finds a uniform draw in [0, total) in the cumulative weights, so every neighbour gets
-        exactly its share (the reference's `randomDouble >= prob` test picked the wrong
-        neighbour). Plain Python, not numpy: walks step one at a time, where numpy's call
-        overhead cost several times the draw.
-        """
-        if self._cumulative is None:
-            self._cumulative = array("d", accumulate(self._weights))
-        cumulative = self._cumulative
-        if not cumulative or cumulative[-1] <= 0:
+    def step(self, rng: random.Random) -> int:
+        """The next hop, drawn with probability weight / total weight (O(log degree))."""
+        hops = self.hop_table()
+        if hops is None:
             raise ValueError("an item without out-neighbours has no next hop")
-        position = bisect_right(cumulative, rng.random() * cumulative[-1])
-        if position == len(cumulative):  # rounding landed the draw on the total: last edge
-            position = bisect_left(cumulative, cumulative[-1])
-        return self._neighbours[position]
+        return draw_hop(*hops, rng.random())
 
     def to_bytes(self) -> bytes:
         reference = array("q", [-1 if self._reference is None else self._reference])
@@ -179,6 +179,18 @@ class ItemNeighbours:
 
 
 _REFERENCE_BYTES = 8
+_NO_HOPS: tuple[array[int], array[float]] = (array("q"), array("d"))
+
+
+def draw_hop(neighbours: array[int], cumulative: array[float], uniform: float) -> int:
+    """The neighbour whose share of the cumulative weights holds `uniform` (in [0, 1)) times
+    the total: every neighbour is drawn with exactly its share (the reference's
+    `randomDouble >= prob` test picked the wrong neighbour). Plain Python, not numpy: walks
+    step one at a time, where numpy's call overhead cost several times the draw."""
+    position = bisect_right(cumulative, uniform * cumulative[-1])
+    if position == len(cumulative):  # rounding landed the draw on the total: last edge
+        position = bisect_left(cumulative, cumulative[-1])
+    return neighbours[position]
 
 
 def neighbour_average(

@@ -17,10 +17,11 @@ of two ways (`stream.walk_stage`, docs/walks.md):
 from __future__ import annotations
 
 import random
+from array import array
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from streaming.core.neighbours import ItemNeighbours
+from streaming.core.neighbours import ItemNeighbours, draw_hop
 
 __all__ = [
     "Advanced",
@@ -75,6 +76,7 @@ def advance_walks(
         raise ValueError(f"Node2vec p and q must be positive, got p={p}, q={q}")
     second_order = not (p == 1.0 and q == 1.0)
     bias_max = max(1.0 / p, 1.0, 1.0 / q)
+    uniform = rng.random
     result = Advanced()
     steps = 0
     for item, batch in walks.items():
@@ -82,13 +84,16 @@ def advance_walks(
             path, here, away = list(walk.path), item, False
             while len(path) < length:
                 neighbours = neighbours_here(here)
-                if neighbours is None or neighbours.weight == 0:
-                    away = neighbours is None
+                if neighbours is None:
+                    away = True
+                    break
+                hops = neighbours.hop_table()
+                if hops is None:
                     break
                 if second_order and len(path) > 1:
-                    here = _biased_step(neighbours, path[-2], neighbours_here, p, q, bias_max, rng)
+                    here = _biased_step(hops, path[-2], neighbours_here, p, q, bias_max, rng)
                 else:
-                    here = neighbours.step(rng)
+                    here = draw_hop(*hops, uniform())
                 path.append(here)
                 steps += 1
             moved = Walk(tuple(path), walk.newest_event_time)
@@ -101,7 +106,7 @@ def advance_walks(
 
 
 def _biased_step(
-    neighbours: ItemNeighbours,
+    hops: tuple[array[int], array[float]],
     previous: int,
     neighbours_here: Callable[[int], ItemNeighbours | None],
     p: float,
@@ -109,12 +114,12 @@ def _biased_step(
     bias_max: float,
     rng: random.Random,
 ) -> int:
-    """One Node2vec hop from the item of `neighbours`, having come from `previous`."""
+    """One Node2vec hop from an item (its `hop_table`), having come from `previous`."""
     before = neighbours_here(previous)
     if before is None:
         raise ValueError(f"a Node2vec hop needs the counts of the previous item {previous}")
     while True:
-        proposal = neighbours.step(rng)
+        proposal = draw_hop(*hops, rng.random())
         if proposal == previous:
             bias = 1.0 / p
         elif proposal in before:

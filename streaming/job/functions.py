@@ -7,6 +7,7 @@ ValueState, and call the core logic; nothing here decides anything the core does
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -129,6 +130,29 @@ def _subtask(runtime_context: RuntimeContext) -> tuple[int, int]:
     )
 
 
+class _Tally:
+    """A Flink counter fed from Python at most once a second (and on `flush`): each increment
+    is a call into the JVM, which cost the item and walk functions more than some of the
+    work they count."""
+
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+        self._pending = 0
+        self._due = time.monotonic() + 1
+
+    def inc(self, n: int) -> None:
+        self._pending += n
+        now = time.monotonic()
+        if now >= self._due:
+            self.flush()
+            self._due = now + 1
+
+    def flush(self) -> None:
+        if self._pending:
+            self._counter.inc(self._pending)
+            self._pending = 0
+
+
 class RecordFunction(ProcessFunction):  # type: ignore[misc]
     """The ratings records the JVM did not accept at a glance (not in the producer's compact
     form, or out of range): the one validator decides. Invalid ones become dead letters with
@@ -226,9 +250,13 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         task, _ = _subtask(runtime_context)
         self.rng = random.Random(f"walks:{self.seed}:{task}")
         metrics = runtime_context.get_metrics_group()
-        self.transitions = metrics.counter("transitions")
-        self.steps = metrics.counter("walk_steps")
-        self.finished = metrics.counter("walks_finished")
+        self.transitions = _Tally(metrics.counter("transitions"))
+        self.steps = _Tally(metrics.counter("walk_steps"))
+        self.finished = _Tally(metrics.counter("walks_finished"))
+
+    def close(self) -> None:
+        for tally in (self.transitions, self.steps, self.finished):
+            tally.flush()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
         kind, payload = value
@@ -398,10 +426,14 @@ class WalkFunction(BroadcastProcessFunction):  # type: ignore[misc]
         self.holder = walk_task_holder(self.task)
         self.tables: StepTables | None = None  # read from the broadcast state on first use
         metrics = runtime_context.get_metrics_group()
-        self.steps = metrics.counter("walk_steps")
-        self.finished = metrics.counter("walks_finished")
+        self.steps = _Tally(metrics.counter("walk_steps"))
+        self.finished = _Tally(metrics.counter("walks_finished"))
         self.items_held = 0
         metrics.gauge("step_table_items", lambda: self.items_held)
+
+    def close(self) -> None:
+        for tally in (self.steps, self.finished):
+            tally.flush()
 
     def process_element(self, value: Any, ctx: BroadcastProcessFunction.ReadOnlyContext) -> None:
         raise AssertionError("the walk tasks' other input carries no record")
