@@ -8,10 +8,13 @@ stop growing. A variant runs in Flink's mini-cluster (one JVM, whose embedded Py
 interpreter all tasks share), or with ":cluster" on a standalone cluster started for the run
 with one TaskManager (JVM and interpreter) per task. A walk of n items made n - 1 steps
 (hops). The rate is the steps of all samples over the time between the first and the last
-sample's Kafka timestamp (the job's start-up is not in it). Also per run: messages on the
+sample's Kafka timestamp (the job's start-up is not in it), and, steady, over the second
+half of that time (once the JIT has compiled the hot code). Also per run: messages on the
 feedback topic per step (routed walks send one per hop that leaves a task; replicated ones
-none), and the peak resident memory of the job's processes (JVMs, with the Python functions
-in them), in all and per process. Variants take turns within each of `--repeats` rounds, so
+none), the peak resident memory of the job's processes (JVMs, with the Python functions in
+them), in all and per process, and, in the steady half, the CPU time the job's processes
+spent per step and how many of the machine's cores were busy (whether the machine, not the
+job, was the limit). Variants take turns within each of `--repeats` rounds, so
 they share the machine's moods; medians per variant.
 """
 
@@ -25,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,7 +46,15 @@ from tests.flink_cluster import standalone_cluster
 from tests.kafka_records import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
-MEASURES = ("rate", "hop_messages_per_step", "peak_rss_bytes", "peak_rss_bytes_per_process")
+MEASURES = (
+    "rate",
+    "steady_rate",
+    "hop_messages_per_step",
+    "peak_rss_bytes",
+    "peak_rss_bytes_per_process",
+    "job_cpu_us_per_step",
+    "machine_busy_cores",
+)
 
 
 def _end(settings: Settings, topic: str) -> int:
@@ -98,6 +110,51 @@ def _job(flags: list[str], task_managers: int | None, root: Path) -> Iterator[li
             yield [process.pid for process in cluster.task_managers]
 
 
+def _session_cpu_s(sessions: list[int]) -> float:
+    """CPU seconds (user + system, with waited-for children) of the processes in `sessions`."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if os.getsid(int(stat.parent.name)) not in sessions:
+                continue
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError):  # the process ended meanwhile
+            continue
+        ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu_s() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine since boot, summed over its cores."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
+
+
+class _CpuSampler(threading.Thread):
+    """Every half second: (wall time, the job's CPU seconds, the machine's busy and all CPU
+    seconds), to split CPU by the time window the samples were written in."""
+
+    def __init__(self, sessions: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.sessions = sessions
+        self.rows: list[tuple[float, float, float, float]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.5):
+            self.rows.append((time.time(), _session_cpu_s(self.sessions), *_machine_cpu_s()))
+
+    def window(self, start: float, end: float) -> tuple[float, float]:
+        """(the job's CPU seconds, the machine's busy cores) between `start` and `end`, from
+        the last sample at or before `start` to the first at or after `end`."""
+        before = max((row for row in self.rows if row[0] <= start), key=lambda row: row[0])
+        after = min((row for row in self.rows if row[0] >= end), key=lambda row: row[0])
+        busy, every = after[2] - before[2], after[3] - before[3]
+        return after[1] - before[1], (os.cpu_count() or 1) * busy / every if every else 0.0
+
+
 def _run(
     settings: Settings,
     flags: list[str],
@@ -107,10 +164,13 @@ def _run(
     start_s: float = 180,
 ) -> dict[str, float]:
     """Run the job until no new sample arrived for `quiet_s` after the first; measure its
-    samples, the feedback topic's messages and the peak memory of its processes."""
+    samples, the feedback topic's messages, the peak memory of its processes and the CPU they
+    and the whole machine spent while the samples were written."""
     topic = settings.kafka.topics.samples
     peaks: dict[int, int] = {}
     with _job(flags, task_managers, root) as sessions:
+        sampler = _CpuSampler(sessions)
+        sampler.start()
         # The quiet period starts with the first sample: a slow start-up once ended a run
         # after 41 steps.
         deadline = time.monotonic() + start_s
@@ -129,15 +189,23 @@ def _run(
             }
             print(f"  {count:,} walk records so far", flush=True)
         hop_messages = _end(settings, settings.kafka.topics.walk_hops)
+        sampler.stopped.set()
+        sampler.join()
     samples = [(stamp, read_sample(value)) for _, _, stamp, _, value in read_topic(settings, topic)]
     walks = [(stamp, sample) for stamp, sample in samples if sample.kind == "walk"]
-    stamps = [stamp for stamp, _ in walks]
+    first, last = min(stamp for stamp, _ in walks) / 1000, max(stamp for stamp, _ in walks) / 1000
     steps = sum(len(sample.items) - 1 for _, sample in walks)
-    seconds = (max(stamps) - min(stamps)) / 1000
-    return {"walks": len(walks), "steps": steps, "seconds": seconds, "rate": steps / seconds,
+    # The second half of the run's time: the JIT has compiled the hot code by then.
+    middle = (first + last) / 2
+    steady_steps = sum(len(sample.items) - 1 for stamp, sample in walks if stamp / 1000 > middle)
+    job_cpu_s, busy_cores = sampler.window(middle, last)
+    return {"walks": len(walks), "steps": steps, "seconds": last - first,
+            "rate": steps / (last - first), "steady_rate": steady_steps / (last - middle),
             "hop_messages_per_step": hop_messages / steps,
             "peak_rss_bytes": sum(peaks.values()),
-            "peak_rss_bytes_per_process": max(peaks.values())}  # fmt: skip
+            "peak_rss_bytes_per_process": max(peaks.values()),
+            "job_cpu_us_per_step": 1e6 * job_cpu_s / steady_steps,
+            "machine_busy_cores": busy_cores}  # fmt: skip
 
 
 def main() -> int:
@@ -195,10 +263,12 @@ def main() -> int:
                     print(
                         f"{stage} walks at parallelism {parallelism} {place}, round {repeat + 1}: "
                         f"{result['steps']:,} steps in {result['seconds']:.1f} s = "
-                        f"{result['rate']:,.0f} steps/s, "
+                        f"{result['rate']:,.0f} steps/s (steady {result['steady_rate']:,.0f}), "
                         f"{result['hop_messages_per_step']:.3f} feedback messages per step, "
                         f"peak memory {result['peak_rss_bytes'] / 2**30:.2f} GiB "
-                        f"({result['peak_rss_bytes_per_process'] / 2**30:.2f} GiB per process)",
+                        f"({result['peak_rss_bytes_per_process'] / 2**30:.2f} GiB per process), "
+                        f"{result['job_cpu_us_per_step']:.2f} CPU-us per step, machine "
+                        f"{result['machine_busy_cores']:.2f} cores busy",
                         flush=True,
                     )
         finally:
@@ -218,9 +288,11 @@ def main() -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for variant, median in medians.items():
         print(
-            f"{variant}: {median['rate']:,.0f} steps/s, {median['hop_messages_per_step']:.3f} "
-            f"feedback messages per step, peak {median['peak_rss_bytes'] / 2**30:.2f} GiB "
-            f"(medians of {args.repeats})"
+            f"{variant}: {median['rate']:,.0f} steps/s (steady {median['steady_rate']:,.0f}), "
+            f"{median['hop_messages_per_step']:.3f} "
+            f"feedback messages per step, peak {median['peak_rss_bytes'] / 2**30:.2f} GiB, "
+            f"{median['job_cpu_us_per_step']:.2f} CPU-us per step, machine "
+            f"{median['machine_busy_cores']:.2f} cores busy (medians of {args.repeats})"
         )
     print(f"results: {args.out}")
     return 0
