@@ -7,7 +7,6 @@ is sampled where the current item's counts live.
 
 from __future__ import annotations
 
-import random
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
@@ -139,13 +138,6 @@ class ItemNeighbours:
                 (self._neighbours, cumulative) if cumulative and cumulative[-1] > 0 else _NO_HOPS
             )
         return hops if hops is not _NO_HOPS else None
-
-    def step(self, rng: random.Random) -> int:
-        """The next hop, drawn with probability weight / total weight (O(log degree))."""
-        hops = self.hop_table()
-        if hops is None:
-            raise ValueError("an item without out-neighbours has no next hop")
-        return draw_hop(*hops, rng.random())
 
     def to_bytes(self) -> bytes:
         reference = array("q", [-1 if self._reference is None else self._reference])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from array import array
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streaming.core.neighbours import ItemNeighbours, draw_hop
@@ -130,12 +130,25 @@ def _biased_step(
             return proposal
 
 
-def walks_here(item: int, walks: int, task: int, tasks: int) -> int:
-    """How many of the `walks` walks started at `item` task `task` of `tasks` steps: the i-th
-    is task (item + i) mod tasks's, so the walks of one item, and single walks of many items,
-    spread evenly."""
-    first = (task - item) % tasks
-    return 0 if first >= walks else (walks - first - 1) // tasks + 1
+def walks_here(
+    starts: Sequence[tuple[int, int, int]], task: int, tasks: int
+) -> list[tuple[int, int, int]]:
+    """The walks of one record of walk work, (item, event time, count) each, that task `task`
+    of `tasks` steps, in the same form. The record's walks are numbered in order from an
+    offset the record itself gives ((item + event time) of its first start) and the j-th is
+    task j mod tasks's: every task computes the same split, and each steps an equal share of
+    every record, give or take one walk, however its walks fall on items."""
+    if not starts:
+        return []
+    item, event_time, _ = starts[0]
+    number = (item + event_time) % tasks  # of the record's first walk
+    mine = []
+    for item, event_time, count in starts:
+        first = (task - number) % tasks  # this task's first walk among these
+        if first < count:
+            mine.append((item, event_time, (count - first - 1) // tasks + 1))
+        number += count
+    return mine
 
 
 _NO_EDGES = ItemNeighbours()
@@ -179,10 +192,6 @@ class StepTables:
 
     def __len__(self) -> int:
         return len(self._items)
-
-    @property
-    def edges(self) -> int:
-        return sum(len(neighbours) for neighbours in self._items.values())
 
 
 _ROUNDING = 1e-9

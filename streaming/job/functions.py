@@ -131,9 +131,10 @@ def _subtask(runtime_context: RuntimeContext) -> tuple[int, int]:
 
 
 class _Tally:
-    """A Flink counter fed from Python at most once a second (and on `flush`): each increment
-    is a call into the JVM, which cost the item and walk functions more than some of the
-    work they count."""
+    """A Flink counter fed from Python in bulk: what a call adds is passed on to the JVM with
+    the first call a second or more after the last passing (and on `flush`), as each passing
+    is a call into the JVM. The counter lags by up to a second while calls come, and until
+    the next call or `close` when they stop."""
 
     def __init__(self, counter: Any) -> None:
         self._counter = counter
@@ -280,9 +281,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             items[src] = neighbours
             counted += len(transitions)
             if self.stream.emit_counts:
-                for dst in dict.fromkeys(dst for dst, _ in transitions):
-                    weight = neighbours.weight_of(dst)
-                    yield COUNTS, count_update(src, dst, weight, neighbours.reference, ITEM_STAGE)
+                yield from _count_updates(src, transitions, neighbours, ITEM_STAGE)
             if walks:
                 started[src] = walks
         self.items.put_all(updated)  # one call into the JVM per batch, not one per item
@@ -381,6 +380,18 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield HOPS, JOINED.join(encode_batch(o, b) for o, b in advanced.outbound.items())
 
 
+def _count_updates(
+    src: int, transitions: list[tuple[int, int]], neighbours: ItemNeighbours, holder: str
+) -> Iterator[tuple[OutputTag, str]]:
+    """A count update (`stream.emit_counts`) for each next item of `transitions` out of `src`,
+    once each, in order, as `neighbours` counts it now."""
+    for dst in dict.fromkeys(dst for dst, _ in transitions):
+        yield (
+            COUNTS,
+            count_update(src, dst, neighbours.weight_of(dst), neighbours.reference, holder),
+        )
+
+
 def _walk_work(started: dict[int, list[Walk]], transitions: str) -> str:
     """Walks just started (each a one-item path) and the transitions counted, for the walk
     tasks."""
@@ -450,20 +461,13 @@ class WalkFunction(BroadcastProcessFunction):  # type: ignore[misc]
         if transitions:
             changed = tables.apply(transitions)
             state.put_all({item: neighbours.to_bytes() for item, neighbours in changed.items()})
-            self.items_held = len(tables)
             if self.emit_counts:
                 for src, batch in transitions.items():
-                    neighbours = changed[src]
-                    for dst in dict.fromkeys(dst for dst, _ in batch):
-                        update = count_update(
-                            src, dst, neighbours.weight_of(dst), neighbours.reference, self.holder
-                        )
-                        yield COUNTS, update
+                    yield from _count_updates(src, batch, changed[src], self.holder)
+        self.items_held = len(tables)
         walks: dict[int, list[Walk]] = {}
-        for item, event_time, count in starts:
-            mine = walks_here(item, count, self.task, self.tasks)
-            if mine:
-                walks.setdefault(item, []).extend([Walk((item,), event_time)] * mine)
+        for item, event_time, count in walks_here(starts, self.task, self.tasks):
+            walks.setdefault(item, []).extend([Walk((item,), event_time)] * count)
         if not walks:
             return
         advanced = advance_walks(

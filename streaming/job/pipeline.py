@@ -475,9 +475,9 @@ def build_job(
     start: Position,
     until: Position | None,
 ) -> None:
-    """Add the job to `env`. A bounded replay (`until`) rebuilds state and samples no walks:
-    walks travel through a feedback topic, which never ends. User-sequence samples, when on,
-    are written in both."""
+    """Add the job to `env`. A bounded replay (`until`) rebuilds state at full speed and samples
+    no walks (the trainer's full retrain draws its own from the transitions; routed walks'
+    feedback topic would never end). User-sequence samples, when on, are written in both."""
     walks = until is None
     t_env = StreamTableEnvironment.create(env)
     _register_functions(t_env, settings.events)

@@ -11,8 +11,10 @@ with one TaskManager (JVM and interpreter) per task. A walk of n items made n - 
 sample's Kafka timestamp (the job's start-up is not in it), and, steady, over the second
 half of that time (once the JIT has compiled the hot code). Also per run: messages on the
 feedback topic per step (routed walks send one per hop that leaves a task; replicated ones
-none), the peak resident memory of the job's processes (JVMs, with the Python functions in
-them), in all and per process, and, in the steady half, the CPU time the job's processes
+none), the peak resident memory of the processes that run the tasks, in all and per
+TaskManager (mini-cluster: the job's client and its one JVM, JobManager and TaskManager in
+one; cluster: each TaskManager's JVM with its Python, not the JobManager, which runs no
+task), and, in the steady half, the CPU time the job's processes
 spent per step and how many of the machine's cores were busy (whether the machine, not the
 job, was the limit). Variants take turns within each of `--repeats` rounds, so
 they share the machine's moods; medians per variant.
@@ -51,7 +53,7 @@ MEASURES = (
     "steady_rate",
     "hop_messages_per_step",
     "peak_rss_bytes",
-    "peak_rss_bytes_per_process",
+    "peak_rss_bytes_per_task_manager",
     "job_cpu_us_per_step",
     "machine_busy_cores",
 )
@@ -203,7 +205,7 @@ def _run(
             "rate": steps / (last - first), "steady_rate": steady_steps / (last - middle),
             "hop_messages_per_step": hop_messages / steps,
             "peak_rss_bytes": sum(peaks.values()),
-            "peak_rss_bytes_per_process": max(peaks.values()),
+            "peak_rss_bytes_per_task_manager": max(peaks.values()),
             "job_cpu_us_per_step": 1e6 * job_cpu_s / steady_steps,
             "machine_busy_cores": busy_cores}  # fmt: skip
 
@@ -212,7 +214,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--walks-per-weight", type=float, default=1.0)
     parser.add_argument(
         "--variants",
@@ -266,7 +268,8 @@ def main() -> int:
                         f"{result['rate']:,.0f} steps/s (steady {result['steady_rate']:,.0f}), "
                         f"{result['hop_messages_per_step']:.3f} feedback messages per step, "
                         f"peak memory {result['peak_rss_bytes'] / 2**30:.2f} GiB "
-                        f"({result['peak_rss_bytes_per_process'] / 2**30:.2f} GiB per process), "
+                        f"({result['peak_rss_bytes_per_task_manager'] / 2**30:.2f} GiB per "
+                        "TaskManager), "
                         f"{result['job_cpu_us_per_step']:.2f} CPU-us per step, machine "
                         f"{result['machine_busy_cores']:.2f} cores busy",
                         flush=True,

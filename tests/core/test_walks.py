@@ -129,14 +129,34 @@ def test_rates_are_arguments_not_state(rate: float) -> None:
 
 
 @pytest.mark.parametrize("tasks", [1, 2, 3, 8])
-def test_the_walks_of_an_item_are_split_evenly_among_the_walk_tasks(tasks: int) -> None:
-    for item in range(20):
-        for walks in range(30):
-            shares = [walks_here(item, walks, task, tasks) for task in range(tasks)]
-            assert sum(shares) == walks
-            assert max(shares) - min(shares) <= 1
-    # single walks of consecutive items go round the tasks
-    assert [walks_here(item, 1, 0, 3) for item in range(6)] == [1, 0, 0, 1, 0, 0]
+def test_every_walk_of_a_record_goes_to_one_task_and_the_tasks_share_evenly(tasks: int) -> None:
+    rng = random.Random(tasks)
+    for _ in range(200):
+        starts = [
+            (rng.randrange(50), rng.randrange(10**6), rng.choice([1, 1, 1, 2, 5]))
+            for _ in range(rng.randrange(1, 40))
+        ]
+        shares = [walks_here(starts, task, tasks) for task in range(tasks)]
+        split: Counter[tuple[int, int]] = Counter()
+        for share in shares:
+            for item, event_time, count in share:
+                assert count > 0
+                split[item, event_time] += count
+        expected: Counter[tuple[int, int]] = Counter()
+        for item, event_time, count in starts:
+            expected[item, event_time] += count
+        assert split == expected
+        totals = [sum(count for *_, count in share) for share in shares]
+        assert max(totals) - min(totals) <= 1
+
+
+def test_single_walks_of_one_item_in_records_of_other_times_go_to_every_task() -> None:
+    """An item's walks do not all land on one task: the split follows the record."""
+    tasks = {task for t in range(20) for task in range(3) if walks_here([(7, t, 1)], task, 3)}
+    assert tasks == {0, 1, 2}
+    # the first walk is number (7 + 0) % 3 = 1: task 1's; the next ones go round
+    assert walks_here([(7, 0, 1), (9, 0, 1), (4, 0, 1)], 1, 3) == [(7, 0, 1)]
+    assert walks_here([(7, 0, 1), (9, 0, 1), (4, 0, 1)], 0, 3) == [(4, 0, 1)]
 
 
 @pytest.mark.parametrize("half_life", [None, 50.0])
@@ -157,7 +177,7 @@ def test_step_tables_equal_the_item_stage_counts_bit_for_bit(half_life: float | 
     assert len(tables) == len(owned)
     for item, neighbours in owned.items():
         assert tables.get(item).to_bytes() == neighbours.to_bytes()
-    assert tables.edges == sum(len(n) for n in owned.values())
+    assert sum(len(tables.get(item)) for item in owned) == sum(len(n) for n in owned.values())
     assert len(tables.get(10_000)) == 0  # no transitions out of it: no hop from it
     restored = StepTables(half_life)
     restored.load((item, tables.get(item).to_bytes()) for item in owned)
