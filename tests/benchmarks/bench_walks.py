@@ -75,19 +75,26 @@ def _has_samples(settings: Settings, topic: str) -> bool:
         return False
 
 
-def _peak_rss(session: int) -> int:
-    """Bytes: the sum of the peak resident sets of the processes in `session` (VmHWM)."""
-    total = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
+def _session_files(sessions: list[int], name: str) -> Iterator[tuple[int, str]]:
+    """(session, text of /proc/PID/NAME) of every process in one of `sessions`."""
+    for path in Path("/proc").glob(f"[0-9]*/{name}"):
         try:
-            if os.getsid(int(status.parent.name)) != session:
-                continue
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            session = os.getsid(int(path.parent.name))
+            text = path.read_text() if session in sessions else None
         except (OSError, ValueError):  # the process ended meanwhile
             continue
+        if text is not None:
+            yield session, text
+
+
+def _peak_rss(sessions: list[int]) -> dict[int, int]:
+    """Bytes per session: the sum of the peak resident sets of its processes (VmHWM)."""
+    peaks = dict.fromkeys(sessions, 0)
+    for session, text in _session_files(sessions, "status"):
+        fields = dict(line.split(":", 1) for line in text.splitlines())
         if "VmHWM" in fields:
-            total += int(fields["VmHWM"].split()[0]) * 1024
-    return total
+            peaks[session] += int(fields["VmHWM"].split()[0]) * 1024
+    return peaks
 
 
 @contextmanager
@@ -115,13 +122,8 @@ def _job(flags: list[str], task_managers: int | None, root: Path) -> Iterator[li
 def _session_cpu_s(sessions: list[int]) -> float:
     """CPU seconds (user + system, with waited-for children) of the processes in `sessions`."""
     ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if os.getsid(int(stat.parent.name)) not in sessions:
-                continue
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, ValueError):  # the process ended meanwhile
-            continue
+    for _, text in _session_files(sessions, "stat"):
+        fields = text.rsplit(")", 1)[1].split()
         ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
 
@@ -187,7 +189,8 @@ def _run(
             if count != seen:
                 seen, changed = count, time.monotonic()
             peaks = {
-                session: max(peaks.get(session, 0), _peak_rss(session)) for session in sessions
+                session: max(peaks.get(session, 0), peak)
+                for session, peak in _peak_rss(sessions).items()
             }
             print(f"  {count:,} walk records so far", flush=True)
         hop_messages = _end(settings, settings.kafka.topics.walk_hops)
