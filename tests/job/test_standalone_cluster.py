@@ -15,7 +15,7 @@ from streaming.config import Settings
 from streaming.core.events import Event
 from streaming.producer import produce_file
 from streaming.rating_files import load_events
-from streaming.records import ITEM_STAGE, read_sample, walk_task_holder
+from streaming.records import ITEM_STAGE, Sample, read_sample, walk_task_holder
 from tests.conftest import poll
 from tests.flink_cluster import Cluster, standalone_cluster
 from tests.job.jobs import a_user_per_partition, batch_counts, final_counts, job_world, synthetic
@@ -88,37 +88,66 @@ def test_live_replicated_node2vec_walks_run_on_two_tasks_in_the_cluster(
         "stream.transition_samples": "false", "users.enabled": "false"})  # fmt: skip
     ratings = synthetic(tmp_path, 5_000, seed=13)
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
-    # A later event in every partition (a new user each: no transition) releases every real one.
     columns, _ = load_events(ratings, "csv", world.settings.events)
     later = int(columns.event_time.max()) + 10**6
-    users = a_user_per_partition(world.settings.kafka.partitions, range(10**9, 10**9 + 100))
-    send_events(
-        world.settings, world.topic("ratings"), [Event(u, 1, 5.0, later) for u in users.values()]
-    )
+    partitions = world.settings.kafka.partitions
+
+    def release(event_time: int, users: range) -> None:
+        """A later event in every partition (a new user each: no transition) releases every
+        event before it."""
+        chosen = a_user_per_partition(partitions, users)
+        send_events(
+            world.settings,
+            world.topic("ratings"),
+            [Event(u, 1, 5.0, event_time) for u in chosen.values()],
+        )
+
+    release(later, range(10**9, 10**9 + 100))
     expected = batch_counts(ratings, world.settings)
     holders = [ITEM_STAGE, walk_task_holder(0), walk_task_holder(1)]
 
-    def walks() -> list[list[int]]:
+    def walks() -> list[Sample]:
         samples = (read_sample(v) for *_, v in read_topic(world.settings, world.topic("samples")))
-        return [sample.items for sample in samples if sample.kind == "walk"]
+        return [sample for sample in samples if sample.kind == "walk"]
+
+    def holding(graph: dict[tuple[int, int], int]) -> bool:
+        return all(final_counts(world.settings, holder=h) == graph for h in holders)
 
     output = cluster.submit(world.arguments("--from", "earliest"), world.log, detached=True)
     job_id = cluster.job(output)["jid"]
     try:
         poll(
-            lambda: all(final_counts(world.settings, holder=h) == expected for h in holders),
+            lambda: holding(expected),
             180,
             "the oracle's counts in the item stage and both walk tasks",
             lambda: cluster.failures(job_id),
         )
-        started = rate * sum(expected.values())
+        # Phase two, once both walk tasks hold the whole graph: new users take its heaviest
+        # edge, and the walks they start can only meet a table at least that complete.
+        source, target = max(expected, key=lambda edge: expected[edge])
+        newcomers = range(10**9 + 1_000, 10**9 + 1_050)
+        phase_two = [Event(u, source, 5.0, later + 1) for u in newcomers]
+        phase_two += [Event(u, target, 5.0, later + 2) for u in newcomers]
+        send_events(world.settings, world.topic("ratings"), phase_two)
+        release(later + 10**6, range(10**9 + 2_000, 10**9 + 2_100))
+        grown = {**expected, (source, target): expected[(source, target)] + len(newcomers)}
+        poll(lambda: holding(grown), 120, "phase two's counts", lambda: cluster.failures(job_id))
+        started = rate * sum(grown.values())
         found = poll(lambda: len(w := walks()) >= started and w, 120, f"{started} walks")
         (walk_vertex,) = (v for v in cluster.job(output)["vertices"] if "walk-tasks" in v["name"])
         subtasks = cluster.get(f"/jobs/{job_id}/vertices/{walk_vertex['id']}")["subtasks"]
     finally:
         cluster.cancel(job_id)
     assert len(found) == started
-    assert all(edge in expected for path in found for edge in pairwise(path))
-    assert sum(len(path) - 1 for path in found) > 5 * started  # walks go on, not stop early
+    assert all(edge in expected for walk in found for edge in pairwise(walk.items))
+    late = [walk.items for walk in found if walk.newest_event_time > later]
+    assert len(late) == rate * len(newcomers)
+    assert all(path[0] == source for path in late)
+    # A walk that met the whole graph ends at full length or at an item without out-edges.
+    length, dead_ends = (
+        world.settings.walks.length,
+        {t for _, t in expected} - {s for s, _ in expected},
+    )
+    assert all(len(path) == length or path[-1] in dead_ends for path in late)
     assert read_topic(world.settings, world.topic("walk_hops")) == []
     assert len({subtask["taskmanager-id"] for subtask in subtasks}) == TASK_MANAGERS
