@@ -498,6 +498,11 @@ class TrainerSettings(_Section):
     min_quality_ratio: float = Field(
         0.7, ge=0, description="drift gate: held-out HR@10 at least this times current's"
     )
+    min_held_out: int = Field(
+        200,
+        ge=1,
+        description="drift gate: held-out pairs needed to compare quality (fewer: it passes)",
+    )
     grace_s: int = Field(3600, ge=1, description="old versions stay readable this long")
     preload_s: float = Field(
         2.0,

@@ -41,6 +41,7 @@ TOLERANCE = 0.9
 several threads differ by a few percent on data this small."""
 
 
+@pytest.mark.timeout(420)  # a replay, then the trainer's poll (its own deadline, with reports)
 @pytest.mark.parametrize(
     "trainer",
     [
@@ -96,12 +97,13 @@ def test_a_replay_and_the_trainer_serve_what_batch_learns_from_the_same_events(
         return info if info["kind"] == "full" and covered == samples else None
 
     stop = threading.Event()
+    reports: list[str] = []
     thread = threading.Thread(
-        target=Trainer(settings, report=lambda _: None).run, kwargs={"stop": stop}
+        target=Trainer(settings, report=reports.append).run, kwargs={"stop": stop}
     )
     thread.start()
     try:
-        poll(settled, 300, "a full retrain of every sample the replay wrote")
+        poll(settled, 240, "a full retrain of every sample the replay wrote", lambda: reports)
     finally:
         stop.set()
         thread.join()

@@ -106,6 +106,7 @@ class Trainer:
             plan.held_out,
             options.min_overlap,
             options.min_quality_ratio,
+            options.min_held_out,
         )
         self.metrics.overlap.set(verdict.overlap)
         self.metrics.cycles.labels(plan.kind).inc()

@@ -133,20 +133,31 @@ def hit_rate(
 ) -> float:
     """Share of consecutive pairs (a, b) in `samples` whose b is among a's k nearest items
     (only items in `among`, when given, are queried, answered and ranked)."""
+    hits = _hits(embeddings, samples, k, among)
+    return float(np.mean(hits)) if len(hits) else 0.0
+
+
+def _hits(
+    embeddings: Embeddings,
+    samples: Sequence[Sequence[str]],
+    k: int,
+    among: npt.NDArray[np.int64] | None,
+) -> npt.NDArray[np.bool_]:
+    """For each consecutive pair (a, b) of `samples` that can be scored (both items known,
+    and more than k of them), whether b is among a's k nearest items."""
     ids = (
         np.sort(embeddings.item_ids)
         if among is None
         else np.intersect1d(embeddings.item_ids, among)
     )
-    unit = _unit(embeddings.vectors[_rows_of(embeddings, ids)])
     pairs = [(int(a), int(b)) for sample in samples for a, b in pairwise(sample) if a != b]
     at = {item: row for row, item in enumerate(ids.tolist())}
     rows = [(at[a], at[b]) for a, b in pairs if a in at and b in at]
     if not rows or len(ids) <= k:
-        return 0.0
-    queries = np.array([a for a, _ in rows])
-    tops = _top_k(unit, queries, k)
-    return float(np.mean([b in top for (_, b), top in zip(rows, tops.tolist(), strict=True)]))
+        return np.zeros(0, dtype=bool)
+    unit = _unit(embeddings.vectors[_rows_of(embeddings, ids)])
+    tops = _top_k(unit, np.array([a for a, _ in rows]), k)
+    return np.array([b in top for (_, b), top in zip(rows, tops.tolist(), strict=True)])
 
 
 @dataclass(frozen=True)
@@ -165,10 +176,15 @@ def gate(
     held_out: Sequence[Sequence[str]],
     min_overlap: float,
     min_quality_ratio: float,
+    min_held_out: int,
 ) -> GateResult:
     """Publish `candidate` only if its held-out hit rate is not much worse than the current
     version's, and its neighbourhoods of stable items resemble the current version's unless
-    it is better on held-out data: a weak early version must not veto every later one."""
+    it is better on held-out data: a weak early version must not veto every later one.
+
+    Hit rates on fewer than `min_held_out` scored pairs are reported but decide nothing: on
+    a few dozen pairs two equally good models differ by more than the gate's margins, and a
+    rejection on noise leaves a worse version serving until new samples arrive."""
     if current is None:
         return GateResult(True, 1.0, hit_rate(candidate, held_out), 0.0, "first version")
     overlap = neighbour_overlap(candidate, current, stable_items)
@@ -179,8 +195,12 @@ def gate(
     # vector (its neighbours' average, from counts that include the held-out transitions)
     # must not answer a held-out pair for a model that never learnt it.
     shared = np.intersect1d(candidate.item_ids[~candidate.cold], current.item_ids[~current.cold])
-    quality = hit_rate(candidate, held_out, among=shared)
+    hits = _hits(candidate, held_out, 10, shared)
+    quality = float(np.mean(hits)) if len(hits) else 0.0
     baseline = hit_rate(current, held_out, among=shared)
+    if len(hits) < min_held_out:
+        reason = f"{len(hits)} held-out pairs scored, fewer than {min_held_out} to compare on"
+        return GateResult(True, overlap, quality, baseline, reason)
     if overlap < min_overlap and quality <= baseline:
         reason = (
             f"top-10 neighbour overlap {overlap:.2f} < {min_overlap:.2f} and held-out HR@10 "

@@ -69,20 +69,52 @@ def test_the_gate_passes_a_close_candidate_and_rejects_a_corrupted_one() -> None
     held_out = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]
     stable = list(range(100))
     close = _embeddings(current.vectors + 0.05 * rng.standard_normal(current.vectors.shape))
-    verdict = gate(close, current, stable, held_out, min_overlap=0.5, min_quality_ratio=0.8)
+    verdict = gate(
+        close, current, stable, held_out, min_overlap=0.5, min_quality_ratio=0.8, min_held_out=300
+    )
     assert verdict.passed, verdict.reason
     assert verdict.overlap > 0.9
     assert hit_rate(current, held_out) > 0.4  # 19 cluster mates compete for 10 places; chance 0.05
 
     corrupted = _embeddings(rng.standard_normal(current.vectors.shape))
-    verdict = gate(corrupted, current, stable, held_out, min_overlap=0.5, min_quality_ratio=0.8)
+    verdict = gate(
+        corrupted,
+        current,
+        stable,
+        held_out,
+        min_overlap=0.5,
+        min_quality_ratio=0.8,
+        min_held_out=300,
+    )
     assert not verdict.passed
     assert "overlap" in verdict.reason
     assert neighbour_overlap(corrupted, current, stable) < 0.2
     # overlap alone would pass a candidate with scrambled quality only if allowed to
-    verdict = gate(corrupted, current, stable, held_out, min_overlap=0.0, min_quality_ratio=0.8)
+    verdict = gate(
+        corrupted,
+        current,
+        stable,
+        held_out,
+        min_overlap=0.0,
+        min_quality_ratio=0.8,
+        min_held_out=300,
+    )
     assert not verdict.passed
     assert "HR@10" in verdict.reason
+
+
+def test_the_gate_decides_nothing_on_fewer_held_out_pairs_than_its_minimum() -> None:
+    rng = np.random.default_rng(1)
+    current = _embeddings(_clustered(rng))
+    held_out = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]  # 300 pairs
+    corrupted = _embeddings(rng.standard_normal(current.vectors.shape))
+    for min_overlap in (0.5, 0.0):  # rejected for moving, then for its hit rate alone
+        verdict = gate(corrupted, current, list(range(100)), held_out, min_overlap, 0.8, 300)
+        assert not verdict.passed
+        verdict = gate(corrupted, current, list(range(100)), held_out, min_overlap, 0.8, 301)
+        assert verdict.passed
+        assert verdict.reason == "300 held-out pairs scored, fewer than 301 to compare on"
+        assert verdict.hit_rate < 0.2 < 0.4 < verdict.current_hit_rate  # measured all the same
 
 
 def test_the_gate_lets_a_better_model_replace_a_weak_one_that_it_does_not_resemble() -> None:
@@ -90,7 +122,15 @@ def test_the_gate_lets_a_better_model_replace_a_weak_one_that_it_does_not_resemb
     good = _embeddings(_clustered(rng))
     held_out = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]
     weak = _embeddings(rng.standard_normal(good.vectors.shape))  # e.g. trained on 15 samples
-    verdict = gate(good, weak, list(range(100)), held_out, min_overlap=0.5, min_quality_ratio=0.8)
+    verdict = gate(
+        good,
+        weak,
+        list(range(100)),
+        held_out,
+        min_overlap=0.5,
+        min_quality_ratio=0.8,
+        min_held_out=300,
+    )
     assert verdict.overlap < 0.2
     assert verdict.hit_rate > verdict.current_hit_rate
     assert verdict.passed, verdict.reason
@@ -104,7 +144,13 @@ def test_the_gate_compares_hit_rates_among_the_items_both_versions_know() -> Non
     # among its own 40 items the small version answers more (fewer wrong items to rank)
     assert hit_rate(small, held_out) > hit_rate(candidate, held_out)
     verdict = gate(
-        candidate, small, list(range(40)), held_out, min_overlap=0.5, min_quality_ratio=1
+        candidate,
+        small,
+        list(range(40)),
+        held_out,
+        min_overlap=0.5,
+        min_quality_ratio=1,
+        min_held_out=300,
     )
     assert verdict.hit_rate == verdict.current_hit_rate  # the same vectors, on the same footing
     assert verdict.passed, verdict.reason
@@ -120,7 +166,7 @@ def test_the_gate_does_not_let_a_cold_vector_answer_a_held_out_pair() -> None:
     cold[1] = True
     current = Embeddings(ids, near, cold)
     candidate = Embeddings(ids, vectors, np.zeros(40, dtype=bool))
-    verdict = gate(candidate, current, [3, 4, 5], [["1", "2"]], 0.2, 0.7)
+    verdict = gate(candidate, current, [3, 4, 5], [["1", "2"]], 0.2, 0.7, min_held_out=1)
     assert verdict.current_hit_rate == 0.0  # 2 is not among the items both have trained
     assert hit_rate(current, [["1", "2"]]) == 1.0  # which it would have answered
 
