@@ -21,6 +21,12 @@ def _tiny_model() -> Word2Vec:
     return Word2Vec(corpus, vector_size=4, min_count=1, epochs=2, seed=1, workers=1)
 
 
+HELD_OUT = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]
+"""Held-out walks inside a cluster of `_clustered`: items i and i + 10 share a centre."""
+PAIRS = 300
+"""The pairs they hold."""
+
+
 def test_cold_items_get_the_count_weighted_average_of_neighbours_with_vectors() -> None:
     model = _tiny_model()
     v = {int(key): model.wv[key] for key in model.wv.index_to_key}
@@ -65,40 +71,20 @@ def test_align_undoes_a_rotation_and_carries_cold_vectors_along() -> None:
 def test_the_gate_passes_a_close_candidate_and_rejects_a_corrupted_one() -> None:
     rng = np.random.default_rng(1)
     current = _embeddings(_clustered(rng))
-    # held-out walks stay inside a cluster: items i and i + 10 share a centre
-    held_out = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]
     stable = list(range(100))
     close = _embeddings(current.vectors + 0.05 * rng.standard_normal(current.vectors.shape))
-    verdict = gate(
-        close, current, stable, held_out, min_overlap=0.5, min_quality_ratio=0.8, min_held_out=300
-    )
+    verdict = gate(close, current, stable, HELD_OUT, 0.5, 0.8, PAIRS)
     assert verdict.passed, verdict.reason
     assert verdict.overlap > 0.9
-    assert hit_rate(current, held_out) > 0.4  # 19 cluster mates compete for 10 places; chance 0.05
+    assert hit_rate(current, HELD_OUT) > 0.4  # 19 cluster mates compete for 10 places; chance 0.05
 
     corrupted = _embeddings(rng.standard_normal(current.vectors.shape))
-    verdict = gate(
-        corrupted,
-        current,
-        stable,
-        held_out,
-        min_overlap=0.5,
-        min_quality_ratio=0.8,
-        min_held_out=300,
-    )
+    verdict = gate(corrupted, current, stable, HELD_OUT, 0.5, 0.8, PAIRS)
     assert not verdict.passed
     assert "overlap" in verdict.reason
     assert neighbour_overlap(corrupted, current, stable) < 0.2
     # overlap alone would pass a candidate with scrambled quality only if allowed to
-    verdict = gate(
-        corrupted,
-        current,
-        stable,
-        held_out,
-        min_overlap=0.0,
-        min_quality_ratio=0.8,
-        min_held_out=300,
-    )
+    verdict = gate(corrupted, current, stable, HELD_OUT, 0.0, 0.8, PAIRS)
     assert not verdict.passed
     assert "HR@10" in verdict.reason
 
@@ -106,12 +92,11 @@ def test_the_gate_passes_a_close_candidate_and_rejects_a_corrupted_one() -> None
 def test_the_gate_decides_nothing_on_fewer_held_out_pairs_than_its_minimum() -> None:
     rng = np.random.default_rng(1)
     current = _embeddings(_clustered(rng))
-    held_out = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]  # 300 pairs
     corrupted = _embeddings(rng.standard_normal(current.vectors.shape))
     for min_overlap in (0.5, 0.0):  # rejected for moving, then for its hit rate alone
-        verdict = gate(corrupted, current, list(range(100)), held_out, min_overlap, 0.8, 300)
+        verdict = gate(corrupted, current, list(range(100)), HELD_OUT, min_overlap, 0.8, PAIRS)
         assert not verdict.passed
-        verdict = gate(corrupted, current, list(range(100)), held_out, min_overlap, 0.8, 301)
+        verdict = gate(corrupted, current, list(range(100)), HELD_OUT, min_overlap, 0.8, PAIRS + 1)
         assert verdict.passed
         assert verdict.reason == "300 held-out pairs scored, fewer than 301 to compare on"
         assert verdict.hit_rate < 0.2 < 0.4 < verdict.current_hit_rate  # measured all the same
@@ -120,17 +105,8 @@ def test_the_gate_decides_nothing_on_fewer_held_out_pairs_than_its_minimum() -> 
 def test_the_gate_lets_a_better_model_replace_a_weak_one_that_it_does_not_resemble() -> None:
     rng = np.random.default_rng(2)
     good = _embeddings(_clustered(rng))
-    held_out = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]
     weak = _embeddings(rng.standard_normal(good.vectors.shape))  # e.g. trained on 15 samples
-    verdict = gate(
-        good,
-        weak,
-        list(range(100)),
-        held_out,
-        min_overlap=0.5,
-        min_quality_ratio=0.8,
-        min_held_out=300,
-    )
+    verdict = gate(good, weak, list(range(100)), HELD_OUT, 0.5, 0.8, PAIRS)
     assert verdict.overlap < 0.2
     assert verdict.hit_rate > verdict.current_hit_rate
     assert verdict.passed, verdict.reason
@@ -139,19 +115,10 @@ def test_the_gate_lets_a_better_model_replace_a_weak_one_that_it_does_not_resemb
 def test_the_gate_compares_hit_rates_among_the_items_both_versions_know() -> None:
     rng = np.random.default_rng(3)
     candidate = _embeddings(_clustered(rng))
-    held_out = [[str(i), str(i + 10), str(i + 20)] for i in range(150)]
     small = Embeddings(candidate.item_ids[:40], candidate.vectors[:40], candidate.cold[:40])
     # among its own 40 items the small version answers more (fewer wrong items to rank)
-    assert hit_rate(small, held_out) > hit_rate(candidate, held_out)
-    verdict = gate(
-        candidate,
-        small,
-        list(range(40)),
-        held_out,
-        min_overlap=0.5,
-        min_quality_ratio=1,
-        min_held_out=300,
-    )
+    assert hit_rate(small, HELD_OUT) > hit_rate(candidate, HELD_OUT)
+    verdict = gate(candidate, small, list(range(40)), HELD_OUT, 0.5, 1, PAIRS)
     assert verdict.hit_rate == verdict.current_hit_rate  # the same vectors, on the same footing
     assert verdict.passed, verdict.reason
 
