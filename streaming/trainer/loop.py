@@ -148,7 +148,8 @@ class Trainer:
             f"{len(plan.corpus) + len(plan.replay):,} trained on, {seconds:.1f}s -> version "
             f"{version}: {len(embeddings):,} items ({cold:,} cold, "
             f"{len(orphans):,} without neighbours), overlap {verdict.overlap:.2f}, "
-            f"held-out HR@10 {verdict.hit_rate:.3f} (current {verdict.current_hit_rate:.3f})"
+            f"held-out HR@10 {verdict.hit_rate:.3f} (current {verdict.current_hit_rate:.3f}); "
+            f"gate: {verdict.reason}"
         )
 
     def _info(self, kind: str, plan: Plan | None) -> dict[str, Any]:
