@@ -133,7 +133,10 @@ def hit_rate(
 ) -> float:
     """Share of consecutive pairs (a, b) in `samples` whose b is among a's k nearest items
     (only items in `among`, when given, are queried, answered and ranked)."""
-    hits = _hits(embeddings, samples, k, among)
+    return _share(_hits(embeddings, samples, k, among))
+
+
+def _share(hits: npt.NDArray[np.bool_]) -> float:
     return float(np.mean(hits)) if len(hits) else 0.0
 
 
@@ -196,8 +199,7 @@ def gate(
     # must not answer a held-out pair for a model that never learnt it.
     shared = np.intersect1d(candidate.item_ids[~candidate.cold], current.item_ids[~current.cold])
     hits = _hits(candidate, held_out, 10, shared)
-    quality = float(np.mean(hits)) if len(hits) else 0.0
-    baseline = hit_rate(current, held_out, among=shared)
+    quality, baseline = _share(hits), hit_rate(current, held_out, among=shared)
     if len(hits) < min_held_out:
         reason = f"{len(hits)} held-out pairs scored, fewer than {min_held_out} to compare on"
         return GateResult(True, overlap, quality, baseline, reason)

@@ -80,11 +80,12 @@ def _session_files(sessions: list[int], name: str) -> Iterator[tuple[int, str]]:
     for path in Path("/proc").glob(f"[0-9]*/{name}"):
         try:
             session = os.getsid(int(path.parent.name))
-            text = path.read_text() if session in sessions else None
+            if session not in sessions:
+                continue
+            text = path.read_text()
         except (OSError, ValueError):  # the process ended meanwhile
             continue
-        if text is not None:
-            yield session, text
+        yield session, text
 
 
 def _peak_rss(sessions: list[int]) -> dict[int, int]:
