@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -224,9 +224,16 @@ def _day(seconds: int) -> str:
 
 
 def run_stream(
-    replay: Replay, settings: Settings, cycle_every: int, k: int, report: Report
+    replay: Replay,
+    settings: Settings,
+    cycle_every: int,
+    k: int,
+    report: Report,
+    on_version: Callable[[str, Embeddings, int], None] | None = None,
 ) -> Outcome:
-    """The trainer's cycles every `cycle_every` transitions, cold items in between."""
+    """The trainer's cycles every `cycle_every` transitions, cold items in between; each
+    cycle's vectors also go to `on_version` (with the cycle's kind and its newest transition's
+    event time), for a caller that scores versions its own way."""
     began = time.perf_counter()
     n = len(replay)
     outcome = Outcome.empty(n)
@@ -257,6 +264,8 @@ def run_stream(
             if plan.full and current is not None:
                 embeddings = align(embeddings, current)
             current = embeddings
+            if on_version is not None:
+                on_version(plan.kind, embeddings, int(replay.times[i]))
             previous = plan.checkpoint(None, training)
             reader = _Reader(embeddings, i + 1)
             outcome.retrains += 1

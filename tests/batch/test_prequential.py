@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from batch.commands import add_eval_arguments, run_eval
-from batch.prequential import prequential, replay_transitions, summary
+from batch.prequential import prequential, replay_transitions, run_stream, summary
 from streaming.config import Settings
 from streaming.embeddings.graph import user_sequences
 
@@ -76,6 +76,31 @@ def test_stream_answers_the_new_item_the_same_day(policies: dict[str, dict]) -> 
     assert _known(stream["fresh"]) == (0.25, 4, 2, 0.25)
     assert stream["retrains"] == 2
     assert 0 < stream["ndcg"] <= stream["hit_rate"]
+
+
+def test_stream_hands_each_cycles_vectors_to_its_caller() -> None:
+    # cycles after transitions 2 and 4 (the sixth and last is only scored): the first full,
+    # the second incremental; each with the vectors it serves and its newest transition's time
+    users, items, times = (
+        np.array(column, dtype=np.int64) for column in zip(*RATINGS, strict=True)
+    )
+    replay = replay_transitions(user_sequences(users, items, np.full(10, 5.0), times, 3.5))
+    versions: list[tuple[str, list[int], int]] = []
+    outcome = run_stream(
+        replay,
+        SETTINGS,
+        2,
+        10,
+        lambda _: None,
+        on_version=lambda kind, vectors, newest: versions.append(
+            (kind, sorted(vectors.item_ids.tolist()), newest)
+        ),
+    )
+    assert versions == [
+        ("full", [1, 2, 3], B + 20),
+        ("incremental", [1, 2, 3, 4], B + DAY + 120),
+    ]
+    assert outcome.retrains == 2
 
 
 def test_nightly_cannot_answer_an_item_first_seen_today(policies: dict[str, dict]) -> None:

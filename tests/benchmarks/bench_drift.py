@@ -12,6 +12,14 @@ shift until the first version whose precision is 90% of the pre-shift precision 
 of the versions served over the second half of the events before the shift). Writes JSON
 (`{"runs": {"off": {...}, "on": {...}}, "recovery_ratio": ...}`), a plot of precision
 against events, and each run's trainer log, next to `--out`.
+
+`--offline` runs the same data through the trainer's own cycles without Kafka, Flink or
+Redis (`batch.prequential.run_stream`: the job's walks and transitions written to a real
+`Corpus`, a cycle every `--cycle-every` transitions, no drift gate). Its cycles fall at
+fixed transition counts, not where the machine's speed puts them, so two runs differ only
+by Word2Vec's thread scheduling: for judging a change to the model's update, which the live
+run's spread would hide. Its JSON and plot go to `drift-offline.*` unless `--out` says
+otherwise.
 """
 
 from __future__ import annotations
@@ -30,12 +38,13 @@ import numpy as np
 import numpy.typing as npt
 
 from batch.evaluate import community_precision
-from batch.prequential import replay_transitions
+from batch.prequential import Replay, replay_transitions, run_stream
 from batch.synthetic import SyntheticSpec, generate, load_drift
-from streaming.config import EventSettings
+from streaming.config import EventSettings, load_settings, parse_assignments
 from streaming.core.events import Event
 from streaming.embeddings.graph import user_sequences
 from streaming.embeddings.labels import load_communities
+from streaming.embeddings.vectors import Embeddings
 from streaming.plot import version_embeddings
 from streaming.producer import RatingProducer
 from streaming.rating_files import load_events
@@ -161,6 +170,33 @@ def _run(
     return {"versions": versions.scored, "seconds": round(time.monotonic() - began, 1)}
 
 
+def _run_offline(
+    replay: Replay, extra: list[str], scorer: dict[str, Any], cycle_every: int
+) -> dict[str, Any]:
+    """The trainer's cycles over `replay` without the live system; every cycle's vectors
+    scored as `_Versions` scores a served version."""
+    began = time.monotonic()
+    settings = load_settings(overrides=parse_assignments(extra))
+    times, drift_time = scorer["times"], scorer["drift_time"]
+    scored: list[dict[str, Any]] = []
+
+    def score(kind: str, embeddings: Embeddings, newest: int) -> None:
+        truth = scorer["before"] if newest < drift_time else scorer["after"]
+        scored.append(
+            {
+                "version": len(scored) + 1,
+                "kind": kind,
+                "newest_event_time": newest,
+                "events": int(np.searchsorted(times, newest, side="right")),
+                "precision": round(community_precision(embeddings, truth), 4),
+            }
+        )
+        print(f"  cycle {len(scored)}: {scored[-1]}", flush=True)
+
+    run_stream(replay, settings, cycle_every, 10, lambda line: None, on_version=score)
+    return {"versions": scored, "seconds": round(time.monotonic() - began, 1)}
+
+
 def _wait(ready: Callable[[], bool], deadline_s: float, began: float, system: LiveSystem) -> None:
     while not ready():
         if time.monotonic() - began > deadline_s:
@@ -200,8 +236,19 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="events per second")
     parser.add_argument("--half-life-days", type=float, default=30.0)
     parser.add_argument("--deadline", type=float, default=1800, help="seconds per run")
-    parser.add_argument("--out", type=Path, default=ROOT / ".walkstream/bench/drift.json")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="the trainer's cycles alone, without Kafka, Flink or Redis",
+    )
+    parser.add_argument(
+        "--cycle-every", type=int, default=1_000, help="transitions per cycle with --offline"
+    )
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.out is None:
+        name = "drift-offline.json" if args.offline else "drift.json"
+        args.out = ROOT / ".walkstream/bench" / name
     args.out.parent.mkdir(parents=True, exist_ok=True)
     spec = SyntheticSpec(
         users=args.users,
@@ -226,17 +273,12 @@ def main() -> int:
     shift = int(np.searchsorted(times, spec.drift_time))
     print(f"{len(events):,} events, {len(after) - sum(after[i] == before[i] for i in after)} "
           f"items move at event {shift:,}", flush=True)  # fmt: skip
-    newest_transition = int(
-        replay_transitions(
-            user_sequences(
-                columns.user_id,
-                columns.item_id,
-                columns.rating,
-                columns.event_time,
-                rules.high_rating,
-            )
-        ).times.max()
+    replay = replay_transitions(
+        user_sequences(
+            columns.user_id, columns.item_id, columns.rating, columns.event_time, rules.high_rating
+        )
     )
+    newest_transition = int(replay.times.max())
     scorer = {"times": times, "drift_time": spec.drift_time, "before": before, "after": after}
     half_life = args.half_life_days * DAY_S
     result: dict[str, Any] = {
@@ -247,8 +289,13 @@ def main() -> int:
     }
     for name, extra in (("off", []), ("on", [f"walks.half_life_s={half_life}"])):
         print(f"decay {name}:", flush=True)
-        trainer_log = args.out.with_name(f"{args.out.stem}-{name}-trainer.log")
-        run = _run(events, newest_transition, args.rate, extra, scorer, args.deadline, trainer_log)
+        if args.offline:
+            run = _run_offline(replay, extra, scorer, args.cycle_every)
+        else:
+            trainer_log = args.out.with_name(f"{args.out.stem}-{name}-trainer.log")
+            run = _run(
+                events, newest_transition, args.rate, extra, scorer, args.deadline, trainer_log
+            )
         result["runs"][name] = {**run, **_recovery(run["versions"], shift)}
     off, on = (result["runs"][k]["events_to_recover"] for k in ("off", "on"))
     result["recovery_ratio"] = None if off is None or on is None else on / off
