@@ -73,8 +73,9 @@ bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines 
 	$(BIN)/python -m tests.benchmarks.bench_parity --synthetic
 	$(BIN)/python -m tests.benchmarks.bench_drift
 
-bench-replay: setup ## replay a 10-million-event topic through the job: wall time, peak memory
+bench-replay: setup ## 10-million-event runs through the job (bounded replay; live, with walks): time, peak memory
 	$(BIN)/python -m tests.benchmarks.bench_replay
+	$(BIN)/python -m tests.benchmarks.bench_walks --events 10000000 --variants replicated:1 --repeats 1 --out .walkstream/bench/walks-10m.json
 	$(BIN)/python -m tests.benchmarks.bench_user_state
 
 clean: ## stop local services and delete their data and checkpoints (keeps installed jars and Redis)

@@ -197,7 +197,9 @@ def _run(
         hop_messages = _end(settings, settings.kafka.topics.walk_hops)
         sampler.stopped.set()
         sampler.join()
-    samples = [(stamp, read_sample(value)) for _, _, stamp, _, value in read_topic(settings, topic)]
+    # Reading back takes about a minute per 3 million records here: allow for 10,000 a second.
+    records = read_topic(settings, topic, timeout_s=60 + seen / 10_000)
+    samples = [(stamp, read_sample(value)) for _, _, stamp, _, value in records]
     walks = [(stamp, sample) for stamp, sample in samples if sample.kind == "walk"]
     first, last = min(stamp for stamp, _ in walks) / 1000, max(stamp for stamp, _ in walks) / 1000
     steps = sum(len(sample.items) - 1 for _, sample in walks)
