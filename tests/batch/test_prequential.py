@@ -16,7 +16,7 @@ import pytest
 from batch.commands import add_eval_arguments, run_eval
 from batch.prequential import prequential, replay_transitions, run_stream, summary
 from streaming.config import Settings
-from streaming.embeddings.graph import user_sequences
+from streaming.embeddings.graph import Sequences, user_sequences
 
 DAY = 86_400
 B = 20_000 * DAY  # midnight (UTC) of day 0
@@ -42,21 +42,22 @@ SETTINGS = Settings(
 )
 
 
-@pytest.fixture(scope="module")
-def policies() -> dict[str, dict[str, object]]:
+def _sequences() -> Sequences:
+    """The kept ratings of RATINGS (all of them: 5.0 against a threshold of 3.5)."""
     users, items, times = (
         np.array(column, dtype=np.int64) for column in zip(*RATINGS, strict=True)
     )
-    sequences = user_sequences(users, items, np.full(len(users), 5.0), times, 3.5)
-    replay, outcomes = prequential(sequences, SETTINGS, 2, 1, 10, lambda _: None)
+    return user_sequences(users, items, np.full(len(users), 5.0), times, 3.5)
+
+
+@pytest.fixture(scope="module")
+def policies() -> dict[str, dict[str, object]]:
+    replay, outcomes = prequential(_sequences(), SETTINGS, 2, 1, 10, lambda _: None)
     return summary(replay, outcomes)
 
 
 def test_replay_is_in_event_time_order() -> None:
-    users, items, times = (
-        np.array(column, dtype=np.int64) for column in zip(*RATINGS, strict=True)
-    )
-    replay = replay_transitions(user_sequences(users, items, np.full(10, 5.0), times, 3.5))
+    replay = replay_transitions(_sequences())
     assert list(zip(replay.src.tolist(), replay.dst.tolist(), strict=True)) == [
         (1, 2), (2, 3), (1, 2), (2, 4), (2, 4), (3, 4)
     ]  # fmt: skip
@@ -81,10 +82,7 @@ def test_stream_answers_the_new_item_the_same_day(policies: dict[str, dict]) -> 
 def test_stream_hands_each_cycles_vectors_to_its_caller() -> None:
     # cycles after transitions 2 and 4 (the sixth and last is only scored): the first full,
     # the second incremental; each with the vectors it serves and its newest transition's time
-    users, items, times = (
-        np.array(column, dtype=np.int64) for column in zip(*RATINGS, strict=True)
-    )
-    replay = replay_transitions(user_sequences(users, items, np.full(10, 5.0), times, 3.5))
+    replay = replay_transitions(_sequences())
     versions: list[tuple[str, list[int], int]] = []
     outcome = run_stream(
         replay,

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +57,33 @@ DAY_S = 86_400
 RECOVERED = 0.9
 
 
-class _Versions(threading.Thread):
-    """Scores every version served while it runs, against the communities in force."""
+@dataclass(frozen=True)
+class _Scorer:
+    """Scores a version's vectors against the communities in force at its newest event time."""
 
-    def __init__(
-        self,
-        system: LiveSystem,
-        times: npt.NDArray[np.int64],
-        drift_time: int,
-        before: dict[int, int],
-        after: dict[int, int],
-    ) -> None:
+    times: npt.NDArray[np.int64]  # every event's time, in order
+    drift_time: int
+    before: dict[int, int]
+    after: dict[int, int]
+
+    def score(self, version: int, kind: str, newest: int, embeddings: Embeddings) -> dict[str, Any]:
+        truth = self.before if newest < self.drift_time else self.after
+        return {
+            "version": version,
+            "kind": kind,
+            "newest_event_time": newest,
+            "events": int(np.searchsorted(self.times, newest, side="right")),
+            "precision": round(community_precision(embeddings, truth), 4),
+        }
+
+
+class _Versions(threading.Thread):
+    """Scores every version served while it runs."""
+
+    def __init__(self, system: LiveSystem, scorer: _Scorer) -> None:
         super().__init__(daemon=True)
         self.client = EmbeddingClient.from_settings(system.settings.redis)
-        self.times, self.drift_time = times, drift_time
-        self.before, self.after = before, after
+        self.scorer = scorer
         self.scored: list[dict[str, Any]] = []
         self.stop = threading.Event()
 
@@ -83,16 +96,8 @@ class _Versions(threading.Thread):
             seen = view.version
             info = view.meta()["info"]
             newest = int(info.get("newest_event_time", 0))
-            truth = self.before if newest < self.drift_time else self.after
-            precision = community_precision(version_embeddings(view), truth)
             self.scored.append(
-                {
-                    "version": view.version,
-                    "kind": info.get("kind"),
-                    "newest_event_time": newest,
-                    "events": int(np.searchsorted(self.times, newest, side="right")),
-                    "precision": round(precision, 4),
-                }
+                self.scorer.score(view.version, info.get("kind"), newest, version_embeddings(view))
             )
             print(f"  version {view.version}: {self.scored[-1]}", flush=True)
 
@@ -118,7 +123,7 @@ def _run(
     newest_transition: int,
     rate: float,
     extra: list[str],
-    scorer: dict[str, Any],
+    scorer: _Scorer,
     deadline_s: float,
     trainer_log: Path,
 ) -> dict[str, Any]:
@@ -129,7 +134,7 @@ def _run(
     ):
         system.start("job", "job", "--from", "earliest")
         system.start("trainer", "trainer")
-        versions = _Versions(system, **scorer)
+        versions = _Versions(system, scorer)
         versions.start()
         warm_up = len(events) // 100
         # A later rating of a user of its own (no transition) moves the watermark past the
@@ -171,26 +176,16 @@ def _run(
 
 
 def _run_offline(
-    replay: Replay, extra: list[str], scorer: dict[str, Any], cycle_every: int
+    replay: Replay, extra: list[str], scorer: _Scorer, cycle_every: int
 ) -> dict[str, Any]:
     """The trainer's cycles over `replay` without the live system; every cycle's vectors
-    scored as `_Versions` scores a served version."""
+    scored as a served version is."""
     began = time.monotonic()
     settings = load_settings(overrides=parse_assignments(extra))
-    times, drift_time = scorer["times"], scorer["drift_time"]
     scored: list[dict[str, Any]] = []
 
     def score(kind: str, embeddings: Embeddings, newest: int) -> None:
-        truth = scorer["before"] if newest < drift_time else scorer["after"]
-        scored.append(
-            {
-                "version": len(scored) + 1,
-                "kind": kind,
-                "newest_event_time": newest,
-                "events": int(np.searchsorted(times, newest, side="right")),
-                "precision": round(community_precision(embeddings, truth), 4),
-            }
-        )
+        scored.append(scorer.score(len(scored) + 1, kind, newest, embeddings))
         print(f"  cycle {len(scored)}: {scored[-1]}", flush=True)
 
     run_stream(replay, settings, cycle_every, 10, lambda line: None, on_version=score)
@@ -279,7 +274,7 @@ def main() -> int:
         )
     )
     newest_transition = int(replay.times.max())
-    scorer = {"times": times, "drift_time": spec.drift_time, "before": before, "after": after}
+    scorer = _Scorer(times, spec.drift_time, before, after)
     half_life = args.half_life_days * DAY_S
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),

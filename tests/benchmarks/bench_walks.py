@@ -199,8 +199,11 @@ def _run(
         sampler.join()
     # Reading back runs at about 40,000 records a second here: allow for 10,000.
     records = read_topic(settings, topic, timeout_s=60 + seen / 10_000)
-    samples = [(stamp, read_sample(value)) for _, _, stamp, _, value in records]
-    walks = [(stamp, sample) for stamp, sample in samples if sample.kind == "walk"]
+    walks = [
+        (stamp, sample)
+        for _, _, stamp, _, value in records
+        if (sample := read_sample(value)).kind == "walk"
+    ]
     first, last = min(stamp for stamp, _ in walks) / 1000, max(stamp for stamp, _ in walks) / 1000
     steps = sum(len(sample.items) - 1 for _, sample in walks)
     # The second half of the run's time: the JIT has compiled the hot code by then.
