@@ -841,8 +841,11 @@ def test_a_live_job_far_behind_does_not_take_a_stalled_partition_for_an_idle_one
     kafka = local_stack.kafka
     ratings = f"{unique}.ratings"
     admin = KafkaAdminClient(**kafka_python_config(kafka))
-    try:  # created by hand, with the producers' timestamps, which can be old
-        admin.create_topics([NewTopic(ratings, 4, 1)])
+    # created by hand, with the producers' timestamps, which can be old; kept forever, or the
+    # broker's time-based retention deletes the backlog, stamped in 1970, before the job reads it
+    forever = {"retention.ms": "-1"}
+    try:
+        admin.create_topics([NewTopic(ratings, 4, 1, topic_configs=forever)])
     finally:
         admin.close()
     world = job_world(
