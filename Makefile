@@ -77,6 +77,7 @@ bench-replay: setup ## 10-million-event runs through the job (bounded replay; li
 	$(BIN)/python -m tests.benchmarks.bench_replay
 	$(BIN)/python -m tests.benchmarks.bench_walks --events 10000000 --variants replicated:1 --repeats 1 --out .walkstream/bench/walks-10m.json
 	$(BIN)/python -m tests.benchmarks.bench_user_state
+	$(BIN)/python -m tests.benchmarks.bench_user_state --of items
 
 clean: ## stop local services and delete their data and checkpoints (keeps installed jars and Redis)
 	-$(BIN)/walkstream down

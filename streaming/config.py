@@ -390,7 +390,18 @@ class StreamSettings(_Section):
         description="background walks started at an item per hour per unit of its weight",
     )
     refresh_interval_s: int = Field(
-        60, ge=1, description="how often an item starts its background walks"
+        60,
+        ge=1,
+        description="how often each shard of items starts its background walks and forgets "
+        "its idle items",
+    )
+    item_idle_ttl_s: int = Field(
+        0,
+        ge=0,
+        le=2_000_000_000,
+        description="an item whose newest transition out of it is this much older (event "
+        "time) than its shard's newest is forgotten: its out-edges leave the job's state and "
+        "every walk task's (0: never)",
     )
     transition_samples: bool = Field(
         True,

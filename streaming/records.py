@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from streaming.config import EventSettings
@@ -199,28 +199,42 @@ def parse_transitions(batch: str) -> dict[int, list[tuple[int, int]]]:
 # --- walk work (job-internal: the item stage -> every walk task, `stream.walk_stage` replicated) --
 # One record per item-stage call: the walks it started, "ITEM EVENT_TIME COUNT" joined by ",",
 # then "|", then the transition batch it counted, as `TRANSITION_BATCH_SQL` wrote it (empty
-# for a call that counted none). Every walk task applies the transitions to its step tables
-# and steps its share of the walks.
+# for a call that counted none), then "|", then the items it forgot (`stream.item_idle_ttl_s`),
+# joined by ",". Every walk task applies the transitions to its step tables, drops the
+# forgotten items' tables and steps its share of the walks.
 
 
-def walk_work(starts: Mapping[tuple[int, int], int], transitions: str) -> str:
-    """The walks started, COUNT per (item, event time), and the transitions counted."""
+class WalkWork(NamedTuple):
+    starts: list[tuple[int, int, int]]
+    """(item, event time, count) of the walks started."""
+    transitions: dict[int, list[tuple[int, int]]]
+    """(next item, event time) of the transitions counted, by source item."""
+    forgotten: list[int]
+    """Items whose transitions the item stage dropped."""
+
+
+def walk_work(
+    starts: Mapping[tuple[int, int], int], transitions: str, forgotten: Iterable[int] = ()
+) -> str:
+    """The walks started, COUNT per (item, event time), the transitions counted and the
+    items forgotten."""
     started = ",".join(
         f"{item} {event_time} {count}" for (item, event_time), count in starts.items()
     )
-    return f"{started}|{transitions}"
+    return f"{started}|{transitions}|{','.join(map(str, forgotten))}"
 
 
-def read_walk_work(
-    text: str,
-) -> tuple[list[tuple[int, int, int]], dict[int, list[tuple[int, int]]]]:
-    """(item, event time, count) of the walks started, and the transitions by source item."""
-    started, transitions = text.split("|")
+def read_walk_work(text: str) -> WalkWork:
+    started, transitions, forgotten = text.split("|")
     starts = [
         (int(item), int(event_time), int(count))
         for item, event_time, count in (start.split(" ") for start in started.split(",") if start)
     ]
-    return starts, parse_transitions(transitions) if transitions else {}
+    return WalkWork(
+        starts,
+        parse_transitions(transitions) if transitions else {},
+        [int(item) for item in forgotten.split(",") if item],
+    )
 
 
 # --- walk hops (`kafka.topics.walk_hops`, internal: the item function -> itself) ---------------

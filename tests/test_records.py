@@ -317,6 +317,8 @@ def test_walk_work_round_trips() -> None:
     assert read_walk_work(work) == (
         [(4, 100, 3), (7, 101, 1)],
         {4: [(5, 100), (6, 102)], 7: [(4, 101)]},
+        [],
     )
-    assert read_walk_work(walk_work({}, "1 2 3")) == ([], {1: [(2, 3)]})
-    assert read_walk_work(walk_work({(1, 2): 5}, "")) == ([(1, 2, 5)], {})
+    assert read_walk_work(walk_work({}, "1 2 3")) == ([], {1: [(2, 3)]}, [])
+    assert read_walk_work(walk_work({(1, 2): 5}, "")) == ([(1, 2, 5)], {}, [])
+    assert read_walk_work(walk_work({}, "", [9, 3])) == ([], {}, [9, 3])

@@ -48,5 +48,10 @@ class ItemCache(Generic[V]):
             _, (_, evicted) = self._entries.popitem(last=False)
             self._total -= evicted
 
+    def remove(self, item: int) -> None:
+        entry = self._entries.pop(item, None)
+        if entry is not None:
+            self._total -= entry[1]
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -15,7 +15,7 @@ from itertools import accumulate
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ItemNeighbours", "draw_hop", "neighbour_average"]
+__all__ = ["ItemNeighbours", "draw_hop", "idle_items", "neighbour_average"]
 
 
 class ItemNeighbours:
@@ -204,3 +204,11 @@ def neighbour_average(
     if acc is None:
         return None
     return (acc / total).astype(np.float32)
+
+
+def idle_items(newest: Mapping[int, int], as_of: int | None, idle_ttl_s: int) -> list[int]:
+    """The items, in ascending order, whose newest transition out of them (`newest`, event
+    time by item) lies more than `idle_ttl_s` before `as_of`; none without an `as_of`."""
+    if as_of is None:
+        return []
+    return sorted(item for item, event_time in newest.items() if event_time < as_of - idle_ttl_s)

@@ -185,6 +185,11 @@ class StepTables:
             changed[src] = neighbours
         return changed
 
+    def forget(self, items: Iterable[int]) -> None:
+        """Drop the tables of items the item stage forgot (`stream.item_idle_ttl_s`)."""
+        for item in items:
+            self._items.pop(item, None)
+
     def get(self, item: int) -> ItemNeighbours:
         """An item's table (an empty one for an item without transitions out of it)."""
         neighbours = self._items.get(item)

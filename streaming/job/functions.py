@@ -25,7 +25,7 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from streaming.config import EventSettings, StreamSettings
 from streaming.core.events import Event, InvalidEventError, Reason
 from streaming.core.item_cache import ItemCache
-from streaming.core.neighbours import ItemNeighbours
+from streaming.core.neighbours import ItemNeighbours, idle_items
 from streaming.core.sightings import SightingFilter
 from streaming.core.walks import (
     StepTables,
@@ -214,8 +214,9 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
     """Per shard of items: each item's out-neighbour counts and walk starter, in a MapState.
 
     Called once per batch of a shard's transitions (the JVM batches them), not once per
-    transition: the crossing into Python for each record cost more than the work. A refresh
-    timer per shard starts background walks from all of its items. With replicated walks
+    transition: the crossing into Python for each record cost more than the work. A timer per
+    shard, every `stream.refresh_interval_s`, forgets its idle items (`stream.item_idle_ttl_s`)
+    and starts background walks from the others. With replicated walks
     (`stream.walk_stage`), each call hands the walks it started and the transitions it
     counted to every walk task (`WALK_WORK`); routed, it steps walks where their item's counts
     live (any shard of this task, once decoded) and sends the others on."""
@@ -235,6 +236,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.walks_per_weight = stream.walks_per_weight if walks else 0.0
         self.refresh_per_hour = stream.refresh_walks_per_weight_hour if walks else 0.0
         self.hand_over = walks and stream.walk_stage == "replicated"
+        self.idle_ttl_s = stream.item_idle_ttl_s
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.items = runtime_context.get_map_state(
@@ -242,6 +244,9 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         )
         self.refresh_due = runtime_context.get_state(
             ValueStateDescriptor("refresh_due", Types.LONG())
+        )
+        self.sweep_as_of = runtime_context.get_state(
+            ValueStateDescriptor("sweep_as_of", Types.LONG())
         )
         # Decoded items of this task; a restarted task starts empty and reads its state.
         self.decoded: ItemCache[_Item] = ItemCache(
@@ -254,9 +259,10 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.transitions = _Tally(metrics.counter("transitions"))
         self.steps = _Tally(metrics.counter("walk_steps"))
         self.finished = _Tally(metrics.counter("walks_finished"))
+        self.forgotten = _Tally(metrics.counter("items_forgotten"))
 
     def close(self) -> None:
-        for tally in (self.transitions, self.steps, self.finished):
+        for tally in (self.transitions, self.steps, self.finished, self.forgotten):
             tally.flush()
 
     def process_element(self, value: Row, ctx: KeyedProcessFunction.Context) -> Iterator[Any]:
@@ -292,16 +298,49 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             yield WALK_WORK, _walk_work(started, payload)
         elif started:
             yield from self._advance(shard, started, items)
-        if self.refresh_per_hour > 0 and self.refresh_due.value() is None:
+        if self._timed() and self.refresh_due.value() is None:
             self._schedule_refresh(ctx.timer_service())
 
+    def _timed(self) -> bool:
+        return self.refresh_per_hour > 0 or self.idle_ttl_s > 0
+
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterator[Any]:
-        """A background refresh: each item of the shard starts walks in proportion to its
-        whole weight (decayed to the watermark, or to the item's newest transition before
-        there is one)."""
+        """The shard's idle items are forgotten, then each of the others starts background
+        walks in proportion to its whole weight (decayed to the watermark, or to the item's
+        newest transition before there is one)."""
         self.refresh_due.clear()
-        if self.refresh_per_hour <= 0:  # off since the timer was set: let it lapse
+        if not self._timed():  # both off since the timer was set: let it lapse
             return
+        forgotten = self._idle() if self.idle_ttl_s > 0 else []
+        for item in forgotten:
+            if self.stream.emit_counts:
+                yield from _forgotten_counts(item, self._item(item)[0], ITEM_STAGE)
+            self.items.remove(item)
+            self.decoded.remove(item)
+        self.forgotten.inc(len(forgotten))
+        started, items = self._refresh(ctx) if self.refresh_per_hour > 0 else ({}, {})
+        if self.hand_over and (started or forgotten):
+            yield WALK_WORK, _walk_work(started, "", forgotten)
+        elif started:
+            yield from self._advance(int(ctx.get_current_key()), started, items)
+        self._schedule_refresh(ctx.timer_service())
+
+    def _idle(self) -> list[int]:
+        """The shard's items idle for `stream.item_idle_ttl_s`, judged against the newest
+        transition the shard had counted by the previous timer, not by this one: transitions
+        reach the shard in batches of event times that lag one another (a replay's watermark
+        moves fast), and one counted a timer interval ago has no transition of a batch before
+        it still on its way."""
+        newest = {item: stored[2] for item, stored in self.items.items()}
+        idle = idle_items(newest, self.sweep_as_of.value(), self.idle_ttl_s)
+        if newest:
+            self.sweep_as_of.update(max(newest.values()))
+        return idle
+
+    def _refresh(
+        self, ctx: KeyedProcessFunction.OnTimerContext
+    ) -> tuple[dict[int, list[Walk]], dict[int, ItemNeighbours]]:
+        """Background walks started at each item of the shard, and the items read."""
         interval_s = self.stream.refresh_interval_s
         watermark = ctx.timer_service().current_watermark() // _MS
         items: dict[int, ItemNeighbours] = {}
@@ -317,11 +356,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             if starts:
                 started[item] = [Walk((item,), starter.newest_event_time)] * starts
         self.items.put_all(updated)
-        if started and self.hand_over:
-            yield WALK_WORK, _walk_work(started, "")
-        elif started:
-            yield from self._advance(int(ctx.get_current_key()), started, items)
-        self._schedule_refresh(ctx.timer_service())
+        return started, items
 
     def _item(self, item: int, stored: _StoredItem | None = None) -> _Item:
         decoded = self.decoded.get(item)
@@ -392,14 +427,24 @@ def _count_updates(
         )
 
 
-def _walk_work(started: dict[int, list[Walk]], transitions: str) -> str:
-    """Walks just started (each a one-item path) and the transitions counted, for the walk
-    tasks."""
+def _forgotten_counts(
+    item: int, neighbours: ItemNeighbours, holder: str
+) -> Iterator[tuple[OutputTag, str]]:
+    """A count update of weight 0 (`stream.emit_counts`) for each edge of a forgotten item."""
+    for dst in neighbours.weights:
+        yield COUNTS, count_update(item, dst, 0.0, None, holder)
+
+
+def _walk_work(
+    started: dict[int, list[Walk]], transitions: str, forgotten: list[int] | None = None
+) -> str:
+    """Walks just started (each a one-item path), the transitions counted and the items
+    forgotten, for the walk tasks."""
     starts: Counter[tuple[int, int]] = Counter()
     for item, walks in started.items():
         for walk in walks:
             starts[item, walk.newest_event_time] += 1
-    return walk_work(starts, transitions)
+    return walk_work(starts, transitions, forgotten or ())
 
 
 def step_tables_state() -> MapStateDescriptor:
@@ -457,13 +502,18 @@ class WalkFunction(BroadcastProcessFunction):  # type: ignore[misc]
         if tables is None:
             tables = self.tables = StepTables(self.half_life_s)
             tables.load(state.items())
-        starts, transitions = read_walk_work(value)
+        starts, transitions, forgotten = read_walk_work(value)
         if transitions:
             changed = tables.apply(transitions)
             state.put_all({item: neighbours.to_bytes() for item, neighbours in changed.items()})
             if self.emit_counts:
                 for src, batch in transitions.items():
                     yield from _count_updates(src, batch, changed[src], self.holder)
+        for item in forgotten:
+            if self.emit_counts:
+                yield from _forgotten_counts(item, tables.get(item), self.holder)
+            state.remove(item)
+        tables.forget(forgotten)
         self.items_held = len(tables)
         walks: dict[int, list[Walk]] = {}
         for item, event_time, count in walks_here(starts, self.task, self.tasks):

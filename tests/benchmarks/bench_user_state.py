@@ -1,5 +1,6 @@
-"""Per-user state with and without `users.idle_ttl_s` (`make bench-replay`): a replay whose
-users come once.
+"""Per-user state with and without `users.idle_ttl_s`, or per-item state with and without
+`stream.item_idle_ttl_s` (`--of items`) (`make bench-replay`): a replay whose users, or items,
+come once.
 
 Runs its own Kafka on free loopback ports and writes `--events` events once: users arrive one
 after another (a new one every `--arrival-s` seconds of event time), each rates
@@ -11,6 +12,11 @@ the topic twice (`job --from earliest --until latest`, hashmap state, a checkpoi
 checkpoint (the job's whole state: per item and per user), the last one and the largest.
 Without a TTL per-user state grows with every user ever seen; with one it holds only the users
 active within the TTL.
+
+With `--of items` the items come and go instead: a new item every `--item-arrival-s` seconds
+of event time, each rated only while it is among the newest `--items`, so every item has
+a few neighbours and then none. Both runs forget users after `--ttl-s` (so the checkpoints
+measure per-item state); the second also forgets items after `--ttl-s`, swept every 5 s.
 """
 
 from __future__ import annotations
@@ -39,6 +45,26 @@ def _users_once(path: Path, events: int, per_user: int, arrival_s: int, items_n:
     users = np.repeat(np.arange(events // per_user), per_user)
     times = 1_600_000_000 + users * arrival_s + rng.integers(0, 60, len(users))
     items = rng.integers(1, items_n + 1, len(users))
+    order = np.argsort(times, kind="stable")
+    with path.open("w") as handle:
+        handle.write("userId,movieId,rating,timestamp\n")
+        for start in range(0, len(order), 1_000_000):
+            part = order[start : start + 1_000_000]
+            rows = zip(
+                users[part].tolist(), items[part].tolist(), times[part].tolist(), strict=True
+            )
+            handle.writelines(f"{u},{i},5.0,{t}\n" for u, i, t in rows)
+
+
+def _items_come_and_go(
+    path: Path, events: int, per_user: int, arrival_s: int, alive: int, item_arrival_s: int
+) -> None:
+    """Users as `_users_once` writes them, each rating items among the `alive` newest at
+    their time (a new item every `item_arrival_s` seconds)."""
+    rng = np.random.default_rng(5)
+    users = np.repeat(np.arange(events // per_user), per_user)
+    times = 1_600_000_000 + users * arrival_s + rng.integers(0, 60, len(users))
+    items = 1 + (times - 1_600_000_000) // item_arrival_s + rng.integers(0, alive, len(users))
     order = np.argsort(times, kind="stable")
     with path.open("w") as handle:
         handle.write("userId,movieId,rating,timestamp\n")
@@ -93,10 +119,14 @@ def main() -> int:
     parser.add_argument("--arrival-s", type=int, default=1)
     parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--ttl-s", type=int, default=3_600)
+    parser.add_argument("--of", choices=("users", "items"), default="users")
+    parser.add_argument("--item-arrival-s", type=int, default=2)
     parser.add_argument(
-        "--out", type=Path, default=ROOT / ".walkstream" / "bench" / "user-state.json"
+        "--out", type=Path, help="default: .walkstream/bench/{users,items}-state.json"
     )
     args = parser.parse_args()
+    if args.out is None:
+        args.out = ROOT / ".walkstream" / "bench" / f"{args.of[:-1]}-state.json"
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), **vars(args), "out": str(args.out)}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -107,7 +137,13 @@ def main() -> int:
         stack.up()
         try:
             ratings = tmp / "ratings.csv"
-            _users_once(ratings, args.events, args.per_user, args.arrival_s, args.items)
+            if args.of == "users":
+                _users_once(ratings, args.events, args.per_user, args.arrival_s, args.items)
+            else:
+                _items_come_and_go(
+                    ratings, args.events, args.per_user, args.arrival_s, args.items,
+                    args.item_arrival_s,
+                )  # fmt: skip
             print(f"producing {args.events:,} events ...", flush=True)
             produce_file(settings, ratings, "csv", report=lambda _: None)
             for name, ttl in (("no_ttl", 0), ("ttl", args.ttl_s)):
@@ -121,14 +157,22 @@ def main() -> int:
                         f"kafka.topics.users=bench.users-{name}",
                         f"kafka.topics.samples=bench.samples-{name}",
                         f"kafka.topics.items=bench.items-{name}",
-                        f"users.idle_ttl_s={ttl}",
+                        *(
+                            [f"users.idle_ttl_s={ttl}"]
+                            if args.of == "users"
+                            else [
+                                f"users.idle_ttl_s={args.ttl_s}",
+                                f"stream.item_idle_ttl_s={ttl}",
+                                "stream.refresh_interval_s=5",
+                            ]
+                        ),
                     ]
                     for part in ("--set", a)
                 ]
                 result[name] = _replay(flags, checkpoints)
                 replay = result[name]
                 print(
-                    f"{name} (users.idle_ttl_s={ttl}): {replay['checkpoints']} checkpoints, "
+                    f"{name} ({args.of}' TTL {ttl} s): {replay['checkpoints']} checkpoints, "
                     f"last {replay['last_bytes']:,} bytes, largest {replay['max_bytes']:,} "
                     f"bytes, {replay['wall_s']:.0f} s",
                     flush=True,

@@ -38,3 +38,13 @@ def test_an_item_put_again_becomes_the_newest() -> None:
     cache.put(1, "a2")  # 3 in all, and item 2 is now the oldest
     cache.put(3, "c")
     assert [cache.get(item) for item in (1, 2, 3)] == ["a2", None, "c"]
+
+
+def test_a_removed_item_frees_its_size() -> None:
+    cache: ItemCache[str] = ItemCache(budget=4, size=len)
+    cache.put(1, "aa")
+    cache.put(2, "bb")
+    cache.remove(1)
+    cache.remove(7)  # never held: nothing to do
+    cache.put(3, "cc")  # 2 + 2 fits only because item 1's size was freed
+    assert [cache.get(item) for item in (1, 2, 3)] == [None, "bb", "cc"]

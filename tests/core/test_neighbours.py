@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from streaming.core.neighbours import ItemNeighbours, draw_hop, neighbour_average
+from streaming.core.neighbours import ItemNeighbours, draw_hop, idle_items, neighbour_average
 
 COUNTS = {11: 60, 12: 25, 13: 10, 14: 5}
 
@@ -202,3 +202,11 @@ def test_a_decayed_transition_needs_its_event_time() -> None:
         ItemNeighbours().add(1, half_life_s=60.0)
     with pytest.raises(ValueError, match="half-life"):
         ItemNeighbours().add(1, event_time=0, half_life_s=0.0)
+
+
+def test_idle_items_are_those_idle_for_longer_than_the_ttl_before_the_time_given() -> None:
+    newest = {5: 100, 3: 89, 8: 90, 1: 10}
+    assert idle_items(newest, 100, 10) == [1, 3]  # 90 is exactly the TTL before: kept
+    assert idle_items(newest, 1000, 10) == [1, 3, 5, 8]
+    assert idle_items(newest, None, 10) == []  # no time to judge by yet
+    assert idle_items({}, 100, 10) == []

@@ -182,6 +182,10 @@ def test_step_tables_equal_the_item_stage_counts_bit_for_bit(half_life: float | 
     restored = StepTables(half_life)
     restored.load((item, tables.get(item).to_bytes()) for item in owned)
     assert all(restored.get(i).to_bytes() == n.to_bytes() for i, n in owned.items())
+    restored.forget([3, 10_000])  # an item it holds, and one it does not
+    assert len(restored) == len(owned) - 1
+    assert len(restored.get(3)) == 0
+    assert all(restored.get(i).to_bytes() == n.to_bytes() for i, n in owned.items() if i != 3)
 
 
 # item -> {next item: weight}: 2 -> 1 goes back, 2 -> 3 stays next to 1 (1 -> 3 exists),

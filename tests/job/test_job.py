@@ -30,6 +30,7 @@ from streaming.records import (
     ITEM_STAGE,
     UserItems,
     event_to_json,
+    read_count_update,
     read_late_event,
     read_sample,
     read_user_items,
@@ -648,6 +649,69 @@ def test_background_refresh_starts_walks_in_proportion_to_weight(
     assert max(rounds.values()) - min(rounds.values()) <= 1, rounds  # all at the same pace
     # a refresh walk covers its start item's counts, as new as its newest transition
     assert all(s["newest_event_time"] == newest[s["items"][0]] for s in samples)
+
+
+def test_an_idle_item_is_forgotten_by_the_item_stage_and_every_walk_task(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    """Item 1 (shard 1 of 128) goes idle; once its shard has counted a transition more than
+    `stream.item_idle_ttl_s` later, a sweep forgets its edges, in the item stage and in each
+    walk task's step tables, and its next transitions start it afresh."""
+    world = job_world(local_stack, unique, tmp_path, **{
+        "stream.item_idle_ttl_s": 100, "stream.refresh_interval_s": 2})  # fmt: skip
+    partitions = world.settings.kafka.partitions
+    holders = [ITEM_STAGE] + [walk_task_holder(t) for t in range(world.settings.flink.parallelism)]
+
+    def send(events: list[Event], release_at: int, users: range) -> None:
+        """`events`, then a single rating in every partition at `release_at`: the watermark
+        passes every event before it."""
+        release = a_user_per_partition(partitions, users)
+        later = [Event(u, 1_000_000, 5.0, release_at) for u in release.values()]
+        send_events(world.settings, world.topic("ratings"), [*events, *later])
+
+    def zeroed() -> dict[str, set[tuple[int, int]]]:
+        """The edges each holder wrote a weight of 0 for: forgotten."""
+        gone: dict[str, set[tuple[int, int]]] = {holder: set() for holder in holders}
+        for *_, value in read_topic(world.settings, world.topic("counts")):
+            update = read_count_update(value)
+            if update.weight == 0.0:
+                gone[update.holder].add((update.src, update.dst))
+        return gone
+
+    def transitions(src: int, dst: int, users: range, start: int) -> list[Event]:
+        """A transition src -> dst of each user, at `start` + 10 * user + 1."""
+        return [
+            Event(user, item, 5.0, start + 10 * user + step)
+            for user in users
+            for step, item in enumerate((src, dst))
+        ]
+
+    # item 1 -> 2, three times by 1_031; then item 129 (shard 1 too) -> 130 at 2_041
+    send(transitions(1, 2, range(1, 4), 1_000), 1_100, range(100, 200))
+    job = world.start("--from", "earliest")
+    try:
+        poll(lambda: final_counts(world.settings).get((1, 2)) == 3, 180, "item 1's edge")
+        send(transitions(129, 130, range(4, 5), 2_000), 2_100, range(200, 300))
+        everywhere = {holder: {(1, 2)} for holder in holders}
+        poll(lambda: zeroed() == everywhere, 180, "item 1 forgotten by every holder")
+        # item 1 returns, with 20 transitions to item 3 from 3_000 on
+        send(transitions(1, 3, range(5, 25), 3_000), 4_000, range(300, 400))
+
+        def walks_after_return() -> list[list[int]] | None:
+            paths = [s["items"] for s in _walks(world) if s["newest_event_time"] >= 3_000]
+            from_1 = [path for path in paths if path[0] == 1]
+            return from_1 if len(from_1) == 20 else None
+
+        paths = poll(walks_after_return, 180, "the walks of item 1's return")
+        # item 129 is idle by the return's time: the sweep after next forgets it
+        poll(lambda: (129, 130) in zeroed()[ITEM_STAGE], 60, "item 129 forgotten")
+        counts = final_counts(world.settings)
+    finally:
+        JobWorld.kill(job)
+    assert all(path[1] == 3 for path in paths), paths  # item 2 is out of every step table
+    assert counts[(1, 3)] == 20
+    assert counts[(1, 2)] == 3  # never counted on from 3: a return starts afresh
+    assert (1, 3) not in zeroed()[ITEM_STAGE]
 
 
 def _bias(previous: int, nxt: int, p: float, q: float) -> float:
