@@ -13,6 +13,8 @@ needs a checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = ["SightingFilter"]
 
 
@@ -45,3 +47,11 @@ class SightingFilter:
         if len(sent) > self._max_items:
             sent.clear()
         return wanted
+
+    def forget(self, items: Iterable[int]) -> None:
+        """Items this task forgot (`stream.item_idle_ttl_s`): their next sightings count from
+        zero here, as they do in the JVM. Another task's count of such an item is not reset,
+        so until its own counts are cleared it may hold back sightings of the item by that
+        task's items (new in-edges of the item), not those of the item's own new edges."""
+        for item in items:
+            self._sent.pop(item, None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pyflink.common import Row, Types
@@ -317,6 +317,10 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
                 yield from _forgotten_counts(item, self._item(item)[0], ITEM_STAGE)
             self.items.remove(item)
             self.decoded.remove(item)
+        if forgotten:
+            self.sightings.forget(forgotten)
+            # a sighting of no neighbour: the items topic's counts forget the item too
+            yield SIGHTINGS, JOINED.join(f"{item} -" for item in forgotten)
         self.forgotten.inc(len(forgotten))
         started, items = self._refresh(ctx) if self.refresh_per_hour > 0 else ({}, {})
         if self.hand_over and (started or forgotten):
@@ -327,10 +331,9 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     def _idle(self) -> list[int]:
         """The shard's items idle for `stream.item_idle_ttl_s`, judged against the newest
-        transition the shard had counted by the previous timer, not by this one: transitions
-        reach the shard in batches of event times that lag one another (a replay's watermark
-        moves fast), and one counted a timer interval ago has no transition of a batch before
-        it still on its way."""
+        transition the shard had counted by the previous sweep, not by this one: transitions
+        reach a shard in batches whose event times lag one another (a replay's watermark
+        moves fast), and any still on its way at the previous sweep has been counted since."""
         newest = {item: stored[2] for item, stored in self.items.items()}
         idle = idle_items(newest, self.sweep_as_of.value(), self.idle_ttl_s)
         if newest:
@@ -436,7 +439,7 @@ def _forgotten_counts(
 
 
 def _walk_work(
-    started: dict[int, list[Walk]], transitions: str, forgotten: list[int] | None = None
+    started: dict[int, list[Walk]], transitions: str, forgotten: Sequence[int] = ()
 ) -> str:
     """Walks just started (each a one-item path), the transitions counted and the items
     forgotten, for the walk tasks."""
@@ -444,7 +447,7 @@ def _walk_work(
     for item, walks in started.items():
         for walk in walks:
             starts[item, walk.newest_event_time] += 1
-    return walk_work(starts, transitions, forgotten or ())
+    return walk_work(starts, transitions, forgotten)
 
 
 def step_tables_state() -> MapStateDescriptor:

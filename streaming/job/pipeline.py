@@ -394,45 +394,30 @@ def _sightings(t_env: StreamTableEnvironment, joined: DataStream, limit: int) ->
     counts win), an item's records hold its first `limit` neighbours. No Python call: one per
     sighting would cost about as much as the transitions themselves. The sightings
     come from the item function (`SIGHTINGS`), which finds each new edge in the counts it
-    holds, and sends only those that can still count (`SightingFilter`).
+    holds, and sends only those that can still count (`SightingFilter`); an item it forgot
+    comes as a sighting of no neighbour, after which the item's next sighting is its first.
 
-    Running counts over processing time, not ROW_NUMBER's Top-N: the planner takes any Top-N
-    for an updating result, which to_append_stream refuses; an OVER count is insert-only."""
-    schema = (
-        Schema.new_builder()
-        .column("f0", "STRING")
-        .column_by_expression("seen", "PROCTIME()")
-        .build()
-    )
-    t_env.create_temporary_view("sighting_batches", t_env.from_data_stream(joined, schema))
-    t_env.execute_sql(
-        f"""CREATE TEMPORARY VIEW sightings AS SELECT
-            CAST(SPLIT_INDEX(s, ' ', 0) AS BIGINT) AS item_id,
-            CAST(SPLIT_INDEX(s, ' ', 1) AS BIGINT) AS neighbour, seen
+    Counted per item by `ItemSightings` (Java, keyed by item), which keeps an item's first
+    `2 * limit` sightings at most, and forgets a forgotten item's."""
+    t_env.create_temporary_view("sighting_batches", t_env.from_data_stream(joined))
+    split = t_env.sql_query(
+        f"""SELECT CAST(SPLIT_INDEX(s, ' ', 0) AS BIGINT) AS item_id,
+            TRY_CAST(SPLIT_INDEX(s, ' ', 1) AS BIGINT) AS neighbour
         FROM sighting_batches CROSS JOIN UNNEST(SPLIT(f0, CHR({ord(JOINED)}))) AS t (s)"""
     )
-    # An item sees each neighbour at most twice, so once it has had 2 * limit sightings it
-    # knows `limit` others, and it announces none of its later ones: dropped first, by a
-    # count per item, they never reach the count per (item, neighbour), whose state would
-    # otherwise hold every edge twice.
-    rows = f"""SELECT item_id, neighbour, times, n FROM (
-        SELECT item_id, neighbour, times, COUNT(*) OVER w AS n,
-            -- distinct neighbours known so far, this one included
-            SUM(CASE WHEN times = 1 THEN 1 ELSE 0 END) OVER w AS known
-        FROM (
-            SELECT item_id, neighbour, seen, COUNT(*) OVER (
-                PARTITION BY item_id, neighbour ORDER BY seen
-                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-            ) AS times FROM (
-                SELECT item_id, neighbour, seen, COUNT(*) OVER (
-                    PARTITION BY item_id ORDER BY seen
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-                ) AS sighting FROM sightings
-            ) WHERE sighting <= {2 * limit})
-        WINDOW w AS (
-            PARTITION BY item_id ORDER BY seen ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-    ) WHERE known - CASE WHEN times = 1 THEN 1 ELSE 0 END < {limit}"""
-    return _strings(t_env, t_env.sql_query(f"SELECT {SIGHTING_SQL} FROM ({rows})"))
+    rows = t_env.to_append_stream(split, Types.ROW([Types.LONG(), Types.LONG()]))
+    functions = get_gateway().jvm.io.walkstream
+    counted = Types.ROW_NAMED(["item_id", "neighbour", "times", "n"], [Types.LONG()] * 4)
+    j_counted = (
+        rows._j_data_stream.keyBy(
+            functions.ItemSightings.byItem(), Types.LONG().get_java_type_info()
+        )
+        .process(functions.ItemSightings(limit), counted.get_java_type_info())
+        .uid("item-sightings")
+        .name("item-sightings")
+    )
+    t_env.create_temporary_view("item_sightings", t_env.from_data_stream(DataStream(j_counted)))
+    return _strings(t_env, t_env.sql_query(f"SELECT {SIGHTING_SQL} FROM item_sightings"))
 
 
 def _split(t_env: StreamTableEnvironment, joined: DataStream, name: str) -> DataStream:

@@ -21,6 +21,14 @@ def test_forgetting_resends_rather_than_grow() -> None:
     assert sightings.new_edges(1, [5]) == [(1, 5), (5, 1)]
 
 
+def test_an_item_the_job_forgot_is_sent_again() -> None:
+    sightings = SightingFilter(per_item=1, max_items=100)
+    assert sightings.new_edges(1, [2]) == [(1, 2), (2, 1)]
+    assert sightings.new_edges(1, [3]) == [(3, 1)]  # item 1 has had its share
+    sightings.forget([1, 9])  # 9: never sent
+    assert sightings.new_edges(1, [4]) == [(1, 4), (4, 1)]
+
+
 def test_each_item_is_sent_at_most_its_share_when_nothing_is_forgotten() -> None:
     rng = random.Random(5)
     sightings = SightingFilter(per_item=3, max_items=1_000)

@@ -712,6 +712,10 @@ def test_an_idle_item_is_forgotten_by_the_item_stage_and_every_walk_task(
     assert counts[(1, 3)] == 20
     assert counts[(1, 2)] == 3  # never counted on from 3: a return starts afresh
     assert (1, 3) not in zeroed()[ITEM_STAGE]
+    # the items topic announces item 1's neighbours afresh: 2 first, then 3 after its return
+    items = [json.loads(v) for *_, v in read_topic(world.settings, world.topic("items"))]
+    firsts = {tuple(r["neighbours"].items()) for r in items if r["item_id"] == 1 and r["first"]}
+    assert firsts == {(("2", 1),), (("3", 1),)}
 
 
 def _bias(previous: int, nxt: int, p: float, q: float) -> float:
