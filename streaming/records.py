@@ -205,6 +205,8 @@ def parse_transitions(batch: str) -> dict[int, list[tuple[int, int]]]:
 
 
 class WalkWork(NamedTuple):
+    """A walk work record, as `read_walk_work` reads it."""
+
     starts: list[tuple[int, int, int]]
     """(item, event time, count) of the walks started."""
     transitions: dict[int, list[tuple[int, int]]]

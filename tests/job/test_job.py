@@ -678,6 +678,15 @@ def test_an_idle_item_is_forgotten_by_the_item_stage_and_every_walk_task(
                 gone[update.holder].add((update.src, update.dst))
         return gone
 
+    def latest(edge: tuple[int, int]) -> dict[str, float]:
+        """Each holder's newest weight of `edge`, by the broker's append time (the phases
+        below are seconds apart)."""
+        updates = sorted(
+            (timestamp, read_count_update(value))
+            for _, _, timestamp, _, value in read_topic(world.settings, world.topic("counts"))
+        )
+        return {u.holder: u.weight for _, u in updates if (u.src, u.dst) == edge}
+
     def transitions(src: int, dst: int, users: range, start: int) -> list[Event]:
         """A transition src -> dst of each user, at `start` + 10 * user + 1."""
         return [
@@ -705,12 +714,20 @@ def test_an_idle_item_is_forgotten_by_the_item_stage_and_every_walk_task(
         paths = poll(walks_after_return, 180, "the walks of item 1's return")
         # item 129 is idle by the return's time: the sweep after next forgets it
         poll(lambda: (129, 130) in zeroed()[ITEM_STAGE], 60, "item 129 forgotten")
+        # and item 1 -> 2 once more: counted from nothing, not on from 3
+        send(transitions(1, 2, range(25, 26), 4_500), 5_000, range(400, 500))
+
+        def counted_again() -> dict[str, float] | None:
+            weights = latest((1, 2))
+            return weights if 0.0 not in weights.values() else None
+
+        renewed = poll(counted_again, 180, "item 1 -> 2 counted again by every holder")
         counts = final_counts(world.settings)
     finally:
         JobWorld.kill(job)
     assert all(path[1] == 3 for path in paths), paths  # item 2 is out of every step table
+    assert renewed == dict.fromkeys(holders, 1.0)
     assert counts[(1, 3)] == 20
-    assert counts[(1, 2)] == 3  # never counted on from 3: a return starts afresh
     assert (1, 3) not in zeroed()[ITEM_STAGE]
     # the items topic announces item 1's neighbours afresh: 2 first, then 3 after its return
     items = [json.loads(v) for *_, v in read_topic(world.settings, world.topic("items"))]
