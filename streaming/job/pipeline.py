@@ -6,7 +6,7 @@ ratings --(SQL) route: compact & high ----+--keyBy user--> UserTransitions (Java
                                  | (valid & high)        the previous item --> transitions
                                  +--> dead letters       late --> LateFunction --> late
 transitions --batch per shard (SQL)--keyBy shard--> ItemFunction --> counts
-                 new edges' sightings, while the item knows < N others (SQL) +--> items
+                 new edges' sightings, while the item knows < N others (Java) +--> items
   replicated walks (`stream.walk_stage`, default):
     ItemFunction --walks started + transitions counted, broadcast--> WalkFunction (each task:
                    every item's step table; steps its share of the walks) --> samples
