@@ -40,31 +40,27 @@ from tests.benchmarks.stack import private_settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _users_once(path: Path, events: int, per_user: int, arrival_s: int, items_n: int) -> None:
-    rng = np.random.default_rng(5)
-    users = np.repeat(np.arange(events // per_user), per_user)
-    times = 1_600_000_000 + users * arrival_s + rng.integers(0, 60, len(users))
-    items = rng.integers(1, items_n + 1, len(users))
-    order = np.argsort(times, kind="stable")
-    with path.open("w") as handle:
-        handle.write("userId,movieId,rating,timestamp\n")
-        for start in range(0, len(order), 1_000_000):
-            part = order[start : start + 1_000_000]
-            rows = zip(
-                users[part].tolist(), items[part].tolist(), times[part].tolist(), strict=True
-            )
-            handle.writelines(f"{u},{i},5.0,{t}\n" for u, i, t in rows)
+_EPOCH = 1_600_000_000
 
 
-def _items_come_and_go(
-    path: Path, events: int, per_user: int, arrival_s: int, alive: int, item_arrival_s: int
+def _users_once(
+    path: Path,
+    events: int,
+    per_user: int,
+    arrival_s: int,
+    items_n: int,
+    item_arrival_s: int | None = None,
 ) -> None:
-    """Users as `_users_once` writes them, each rating items among the `alive` newest at
-    their time (a new item every `item_arrival_s` seconds)."""
+    """Users who come once, a new one every `arrival_s` seconds of event time, each rating
+    `per_user` items within a minute: any of `items_n` items, or with `item_arrival_s` (a new
+    item every that many seconds) one of the `items_n` newest at the time."""
     rng = np.random.default_rng(5)
     users = np.repeat(np.arange(events // per_user), per_user)
-    times = 1_600_000_000 + users * arrival_s + rng.integers(0, 60, len(users))
-    items = 1 + (times - 1_600_000_000) // item_arrival_s + rng.integers(0, alive, len(users))
+    times = _EPOCH + users * arrival_s + rng.integers(0, 60, len(users))
+    if item_arrival_s is None:
+        items = rng.integers(1, items_n + 1, len(users))
+    else:
+        items = 1 + (times - _EPOCH) // item_arrival_s + rng.integers(0, items_n, len(users))
     order = np.argsort(times, kind="stable")
     with path.open("w") as handle:
         handle.write("userId,movieId,rating,timestamp\n")
@@ -137,13 +133,10 @@ def main() -> int:
         stack.up()
         try:
             ratings = tmp / "ratings.csv"
-            if args.of == "users":
-                _users_once(ratings, args.events, args.per_user, args.arrival_s, args.items)
-            else:
-                _items_come_and_go(
-                    ratings, args.events, args.per_user, args.arrival_s, args.items,
-                    args.item_arrival_s,
-                )  # fmt: skip
+            _users_once(
+                ratings, args.events, args.per_user, args.arrival_s, args.items,
+                None if args.of == "users" else args.item_arrival_s,
+            )  # fmt: skip
             print(f"producing {args.events:,} events ...", flush=True)
             produce_file(settings, ratings, "csv", report=lambda _: None)
             for name, ttl in (("no_ttl", 0), ("ttl", args.ttl_s)):
