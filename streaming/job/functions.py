@@ -311,10 +311,12 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.refresh_due.clear()
         if not self._timed():  # both off since the timer was set: let it lapse
             return
-        forgotten = self._idle() if self.idle_ttl_s > 0 else []
+        stored = dict(self.items.items())  # read once for the sweep and the refresh
+        forgotten = self._idle(stored) if self.idle_ttl_s > 0 else []
         for item in forgotten:
             if self.stream.emit_counts:
-                yield from _forgotten_counts(item, self._item(item)[0], ITEM_STAGE)
+                yield from _forgotten_counts(item, self._item(item, stored[item])[0], ITEM_STAGE)
+            del stored[item]
             self.items.remove(item)
             self.decoded.remove(item)
         if forgotten:
@@ -322,35 +324,36 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             # a sighting of no neighbour: the items topic's counts forget the item too
             yield SIGHTINGS, JOINED.join(f"{item} -" for item in forgotten)
         self.forgotten.inc(len(forgotten))
-        started, items = self._refresh(ctx) if self.refresh_per_hour > 0 else ({}, {})
+        started, items = self._refresh(ctx, stored) if self.refresh_per_hour > 0 else ({}, {})
         if self.hand_over and (started or forgotten):
             yield WALK_WORK, _walk_work(started, "", forgotten)
         elif started:
             yield from self._advance(int(ctx.get_current_key()), started, items)
         self._schedule_refresh(ctx.timer_service())
 
-    def _idle(self) -> list[int]:
+    def _idle(self, stored: dict[int, _StoredItem]) -> list[int]:
         """The shard's items idle for `stream.item_idle_ttl_s`, judged against the newest
         transition the shard had counted by the previous sweep, not by this one: transitions
         reach a shard in batches whose event times lag one another (a replay's watermark
         moves fast), and any still on its way at the previous sweep has been counted since."""
-        newest = {item: stored[2] for item, stored in self.items.items()}
+        newest = {item: newest_event_time for item, (*_, newest_event_time) in stored.items()}
         idle = idle_items(newest, self.sweep_as_of.value(), self.idle_ttl_s)
         if newest:
             self.sweep_as_of.update(max(newest.values()))
         return idle
 
     def _refresh(
-        self, ctx: KeyedProcessFunction.OnTimerContext
+        self, ctx: KeyedProcessFunction.OnTimerContext, stored: dict[int, _StoredItem]
     ) -> tuple[dict[int, list[Walk]], dict[int, ItemNeighbours]]:
-        """Background walks started at each item of the shard, and the items read."""
+        """Background walks started at each item of the shard (`stored`, as its state holds
+        them), and the items read."""
         interval_s = self.stream.refresh_interval_s
         watermark = ctx.timer_service().current_watermark() // _MS
         items: dict[int, ItemNeighbours] = {}
         started: dict[int, list[Walk]] = {}
         updated: dict[int, _StoredItem] = {}
-        for item, stored in list(self.items.items()):
-            neighbours, starter = self._item(item, stored)
+        for item, value in stored.items():
+            neighbours, starter = self._item(item, value)
             now = max(watermark, starter.newest_event_time)
             weight = neighbours.weight_at(now, self.half_life_s)
             starts = starter.on_refresh(weight, self.refresh_per_hour, interval_s)

@@ -64,10 +64,8 @@ public final class ItemSightings extends KeyedProcessFunction<Long, Row, Row> {
             at += 2;
         }
         long times;
-        boolean emit;
         if (at < 1 + 2 * known) {
             times = ++state[at + 1];
-            emit = known < limit;
         } else {
             long[] grown = new long[1 + 2 * (known + 1)];
             if (state != null) {
@@ -76,11 +74,11 @@ public final class ItemSightings extends KeyedProcessFunction<Long, Row, Row> {
             grown[at] = neighbour;
             grown[at + 1] = times = 1;
             state = grown;
-            emit = known < limit;
         }
         state[0] = sightings + 1;
         seen.update(state);
-        if (emit) {
+        // a repeat: fewer than `limit` known in all; a new one: fewer besides it
+        if (known < limit) {
             out.collect(Row.of(ctx.getCurrentKey(), neighbour, times, state[0]));
         }
     }
