@@ -308,7 +308,7 @@ def _append(
             strict=True,
         )
     ]
-    corpus.append(samples, {}, {}, int(replay.times[hi - 1]))
+    corpus.append(samples, {}, [], int(replay.times[hi - 1]))
 
 
 def run_nightly(

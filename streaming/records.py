@@ -26,6 +26,7 @@ __all__ = [
     "ITEM_STAGE",
     "MALFORMED",
     "CountUpdate",
+    "Sighting",
     "count_update",
     "dead_letter",
     "event_from_json",
@@ -336,8 +337,9 @@ def read_sample(raw: bytes | str) -> Sample:
 
 # --- items (`kafka.topics.items`: the job's SQL -> the trainer) --------------------------------
 # One sighting per record: an item, one neighbour and how often the item has seen it so far,
-# `first` on the item's first sighting. Written by Flink SQL from the columns n (the item's
-# sightings so far), item_id, neighbour and times.
+# `first` on the item's first sighting (again after the job forgot an idle item). Written by
+# Flink SQL from the columns n (the item's sightings so far), item_id, neighbour and times,
+# which `ItemSightings.java` counts.
 
 SIGHTING_SQL = (
     """'{"first":' || CASE WHEN n = 1 THEN 'true' ELSE 'false' END || ',"item_id":' || """
@@ -347,12 +349,22 @@ SIGHTING_SQL = (
 """The expression that writes an items record (read by `read_sighting`)."""
 
 
-def read_sighting(raw: bytes | str) -> tuple[int, dict[int, int]]:
-    """An items record: the item and its neighbours' counts (one in what the job writes).
+class Sighting(NamedTuple):
+    """An items record."""
 
-    Raises one of `MALFORMED` for a malformed record."""
+    item: int
+    neighbours: dict[int, int]  # neighbour -> times seen so far (one in what the job writes)
+    first: bool  # the item's first sighting: what was known of its neighbours no longer holds
+
+
+def read_sighting(raw: bytes | str) -> Sighting:
+    """An items record. Raises one of `MALFORMED` for a malformed record."""
     record = json.loads(raw)
-    return int(record["item_id"]), {int(n): int(c) for n, c in record["neighbours"].items()}
+    first = record["first"]
+    if not isinstance(first, bool):
+        raise TypeError(f"an items record's first is true or false, not {first!r}")
+    counts = {int(n): int(c) for n, c in record["neighbours"].items()}
+    return Sighting(int(record["item_id"]), counts, first)
 
 
 # --- users (`kafka.topics.users`, key: user id: the job -> the trainer's user vectors) --------

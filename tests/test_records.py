@@ -32,6 +32,7 @@ from streaming.records import (
     DeadLetter,
     LateEvent,
     Sample,
+    Sighting,
     UserItems,
     count_update,
     dead_letter,
@@ -215,6 +216,7 @@ _FIELDS = st.fixed_dictionaries(
         "newest_event_time": st.integers() | st.floats() | _JSON,
         "user": st.integers() | st.floats() | _JSON,
         "item_id": st.integers() | st.floats() | _JSON,
+        "first": st.booleans() | _JSON,
         "neighbours": st.dictionaries(st.text(max_size=4), st.integers() | st.floats()) | _JSON,
     },
 )
@@ -239,11 +241,12 @@ def test_any_samples_or_items_record_is_read_or_refused_with_what_the_trainer_co
         assert sample.kind in ("walk", "transition")
         assert (sample.user is not None) == (sample.kind == "transition")
     try:
-        item, counts = read_sighting(raw)
+        sighting = read_sighting(raw)
     except MALFORMED:
         return
-    assert type(item) is int
-    assert all(type(n) is int and type(c) is int for n, c in counts.items())
+    assert type(sighting.item) is int
+    assert type(sighting.first) is bool
+    assert all(type(n) is int and type(c) is int for n, c in sighting.neighbours.items())
 
 
 def test_a_deeply_nested_record_is_refused_not_a_crash() -> None:
@@ -297,9 +300,14 @@ def test_items_records_are_read_as_the_sql_writes_them() -> None:
     later = _concatenation(SIGHTING_SQL, {"n": 4, "item_id": 12, "neighbour": 5, "times": 1})
     assert first == '{"first":true,"item_id":3,"neighbours":{"7":2}}'
     assert json.loads(later) == {"first": False, "item_id": 12, "neighbours": {"5": 1}}
-    assert read_sighting(first.encode()) == (3, {7: 2})
-    assert read_sighting(later) == (12, {5: 1})
-    for raw in (b"{}", b'{"item_id":1,"neighbours":[]}'):
+    assert read_sighting(first.encode()) == Sighting(3, {7: 2}, True)
+    assert read_sighting(later) == Sighting(12, {5: 1}, False)
+    for raw in (
+        b"{}",
+        b'{"first":false,"item_id":1,"neighbours":[]}',
+        b'{"item_id":1,"neighbours":{"2":1}}',
+        b'{"first":1,"item_id":1,"neighbours":{"2":1}}',
+    ):
         with pytest.raises(MALFORMED):
             read_sighting(raw)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from streaming.records import Sighting
 from streaming.trainer.durable import write_atomically
 
 __all__ = ["Corpus", "Entry", "Segment", "UserTransition"]
@@ -132,11 +133,13 @@ class Corpus:
         self,
         samples: Sequence[Sequence[int] | UserTransition],
         offsets: Mapping[str, int],
-        neighbours: Mapping[int, Mapping[int, int]],
+        sightings: Sequence[Sighting],
         newest_event_time: int = 0,
     ) -> None:
         """Make `samples` (walks and user transitions) and the consumer position after them
-        durable, together."""
+        durable, together, with the items records read (`sightings`, in their order): each
+        adds to its item's neighbour counts, and an item's first sighting replaces them (the
+        job announces an item afresh after forgetting it)."""
         state = self._state
         lines = [_line(sample) for sample in samples if sample]
         written = 0
@@ -156,8 +159,11 @@ class Corpus:
             written += taken
         state.offsets.update(offsets)
         state.newest_event_time = max(state.newest_event_time, newest_event_time)
-        for item, counts in neighbours.items():
-            state.neighbours.setdefault(item, {}).update(counts)
+        for sighting in sightings:
+            if sighting.first:
+                state.neighbours[sighting.item] = dict(sighting.neighbours)
+            else:
+                state.neighbours.setdefault(sighting.item, {}).update(sighting.neighbours)
         self._prune()
         self._save()
 

@@ -11,15 +11,12 @@ from kafka.structs import OffsetAndMetadata
 
 from streaming.config import Settings
 from streaming.kafka_clients import kafka_python_config
-from streaming.records import MALFORMED, read_sample, read_sighting
+from streaming.records import MALFORMED, Sighting, read_sample, read_sighting
 from streaming.topics import ensure_topics, topic_partitions
 from streaming.trainer.corpus import Corpus, UserTransition
 from streaming.trainer.metrics import TrainerMetrics
 
-__all__ = ["Intake", "Sightings"]
-
-Sightings = dict[int, dict[int, int]]
-"""Neighbour counts announced on the items topic, by item."""
+__all__ = ["Intake"]
 
 
 class Intake:
@@ -48,15 +45,15 @@ class Intake:
             else:
                 self.consumer.seek(tp, position)
 
-    def poll(self, timeout_ms: int = 500) -> tuple[int, Sightings]:
+    def poll(self, timeout_ms: int = 500) -> tuple[int, set[int]]:
         """Poll once and make what arrived durable: how many samples it added, and the items
-        records it read (already in the corpus's neighbour counts)."""
+        whose neighbour counts the items records it read changed (already in the corpus)."""
         polled = self.consumer.poll(timeout_ms=timeout_ms)
         if not polled:
-            return 0, {}
+            return 0, set()
         samples: list[list[int] | UserTransition] = []
         newest_event_time = 0
-        sightings: Sightings = {}
+        sightings: list[Sighting] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, records in polled.items():
             for record in records:
@@ -72,8 +69,7 @@ class Intake:
                             )
                         newest_event_time = max(newest_event_time, sample.newest_event_time)
                     else:
-                        item, counts = read_sighting(record.value)
-                        sightings.setdefault(item, {}).update(counts)
+                        sightings.append(read_sighting(record.value))
                 except MALFORMED:
                     self.metrics.malformed.inc()
             offsets[tp] = records[-1].offset + 1
@@ -82,7 +78,7 @@ class Intake:
         self.metrics.samples.inc(len(samples))
         # Only now, and only to report progress: on restart the corpus manifest decides.
         self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
-        return len(samples), sightings
+        return len(samples), {sighting.item for sighting in sightings}
 
     def lag(self) -> int:
         """Records behind the ends of the consumed partitions."""

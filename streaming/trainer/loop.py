@@ -212,11 +212,11 @@ class Trainer:
             while not stop.is_set() and (cycles is None or published < cycles):
                 if self.users is not None:
                     self.users.raise_if_failed()
-                added, sightings = intake.poll()
+                added, announced = intake.poll()
                 if added:
                     arrived = time.monotonic()
-                if sightings:
-                    self.publisher.publish_cold(sightings, self.corpus.neighbours)
+                if announced:
+                    self.publisher.publish_cold(announced, self.corpus.neighbours)
                 if time.monotonic() - checked >= 1.0:
                     self.publisher.ensure_published(self._info("republish", None))
                     checked = time.monotonic()

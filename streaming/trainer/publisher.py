@@ -7,7 +7,7 @@ Vector sets are built in threads beside the trainer, the only slow step of a pub
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +95,7 @@ class Publisher:
 
     def publish_cold(
         self,
-        items: Mapping[int, object],
+        items: Collection[int],
         neighbours: Mapping[int, Mapping[int, int]],
     ) -> None:
         """Items the current version lacks get their neighbours' average now, not next cycle."""

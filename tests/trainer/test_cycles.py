@@ -79,7 +79,7 @@ def test_a_gap_in_a_users_transitions_starts_a_new_row() -> None:
 
 def _corpus(tmp_path: Path, samples: list[list[int] | UserTransition]) -> Corpus:
     corpus = Corpus(tmp_path, window=10**6, segment_samples=1_000)
-    corpus.append(samples, {"samples:0": len(samples)}, {})
+    corpus.append(samples, {"samples:0": len(samples)}, [])
     return corpus
 
 
@@ -123,7 +123,7 @@ def test_the_gate_holds_out_a_share_of_the_transitions_new_since_the_current_ver
     corpus = _corpus(tmp_path, [*old])
     first = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
     assert first.held_out == []  # no current version to compare with: nothing held out
-    corpus.append([*new, new[0], [1, 2, 3]], {"samples:0": len(transitions) + 2}, {})
+    corpus.append([*new, new[0], [1, 2, 3]], {"samples:0": len(transitions) + 2}, [])
     plan = plan_cycle(corpus, _after(first.end), None, True, OPTIONS, TRAINING, WALKS)
     held = {t for k, t in enumerate(new, start=200) if k % 10 == 0}
     kept = chain(t for t in transitions if t not in held)  # the repeat of a held-out one too
@@ -146,7 +146,7 @@ def test_an_incremental_cycle_trains_the_new_items_in_their_users_context(
     old = [UserTransition(1, t, t, t + 1) for t in range(100, 160)]  # user 1: 100 ... 160
     corpus = _corpus(tmp_path, [*old, [7, 8, 9], [10, 11]])
     full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
-    corpus.append([UserTransition(1, 160, 160, 161), [12, 13]], {"samples:0": 65}, {})
+    corpus.append([UserTransition(1, 160, 160, 161), [12, 13]], {"samples:0": 65}, [])
     window = 5
     training = TRAINING.model_copy(update={"window": window})
     plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, training, WALKS)
@@ -171,7 +171,7 @@ def test_an_incremental_cycle_replays_a_seeded_sample_of_the_windows_user_sequen
     sequences = _ratings(seed=11, users=60)
     corpus = _corpus(tmp_path, [*_transitions(sequences), [1, 2, 3]])
     full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
-    corpus.append([[4, 5, 6], [7, 8], [9, 10]], {"samples:0": 10_000}, {})
+    corpus.append([[4, 5, 6], [7, 8], [9, 10]], {"samples:0": 10_000}, [])
     twice = OPTIONS.model_copy(update={"replay_ratio": 2.0})
     plan = plan_cycle(corpus, _after(full.end), None, False, twice, TRAINING, WALKS)
     again = plan_cycle(corpus, _after(full.end), None, False, twice, TRAINING, WALKS)
@@ -193,7 +193,7 @@ def test_with_a_half_life_the_replay_takes_recent_sequences_first(tmp_path: Path
     corpus = _corpus(tmp_path, [*old, *now, [1, 2, 3]])
     walks = WALKS.model_copy(update={"half_life_s": float(hour)})
     full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, walks)
-    corpus.append([[4, 5, 6], [7, 8], [9, 10]], {"samples:0": 10_000}, {})
+    corpus.append([[4, 5, 6], [7, 8], [9, 10]], {"samples:0": 10_000}, [])
     replay_rows = OPTIONS.model_copy(update={"replay_ratio": 30 * 3 / 7})  # 30 rows' worth
     plan = plan_cycle(corpus, _after(full.end), None, False, replay_rows, TRAINING, walks)
     assert len(plan.replay) == 30
@@ -205,7 +205,7 @@ def test_with_a_half_life_the_replay_takes_recent_sequences_first(tmp_path: Path
 def test_an_incremental_cycle_without_transitions_replays_older_walks(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path, [[k, k + 1] for k in range(1, 30)])
     full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
-    corpus.append([[40, 41]], {"samples:0": 31}, {})
+    corpus.append([[40, 41]], {"samples:0": 31}, [])
     plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, TRAINING, WALKS)
     assert plan.corpus == [["40", "41"]]
     assert len(plan.replay) == 1  # walk_replay_ratio walks per new walk
@@ -218,7 +218,7 @@ def test_the_jobs_walks_are_cut_where_they_step_over_a_held_out_pair(tmp_path: P
     full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
     held = UserTransition(2, 50, 500, 501)  # sample 10: held out, and no one else's pair
     walks = [[499, 500, 501, 502, 500, 501], [600, 601, 602]]
-    corpus.append([held, *walks], {"samples:0": 13}, {})
+    corpus.append([held, *walks], {"samples:0": 13}, [])
     plan = plan_cycle(corpus, _after(full.end), None, False, OPTIONS, TRAINING, WALKS)
     assert plan.held_out == [["500", "501"]]
     assert plan.corpus == [["499", "500"], ["501", "502", "500"], ["600", "601", "602"]]
@@ -230,7 +230,7 @@ def test_a_window_with_transitions_never_replays_older_walks(tmp_path: Path) -> 
     corpus = _corpus(tmp_path, [[1, 2, 3], *_transitions(sequences), [4, 5, 6]])
     full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
     new_user = [UserTransition(999, 5_000 + k, 40 + k, 41 + k) for k in range(3)]
-    corpus.append([[7, 8], [9, 10], [11, 12], *new_user], {"samples:0": 10_000}, {})
+    corpus.append([[7, 8], [9, 10], [11, 12], *new_user], {"samples:0": 10_000}, [])
     little = OPTIONS.model_copy(update={"replay_ratio": 0.1})
     plan = plan_cycle(corpus, _after(full.end), None, False, little, TRAINING, WALKS)
     assert sum(map(len, plan.corpus)) == 10  # 3 new walks, the new user's items in context
@@ -242,7 +242,7 @@ def test_replayed_sequences_never_teach_a_held_out_transition(tmp_path: Path) ->
     transitions = _transitions(sequences)
     corpus = _corpus(tmp_path, transitions[:100])
     full = plan_cycle(corpus, None, None, True, OPTIONS, TRAINING, WALKS)
-    corpus.append(transitions[100:], {"samples:0": len(transitions)}, {})
+    corpus.append(transitions[100:], {"samples:0": len(transitions)}, [])
     whole = OPTIONS.model_copy(update={"replay_ratio": 1_000.0})  # every row of the window
     plan = plan_cycle(corpus, _after(full.end), None, False, whole, TRAINING, WALKS)
     held = {(t.src, t.dst) for k, t in enumerate(transitions) if k >= 100 and k % 10 == 0}
