@@ -27,6 +27,7 @@ from streaming.embeddings.vectors import Embeddings
 __all__ = [
     "HoldOut",
     "community_precision",
+    "community_shares",
     "popularity_scores",
     "rank_scores",
     "recent_before",
@@ -196,10 +197,20 @@ def community_precision(
     embeddings: Embeddings, communities: Mapping[int, int], k: int = 10, sample: int = 2000
 ) -> float:
     """Mean share of an item's k nearest neighbours in its planted community (synthetic data)."""
+    _, shares = community_shares(embeddings, communities, k, sample)
+    return float(shares.mean()) if len(shares) else 0.0
+
+
+def community_shares(
+    embeddings: Embeddings, communities: Mapping[int, int], k: int = 10, sample: int = 2000
+) -> tuple[Ints, npt.NDArray[np.float64]]:
+    """For a seeded sample of `sample` items with a planted community: the items, and the
+    share of each one's k nearest neighbours (among such items) in its community; none when
+    k or fewer items have one."""
     known = np.array([item in communities for item in embeddings.item_ids.tolist()])
     ids = embeddings.item_ids[known]
     if len(ids) <= k:
-        return 0.0
+        return ids[:0], np.zeros(0)
     vectors = embeddings.vectors[known].astype(np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     labels = np.array([communities[item] for item in ids.tolist()])
@@ -211,4 +222,4 @@ def community_precision(
         scores[np.arange(len(chunk)), chunk] = -np.inf
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         shares.append((labels[top] == labels[chunk, None]).mean(axis=1))
-    return float(np.concatenate(shares).mean())
+    return ids[rows], np.concatenate(shares)

@@ -6,9 +6,11 @@ community in the middle of the year, streams it in event-time order (the first 1
 `--rate` events/s from the first served version on) through the real producer -> Kafka ->
 job -> trainer -> Redis (every other setting at its default), once without decay and once
 with a half-life of `--half-life-days`, and scores every version the trainer serves:
-same-community precision@10 of its vectors (`batch.evaluate.community_precision`) against
-the communities in force at the version's newest event time. Recovery: the events after the
-shift until the first version whose precision is 90% of the pre-shift precision (the median
+same-community precision@10 of its vectors (`batch.evaluate.community_shares`) against
+the communities in force at the version's newest event time, and after the shift the same
+for the items that stayed and for the moved items by how many ratings they have had since
+(`by_group`: what a version could know of their new community). Recovery: the events after
+the shift until the first version whose precision is 90% of the pre-shift precision (the median
 of the versions served over the second half of the events before the shift). Writes JSON
 (`{"runs": {"off": {...}, "on": {...}}, "recovery_ratio": ...}`), a plot of precision
 against events, and each run's trainer log, next to `--out`.
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from batch.evaluate import community_precision
+from batch.evaluate import community_shares
 from batch.prequential import Replay, replay_transitions, run_stream
 from batch.synthetic import SyntheticSpec, generate, load_drift
 from streaming.config import EventSettings, load_settings, parse_assignments
@@ -62,19 +64,42 @@ class _Scorer:
     """Scores a version's vectors against the communities in force at its newest event time."""
 
     times: npt.NDArray[np.int64]  # every event's time, in order
+    items: npt.NDArray[np.int64]  # every event's item, in the same order
     drift_time: int
     before: dict[int, int]
     after: dict[int, int]
 
     def score(self, version: int, kind: str, newest: int, embeddings: Embeddings) -> dict[str, Any]:
+        """The version's precision; after the shift also that of the items that stayed and of
+        the moved items by how many ratings they have had since the shift (what the version
+        could know of their new community): [items, precision] each."""
         truth = self.before if newest < self.drift_time else self.after
-        return {
+        events = int(np.searchsorted(self.times, newest, side="right"))
+        ids, shares = community_shares(embeddings, truth)
+        scored: dict[str, Any] = {
             "version": version,
             "kind": kind,
             "newest_event_time": newest,
-            "events": int(np.searchsorted(self.times, newest, side="right")),
-            "precision": round(community_precision(embeddings, truth), 4),
+            "events": events,
+            "precision": round(float(shares.mean()), 4) if len(shares) else 0.0,
         }
+        if newest >= self.drift_time and len(ids):
+            shift = int(np.searchsorted(self.times, self.drift_time))
+            since = np.bincount(self.items[shift:events], minlength=int(ids.max()) + 1)[ids]
+            moved = np.array([self.before[item] != truth[item] for item in ids.tolist()])
+            groups = {
+                "stayed": ~moved,
+                "moved, 0 ratings since": moved & (since == 0),
+                "moved, 1-2": moved & (since >= 1) & (since <= 2),
+                "moved, 3-5": moved & (since >= 3) & (since <= 5),
+                "moved, 6 or more": moved & (since >= 6),
+            }
+            scored["by_group"] = {
+                name: [int(group.sum()), round(float(shares[group].mean()), 3)]
+                for name, group in groups.items()
+                if group.any()
+            }
+        return scored
 
 
 class _Versions(threading.Thread):
@@ -274,7 +299,7 @@ def main() -> int:
         )
     )
     newest_transition = int(replay.times.max())
-    scorer = _Scorer(times, spec.drift_time, before, after)
+    scorer = _Scorer(times, columns.item_id[order].astype(np.int64), spec.drift_time, before, after)
     half_life = args.half_life_days * DAY_S
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
@@ -299,6 +324,12 @@ def main() -> int:
     for name, run in result["runs"].items():
         print(f"decay {name}: pre-shift precision {run['pre_shift']}, "
               f"recovered after {run['events_to_recover']} events")  # fmt: skip
+    if off is not None:  # where the goal (a third of the events without decay) falls
+        goal = next((v for v in result["runs"]["on"]["versions"] if v["events"] >= shift + off / 3),
+                    None)  # fmt: skip
+        if goal is not None:
+            print(f"decay on, {goal['events'] - shift} events after the shift: precision "
+                  f"{goal['precision']}; [items, precision] {goal['by_group']}")  # fmt: skip
     print(f"recovery with decay / without: {result['recovery_ratio']}; "
           f"{args.out}, {args.out.with_suffix('.png')}")  # fmt: skip
     return 0
