@@ -5,6 +5,7 @@ import pytest
 
 from batch.evaluate import (
     community_precision,
+    community_shares,
     popularity_scores,
     rank_scores,
     recent_before,
@@ -134,3 +135,8 @@ def test_community_precision_counts_same_community_neighbours() -> None:
     communities = {1: 0, 2: 0, 3: 1, 4: 1, 5: 1, 6: 1}
     # k=1: 1->2 same, 2->1 same, 3->2 differs, 4->5, 5->4, 6->5 same
     assert community_precision(embeddings, communities, k=1) == pytest.approx(5 / 6)
+    ids, shares = community_shares(embeddings, communities, k=1)
+    assert dict(zip(ids.tolist(), shares.tolist(), strict=True)) == {
+        1: 1.0, 2: 1.0, 3: 0.0, 4: 1.0, 5: 1.0, 6: 1.0
+    }  # fmt: skip
+    assert len(community_shares(embeddings, {1: 0}, k=1)[0]) == 0  # too few known items
