@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,11 @@ class _Scorer:
     before: dict[int, int]
     after: dict[int, int]
 
+    @cached_property
+    def shift(self) -> int:
+        """The number of events before the shift."""
+        return int(np.searchsorted(self.times, self.drift_time))
+
     def score(self, version: int, kind: str, newest: int, embeddings: Embeddings) -> dict[str, Any]:
         """The version's precision; after the shift also that of the items that stayed and of
         the moved items by how many ratings they have had since the shift (what the version
@@ -84,8 +90,8 @@ class _Scorer:
             "precision": round(float(shares.mean()), 4) if len(shares) else 0.0,
         }
         if newest >= self.drift_time and len(ids):
-            shift = int(np.searchsorted(self.times, self.drift_time))
-            since = np.bincount(self.items[shift:events], minlength=int(ids.max()) + 1)[ids]
+            since = np.bincount(self.items[self.shift : events], minlength=int(ids.max()) + 1)
+            since = since[ids]
             moved = np.array([self.before[item] != truth[item] for item in ids.tolist()])
             groups = {
                 "stayed": ~moved,
@@ -290,7 +296,8 @@ def main() -> int:
         for k in order.tolist()
     ]  # fmt: skip
     times = columns.event_time[order].astype(np.int64)
-    shift = int(np.searchsorted(times, spec.drift_time))
+    scorer = _Scorer(times, columns.item_id[order].astype(np.int64), spec.drift_time, before, after)
+    shift = scorer.shift
     print(f"{len(events):,} events, {len(after) - sum(after[i] == before[i] for i in after)} "
           f"items move at event {shift:,}", flush=True)  # fmt: skip
     replay = replay_transitions(
@@ -299,7 +306,6 @@ def main() -> int:
         )
     )
     newest_transition = int(replay.times.max())
-    scorer = _Scorer(times, columns.item_id[order].astype(np.int64), spec.drift_time, before, after)
     half_life = args.half_life_days * DAY_S
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
