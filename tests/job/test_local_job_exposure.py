@@ -53,8 +53,12 @@ def _listening_sockets() -> dict[int, tuple[IPAddress, int]]:
 
 
 def _socket_inodes(pid: int) -> set[int]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    inodes: set[int] = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except FileNotFoundError:
+        return inodes  # the process exited since the tree was listed: it listens on nothing
+    for fd in fds:
         try:
             target = os.readlink(fd)
         except OSError:
