@@ -11,11 +11,25 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from itertools import accumulate
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ItemNeighbours", "draw_hop", "idle_items", "neighbour_average"]
+__all__ = [
+    "NO_HOPS",
+    "HopTable",
+    "ItemNeighbours",
+    "draw_hop",
+    "idle_items",
+    "neighbour_average",
+]
+
+
+HopTable: TypeAlias = "tuple[array[int], array[float]]"
+"""An item's neighbours, ascending, and their cumulative weights (`ItemNeighbours.hop_table`)."""
+NO_HOPS: HopTable = (array("q"), array("d"))
+"""The hop table of an item without out-weight: a walk that reaches it ends there."""
 
 
 class ItemNeighbours:
@@ -48,7 +62,7 @@ class ItemNeighbours:
         self._neighbours = array("q")
         self._weights = array("d")
         self._weight: float | None = 0.0
-        self._hops: tuple[array[int], array[float]] | None = None
+        self._hops: HopTable | None = None
 
     def add(
         self,
@@ -128,16 +142,17 @@ class ItemNeighbours:
     def weights(self) -> dict[int, float]:
         return dict(zip(self._neighbours, self._weights, strict=True))
 
-    def hop_table(self) -> tuple[array[int], array[float]] | None:
-        """The neighbours and their cumulative weights, to draw hops from (`draw_hop`), built
-        on first use after a change; None for an item without out-weight."""
+    def hop_table(self) -> HopTable:
+        """The neighbours (ascending) and their cumulative weights, to draw hops from
+        (`draw_hop`), built on first use after a change; `NO_HOPS` (both empty) for an item
+        without out-weight."""
         hops = self._hops
         if hops is None:
             cumulative = array("d", accumulate(self._weights))
             hops = self._hops = (
-                (self._neighbours, cumulative) if cumulative and cumulative[-1] > 0 else _NO_HOPS
+                (self._neighbours, cumulative) if cumulative and cumulative[-1] > 0 else NO_HOPS
             )
-        return hops if hops is not _NO_HOPS else None
+        return hops
 
     def to_bytes(self) -> bytes:
         reference = array("q", [-1 if self._reference is None else self._reference])
@@ -171,7 +186,6 @@ class ItemNeighbours:
 
 
 _REFERENCE_BYTES = 8
-_NO_HOPS: tuple[array[int], array[float]] = (array("q"), array("d"))
 
 
 def draw_hop(neighbours: array[int], cumulative: array[float], uniform: float) -> int:

@@ -17,11 +17,11 @@ of two ways (`stream.walk_stage`, docs/walks.md):
 from __future__ import annotations
 
 import random
-from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from streaming.core.neighbours import ItemNeighbours, draw_hop
+from streaming.core.neighbours import NO_HOPS, HopTable, ItemNeighbours, draw_hop
 
 __all__ = [
     "Advanced",
@@ -52,7 +52,7 @@ class Advanced:
 
 def advance_walks(
     walks: Mapping[int, list[Walk]],
-    neighbours_here: Callable[[int], ItemNeighbours | None],
+    hops_here: Callable[[int], HopTable | None],
     shards: int,
     length: int,
     rng: random.Random,
@@ -60,9 +60,9 @@ def advance_walks(
     q: float = 1.0,
 ) -> Advanced:
     """Step each walk (by the item it stands on) until it is finished, i.e. has `length`
-    items or stands on an item without out-edges, or stands on an item whose counts are not
-    here (`neighbours_here` gives None): it then leaves for that item's shard (item id mod
-    `shards`). A hop to an item that is here needs no message.
+    items or stands on an item without out-edges (`NO_HOPS`), or stands on an item whose
+    counts are not here (`hops_here` gives None): it then leaves for that item's shard (item
+    id mod `shards`). A hop to an item that is here needs no message.
 
     With p or q other than 1, a hop after the first is Node2vec's: the next item x is drawn
     in proportion to weight(here, x) times 1/p if x is the previous item, 1 if the previous
@@ -70,62 +70,70 @@ def advance_walks(
     (exact rejection sampling: a first-order proposal is kept with probability bias / the
     largest bias). The previous item's counts must then be here.
 
-    Walk by walk to the end: a hop is a draw and an append. (Stepping all walks at an item
-    together and regrouping them by their next item cost more than the draws.)"""
+    Walk by walk to the end: a hop is a table lookup, a draw and an append. (Stepping all
+    walks at an item together and regrouping them by their next item cost more than the
+    draws.) A first-order hop is `draw_hop` written out in the loop: the call cost as much
+    as the draw."""
     if p <= 0 or q <= 0:
         raise ValueError(f"Node2vec p and q must be positive, got p={p}, q={q}")
     second_order = not (p == 1.0 and q == 1.0)
     bias_max = max(1.0 / p, 1.0, 1.0 / q)
     uniform = rng.random
     result = Advanced()
+    done, outbound = result.done, result.outbound
     steps = 0
     for item, batch in walks.items():
         for walk in batch:
             path, here, away = list(walk.path), item, False
             while len(path) < length:
-                neighbours = neighbours_here(here)
-                if neighbours is None:
+                hops = hops_here(here)
+                if hops is None:
                     away = True
                     break
-                hops = neighbours.hop_table()
-                if hops is None:
+                neighbours, cumulative = hops
+                if not cumulative:
                     break
                 if second_order and len(path) > 1:
-                    here = _biased_step(hops, path[-2], neighbours_here, p, q, bias_max, rng)
+                    here = _biased_step(hops, path[-2], hops_here, p, q, bias_max, rng)
                 else:
-                    here = draw_hop(*hops, uniform())
+                    total = cumulative[-1]
+                    position = bisect_right(cumulative, uniform() * total)
+                    if position == len(cumulative):
+                        position = bisect_left(cumulative, total)
+                    here = neighbours[position]
                 path.append(here)
                 steps += 1
             moved = Walk(tuple(path), walk.newest_event_time)
             if away:
-                result.outbound.setdefault(here % shards, {}).setdefault(here, []).append(moved)
+                outbound.setdefault(here % shards, {}).setdefault(here, []).append(moved)
             else:
-                result.done.append(moved)
+                done.append(moved)
     result.steps = steps
     return result
 
 
 def _biased_step(
-    hops: tuple[array[int], array[float]],
+    hops: HopTable,
     previous: int,
-    neighbours_here: Callable[[int], ItemNeighbours | None],
+    hops_here: Callable[[int], HopTable | None],
     p: float,
     q: float,
     bias_max: float,
     rng: random.Random,
 ) -> int:
-    """One Node2vec hop from an item (its `hop_table`), having come from `previous`."""
-    before = neighbours_here(previous)
+    """One Node2vec hop from an item (its hop table), having come from `previous`."""
+    before = hops_here(previous)
     if before is None:
         raise ValueError(f"a Node2vec hop needs the counts of the previous item {previous}")
+    previous_leads_to = before[0]
     while True:
         proposal = draw_hop(*hops, rng.random())
         if proposal == previous:
             bias = 1.0 / p
-        elif proposal in before:
-            bias = 1.0
         else:
-            bias = 1.0 / q
+            position = bisect_left(previous_leads_to, proposal)
+            led = position < len(previous_leads_to) and previous_leads_to[position] == proposal
+            bias = 1.0 if led else 1.0 / q
         if rng.random() * bias_max < bias:
             return proposal
 
@@ -154,6 +162,20 @@ def walks_here(
 _NO_EDGES = ItemNeighbours()
 
 
+class _HopTables(dict[int, HopTable]):
+    """Hop tables by item, each built on first use from the item's counts (`NO_HOPS` for an
+    item without any)."""
+
+    def __init__(self, items: Mapping[int, ItemNeighbours]) -> None:
+        super().__init__()
+        self._items = items
+
+    def __missing__(self, item: int) -> HopTable:
+        neighbours = self._items.get(item)
+        hops = self[item] = NO_HOPS if neighbours is None else neighbours.hop_table()
+        return hops
+
+
 class StepTables:
     """A walk task's copy of every item's step table.
 
@@ -165,11 +187,15 @@ class StepTables:
     def __init__(self, half_life_s: float | None) -> None:
         self.half_life_s = half_life_s
         self._items: dict[int, ItemNeighbours] = {}
+        self._hops = _HopTables(self._items)
+        self.hops_here: Callable[[int], HopTable] = self._hops.__getitem__
+        """Any item's hop table, for `advance_walks`: every item is here."""
 
     def load(self, stored: Iterable[tuple[int, bytes]]) -> None:
         """Tables as `ItemNeighbours.to_bytes` stored them (on a restore)."""
         for item, data in stored:
             self._items[item] = ItemNeighbours.from_bytes(data)
+            self._hops.pop(item, None)
 
     def apply(self, transitions: Mapping[int, list[tuple[int, int]]]) -> dict[int, ItemNeighbours]:
         """Count transitions (next item, event time) by source item; return the changed
@@ -183,12 +209,14 @@ class StepTables:
             for dst, event_time in batch:
                 neighbours.add(dst, event_time=event_time, half_life_s=half_life_s)
             changed[src] = neighbours
+            self._hops.pop(src, None)
         return changed
 
     def forget(self, items: Iterable[int]) -> None:
         """Drop the tables of items the item stage forgot (`stream.item_idle_ttl_s`)."""
         for item in items:
             self._items.pop(item, None)
+            self._hops.pop(item, None)
 
     def get(self, item: int) -> ItemNeighbours:
         """An item's table (an empty one for an item without transitions out of it)."""

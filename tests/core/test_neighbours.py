@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from streaming.core.neighbours import ItemNeighbours, draw_hop, idle_items, neighbour_average
+from streaming.core.neighbours import (
+    NO_HOPS,
+    ItemNeighbours,
+    draw_hop,
+    idle_items,
+    neighbour_average,
+)
 
 COUNTS = {11: 60, 12: 25, 13: 10, 14: 5}
 
@@ -72,8 +78,8 @@ def test_step_is_seeded_and_sees_new_counts() -> None:
     assert _draws(state, random.Random(3), 100).count(99) > 90
 
 
-def test_an_item_without_neighbours_has_no_hop_table() -> None:
-    assert ItemNeighbours().hop_table() is None
+def test_an_item_without_neighbours_has_no_hops() -> None:
+    assert ItemNeighbours().hop_table() is NO_HOPS
 
 
 def test_pickle_round_trip() -> None:

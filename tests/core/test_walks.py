@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from scipy.stats import chisquare
 
-from streaming.core.neighbours import ItemNeighbours
+from streaming.core.neighbours import NO_HOPS, HopTable, ItemNeighbours, draw_hop
 from streaming.core.walks import (
     StepTables,
     Walk,
@@ -17,6 +18,11 @@ from streaming.core.walks import (
     advance_walks,
     walks_here,
 )
+
+
+def _here(graph: dict[int, ItemNeighbours]) -> Callable[[int], HopTable | None]:
+    """Hop tables of the items in `graph`; the others are not here."""
+    return lambda item: graph[item].hop_table() if item in graph else None
 
 
 def _neighbours(counts: dict[int, int]) -> ItemNeighbours:
@@ -31,7 +37,7 @@ def test_walks_step_on_through_items_at_hand_and_leave_for_others() -> None:
     graph = {1: _neighbours({3: 1}), 3: _neighbours({2: 1}), 5: _neighbours({7: 1}),
              7: _neighbours({9: 1}), 9: ItemNeighbours()}  # fmt: skip
     walks = {1: [Walk((1,), 4)] * 3, 5: [Walk((5,), 6)]}
-    advanced = advance_walks(walks, graph.get, 4, 5, random.Random(0))
+    advanced = advance_walks(walks, _here(graph), 4, 5, random.Random(0))
     assert advanced.outbound == {2: {2: [Walk((1, 3, 2), 4)] * 3}}
     assert advanced.done == [Walk((5, 7, 9), 6)]  # stopped where there is no next hop
     assert advanced.steps == 3 * 2 + 2
@@ -39,7 +45,7 @@ def test_walks_step_on_through_items_at_hand_and_leave_for_others() -> None:
 
 def test_walks_not_here_leave_grouped_by_shard_and_item() -> None:
     graph = {1: _neighbours({2: 1, 6: 1, 3: 2})}  # 2 and 6: shard 2 of 4; 3: shard 3
-    advanced = advance_walks({1: [Walk((1,), 0)] * 400}, graph.get, 4, 5, random.Random(0))
+    advanced = advance_walks({1: [Walk((1,), 0)] * 400}, _here(graph), 4, 5, random.Random(0))
     assert set(advanced.outbound) == {2, 3}
     assert set(advanced.outbound[2]) == {2, 6}
     assert set(advanced.outbound[3]) == {3}
@@ -51,7 +57,7 @@ def test_walks_not_here_leave_grouped_by_shard_and_item() -> None:
 
 def test_walks_finish_at_their_length_without_leaving() -> None:
     graph = {1: _neighbours({3: 1}), 3: _neighbours({1: 1})}
-    advanced = advance_walks({1: [Walk((1,), 0)]}, graph.get, 2, 4, random.Random(0))
+    advanced = advance_walks({1: [Walk((1,), 0)]}, _here(graph), 2, 4, random.Random(0))
     assert advanced.done == [Walk((1, 3, 1, 3), 0)]
     assert advanced.outbound == {}
 
@@ -59,7 +65,7 @@ def test_walks_finish_at_their_length_without_leaving() -> None:
 def test_each_walk_moves_by_the_counts_of_the_item_it_stands_on() -> None:
     walks = {1: [Walk((9, 1), t) for t in range(1_000)]}
     graph = {1: _neighbours({2: 1, 3: 3})}  # 2 and 3 not here: every walk leaves after a hop
-    advanced = advance_walks(walks, graph.get, 128, 5, random.Random(0))
+    advanced = advance_walks(walks, _here(graph), 128, 5, random.Random(0))
     assert advanced.done == []
     assert advanced.steps == 1_000
     assert set(advanced.outbound) == {2, 3}
@@ -76,19 +82,35 @@ def test_each_walk_moves_by_the_counts_of_the_item_it_stands_on() -> None:
 def test_walks_finish_at_their_length_or_a_dead_end() -> None:
     graph = {1: _neighbours({2: 1}), 2: ItemNeighbours()}
     walks = {1: [Walk((1,), 5), Walk((4, 1), 6)]}
-    advanced = advance_walks(walks, graph.get, 128, 2, random.Random(0))
+    advanced = advance_walks(walks, _here(graph), 128, 2, random.Random(0))
     assert advanced.done == [Walk((1, 2), 5), Walk((4, 1), 6)]  # a hop; already long enough
     assert advanced.steps == 1
-    advanced = advance_walks({1: [Walk((1,), 5)]}, graph.get, 128, 3, random.Random(0))
+    advanced = advance_walks({1: [Walk((1,), 5)]}, _here(graph), 128, 3, random.Random(0))
     assert advanced.done == [Walk((1, 2), 5)]  # 2 has no out-edges
     assert (advanced.outbound, advanced.steps) == ({}, 1)
+
+
+def test_a_first_order_hop_is_draw_hops_draw() -> None:
+    graph = {
+        i: _neighbours({j: 1 + (i * j) % 7 for j in range(1, 9) if j != i}) for i in range(1, 9)
+    }
+    walks = {1: [Walk((1,), t) for t in range(200)]}
+    advanced = advance_walks(walks, _here(graph), 1, 8, random.Random(5))
+    rng = random.Random(5)
+    expected = []
+    for t in range(200):
+        path = [1]
+        while len(path) < 8:
+            path.append(draw_hop(*graph[path[-1]].hop_table(), rng.random()))
+        expected.append(Walk(tuple(path), t))
+    assert advanced.done == expected
 
 
 def test_walks_are_seeded() -> None:
     graph = {i: _neighbours({2: 1, 3: 1, 4: 1}) for i in range(1, 5)}
     walks = {1: [Walk((1,), 0)] * 50}
-    first = advance_walks(walks, graph.get, 128, 6, random.Random(4))
-    assert advance_walks(walks, graph.get, 128, 6, random.Random(4)) == first
+    first = advance_walks(walks, _here(graph), 128, 6, random.Random(4))
+    assert advance_walks(walks, _here(graph), 128, 6, random.Random(4)) == first
     assert len(set(first.done)) > 40
 
 
@@ -174,6 +196,9 @@ def test_step_tables_equal_the_item_stage_counts_bit_for_bit(half_life: float | 
             add_transitions(src, transitions, neighbours, WalkStarter(), 0.0, half_life)
         changed = tables.apply(batch)
         assert set(changed) == set(batch)
+        read = rng.randrange(30)  # hop tables read between batches follow the next ones
+        expected = owned[read].hop_table() if read in owned else NO_HOPS
+        assert tables.hops_here(read) == expected
     assert len(tables) == len(owned)
     for item, neighbours in owned.items():
         assert tables.get(item).to_bytes() == neighbours.to_bytes()
@@ -185,6 +210,7 @@ def test_step_tables_equal_the_item_stage_counts_bit_for_bit(half_life: float | 
     restored.forget([3, 10_000])  # an item it holds, and one it does not
     assert len(restored) == len(owned) - 1
     assert len(restored.get(3)) == 0
+    assert restored.hops_here(3) == NO_HOPS
     assert all(restored.get(i).to_bytes() == n.to_bytes() for i, n in owned.items() if i != 3)
 
 
@@ -197,7 +223,7 @@ SECOND_ORDER_GRAPH = {1: {2: 1.0, 3: 1.0}, 2: {1: 2.0, 3: 3.0, 4: 5.0}, 3: {1: 1
 def test_second_order_hops_follow_node2vec_biases(p: float, q: float) -> None:
     graph = {item: _weighted(row) for item, row in SECOND_ORDER_GRAPH.items()}
     walks = {2: [Walk((1, 2), t) for t in range(6_000)]}  # each makes one hop from 2, after 1
-    advanced = advance_walks(walks, graph.get, 1, 3, random.Random(11), p=p, q=q)
+    advanced = advance_walks(walks, _here(graph), 1, 3, random.Random(11), p=p, q=q)
     observed = Counter(walk.path[2] for walk in advanced.done)
     bias = {1: 1 / p, 3: 1.0, 4: 1 / q}
     unnormalized = {x: w * bias[x] for x, w in SECOND_ORDER_GRAPH[2].items()}
@@ -209,9 +235,9 @@ def test_second_order_hops_follow_node2vec_biases(p: float, q: float) -> None:
 def test_node2vec_walks_need_the_previous_items_counts_and_positive_parameters() -> None:
     graph = {2: _weighted({1: 1.0})}
     with pytest.raises(ValueError, match="previous item 9"):
-        advance_walks({2: [Walk((9, 2), 0)]}, graph.get, 1, 3, random.Random(0), p=2.0)
+        advance_walks({2: [Walk((9, 2), 0)]}, _here(graph), 1, 3, random.Random(0), p=2.0)
     with pytest.raises(ValueError, match="positive"):
-        advance_walks({2: [Walk((2,), 0)]}, graph.get, 1, 3, random.Random(0), q=0.0)
+        advance_walks({2: [Walk((2,), 0)]}, _here(graph), 1, 3, random.Random(0), q=0.0)
 
 
 def _weighted(row: dict[int, float]) -> ItemNeighbours:
