@@ -462,6 +462,11 @@ class FlinkSettings(_Section):
     )
     checkpoint_dir: Path | None = Field(None, description="default: RUNTIME_HOME/checkpoints")
     checkpoint_interval_ms: int = Field(10_000, ge=100, description="exactly-once checkpoints")
+    python_execution_mode: Literal["thread", "process"] = Field(
+        "thread",
+        description="where the job's Python functions run: thread (inside the TaskManager's "
+        "JVM, one interpreter for all its tasks) or process (a Python process per task slot)",
+    )
 
 
 class TrainerSettings(_Section):

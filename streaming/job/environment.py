@@ -131,14 +131,14 @@ def _local_logging(log_dir: Path) -> None:
 def execution_environment(
     settings: Settings, restore_from: Path | None = None
 ) -> StreamExecutionEnvironment:
-    """Python functions run in thread mode (several times faster than process mode) with this
+    """Python functions run in `flink.python_execution_mode` (thread: inside the JVM, one
+    interpreter for all its tasks; process: a Python process per task slot) with this
     interpreter and its packages, not whatever `python` is first on PATH."""
     log_dir = flink_log_dir(settings)
     if log_dir is not None:
         _local_logging(log_dir)
-        # PyFlink's "loopback" worker pool serves process-mode Python workers from this process
-        # on every interface; thread mode does not use it, and a process-mode operator would
-        # get its own worker process instead.
+        # PyFlink's "loopback" worker pool would serve process-mode Python workers from this
+        # process, on every interface; with this each task slot starts its own worker process.
         os.environ["_python_worker_execution_mode"] = "process"  # noqa: SIM112 - PyFlink's name
     config = Configuration()
     if log_dir is not None:
@@ -146,8 +146,9 @@ def execution_environment(
             config.set_string(key, value)
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
-    config.set_string("python.execution-mode", "thread")
-    # Thread mode embeds CPython without running site: give it our packages and this checkout.
+    config.set_string("python.execution-mode", settings.flink.python_execution_mode)
+    # Thread mode embeds CPython without running site: give it (and the process-mode workers)
+    # our packages and this checkout.
     python_path = [*site.getsitepackages(), str(_PROJECT_ROOT)]
     config.set_string("python.pythonpath", os.pathsep.join(python_path))
     # Chained operators pass records on without a copy (a profile found copying in every

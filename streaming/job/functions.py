@@ -25,7 +25,7 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from streaming.config import EventSettings, StreamSettings
 from streaming.core.events import Event, InvalidEventError, Reason
 from streaming.core.item_cache import ItemCache
-from streaming.core.neighbours import ItemNeighbours, idle_items
+from streaming.core.neighbours import HopTable, ItemNeighbours, idle_items
 from streaming.core.sightings import SightingFilter
 from streaming.core.walks import (
     StepTables,
@@ -114,6 +114,20 @@ _KEY_SHOWN = 40
 """How much of a mismatched key a dead letter's detail quotes (the record has it whole)."""
 _SIGHTING_FILTER_ITEMS = 1_000_000
 """Items a task tracks to skip sightings the items topic would drop (~100 bytes each)."""
+
+
+class _Entries(dict[Any, Any]):
+    """A dict that iterates its (key, value) pairs."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items())
+
+
+def _put_all(state: Any, entries: dict[Any, Any]) -> None:
+    """Write `entries` into a MapState or broadcast state in one call. PyFlink's `put_all`
+    reads a dict's items in thread mode but iterates its argument as (key, value) pairs in
+    process mode (`flink.python_execution_mode`); a dict that iterates its items is both."""
+    state.put_all(_Entries(entries))
 
 
 def _subtask(runtime_context: RuntimeContext) -> tuple[int, int]:
@@ -290,7 +304,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
                 yield from _count_updates(src, transitions, neighbours, ITEM_STAGE)
             if walks:
                 started[src] = walks
-        self.items.put_all(updated)  # one call into the JVM per batch, not one per item
+        _put_all(self.items, updated)  # one call into the JVM per batch, not one per item
         self.transitions.inc(counted)
         if sightings:
             yield SIGHTINGS, JOINED.join(sightings)
@@ -361,7 +375,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
             items[item] = neighbours
             if starts:
                 started[item] = [Walk((item,), starter.newest_event_time)] * starts
-        self.items.put_all(updated)
+        _put_all(self.items, updated)
         return started, items
 
     def _item(self, item: int, stored: _StoredItem | None = None) -> _Item:
@@ -396,7 +410,7 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
         key's state. `items` caches the counts this call has already read."""
         shards = self.stream.item_shards
 
-        def neighbours_here(item: int) -> ItemNeighbours | None:
+        def hops_here(item: int) -> HopTable | None:
             neighbours = items.get(item)
             if neighbours is None:
                 if item % shards == shard:
@@ -407,9 +421,9 @@ class ItemFunction(KeyedProcessFunction):  # type: ignore[misc]
                         return None
                     neighbours = decoded[0]
                 items[item] = neighbours
-            return neighbours
+            return neighbours.hop_table()
 
-        advanced = advance_walks(walks, neighbours_here, shards, self.walk_length, self.rng)
+        advanced = advance_walks(walks, hops_here, shards, self.walk_length, self.rng)
         self.steps.inc(advanced.steps)
         self.finished.inc(len(advanced.done))
         # One side-output record per call for each, split in the JVM (`JOINED`): a record
@@ -511,7 +525,7 @@ class WalkFunction(BroadcastProcessFunction):  # type: ignore[misc]
         starts, transitions, forgotten = read_walk_work(value)
         if transitions:
             changed = tables.apply(transitions)
-            state.put_all({item: neighbours.to_bytes() for item, neighbours in changed.items()})
+            _put_all(state, {item: neighbours.to_bytes() for item, neighbours in changed.items()})
             if self.emit_counts:
                 for src, batch in transitions.items():
                     yield from _count_updates(src, batch, changed[src], self.holder)
@@ -527,7 +541,7 @@ class WalkFunction(BroadcastProcessFunction):  # type: ignore[misc]
         if not walks:
             return
         advanced = advance_walks(
-            walks, tables.get, 1, self.walk_length, self.rng, p=self.p, q=self.q
+            walks, tables.hops_here, 1, self.walk_length, self.rng, p=self.p, q=self.q
         )
         self.steps.inc(advanced.steps)
         self.finished.inc(len(advanced.done))

@@ -227,10 +227,12 @@ def main() -> int:
     parser.add_argument("--walks-per-weight", type=float, default=1.0)
     parser.add_argument(
         "--variants",
-        default="replicated:1,replicated:2,routed:1,routed:2,replicated:1:cluster,"
-        "replicated:2:cluster",
-        help="STAGE:PARALLELISM[:cluster],...: stream.walk_stage and flink.parallelism of each "
-        "variant; `cluster` submits it to a standalone cluster of PARALLELISM TaskManagers",
+        default="replicated:1,replicated:2,replicated:1:process,replicated:2:process,routed:1,"
+        "routed:2,replicated:1:cluster,replicated:2:cluster",
+        help="STAGE:PARALLELISM[:process][:cluster],...: stream.walk_stage and "
+        "flink.parallelism of each variant; `process` runs its Python functions in process "
+        "mode (flink.python_execution_mode), not thread mode; `cluster` submits it to a "
+        "standalone cluster of PARALLELISM TaskManagers",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "walks.json")
@@ -248,8 +250,11 @@ def main() -> int:
             )
             for repeat in range(args.repeats):
                 for variant in variants:
-                    stage, parallelism, *where = variant.split(":")
-                    on_cluster = where == ["cluster"]
+                    stage, parallelism, *options = variant.split(":")
+                    if not set(options) <= {"process", "cluster"}:
+                        parser.error(f"variant {variant}: options are process and cluster")
+                    on_cluster = "cluster" in options
+                    mode = "process" if "process" in options else "thread"
                     run = f"w{repeat}-{variant.replace(':', '-')}"
                     extra = [
                         "kafka.topics.ratings=bench.ratings",
@@ -257,6 +262,7 @@ def main() -> int:
                         f"stream.walks_per_weight={args.walks_per_weight}",
                         f"stream.walk_stage={stage}",
                         f"flink.parallelism={parallelism}",
+                        f"flink.python_execution_mode={mode}",
                         f"flink.checkpoint_dir={tmp / run / 'checkpoints'}",
                         *(f"kafka.topics.{name}=bench-{run}.{name}"
                           for name in ("dead_letter", "late", "samples", "items", "walk_hops")),
@@ -272,7 +278,8 @@ def main() -> int:
                     runs[variant].append(result)
                     place = "on the standalone cluster" if on_cluster else "in the mini-cluster"
                     print(
-                        f"{stage} walks at parallelism {parallelism} {place}, round {repeat + 1}: "
+                        f"{stage} walks at parallelism {parallelism} {place} ({mode} mode), "
+                        f"round {repeat + 1}: "
                         f"{result['steps']:,} steps in {result['seconds']:.1f} s = "
                         f"{result['rate']:,.0f} steps/s (steady {result['steady_rate']:,.0f}), "
                         f"{result['hop_messages_per_step']:.3f} feedback messages per step, "

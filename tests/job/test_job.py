@@ -206,9 +206,13 @@ def _same_weights(
     )
 
 
-@pytest.mark.parametrize("decay", [False, True], ids=["counts", "decayed"])
+@pytest.mark.parametrize(
+    ("decay", "mode"),
+    [(False, "thread"), (True, "thread"), (True, "process")],
+    ids=["counts", "decayed", "decayed-process-mode"],
+)
 def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_graph(
-    local_stack: Settings, unique: str, tmp_path: Path, decay: bool
+    local_stack: Settings, unique: str, tmp_path: Path, decay: bool, mode: str
 ) -> None:
     ratings = synthetic(tmp_path, 150_000, seed=2)
     columns, _ = load_events(ratings, "csv", local_stack.events)
@@ -220,6 +224,7 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
         unique,
         tmp_path,
         **{"stream.transition_samples": "false", "users.enabled": "false"},
+        **{"flink.python_execution_mode": mode},
         **({"walks.half_life_s": half_life} if decay else {}),
     )
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
@@ -747,14 +752,21 @@ def _bias(previous: int, nxt: int, p: float, q: float) -> float:
 # decoded; 2 shards, none kept (but the newest): hops within a shard read its state in the
 # same call, nearly all others go through the feedback topic.
 @pytest.mark.parametrize(
-    ("stage", "parallelism", "shards", "cache", "p", "q"),
+    ("stage", "parallelism", "shards", "cache", "p", "q", "mode"),
     [
-        ("replicated", 2, 128, 8_000_000, 1.0, 1.0),
-        ("replicated", 2, 128, 8_000_000, 0.5, 2.0),
-        ("routed", 1, 128, 8_000_000, 1.0, 1.0),
-        ("routed", 1, 2, 0, 1.0, 1.0),
+        ("replicated", 2, 128, 8_000_000, 1.0, 1.0, "thread"),
+        ("replicated", 2, 128, 8_000_000, 0.5, 2.0, "thread"),
+        ("replicated", 2, 128, 8_000_000, 0.5, 2.0, "process"),
+        ("routed", 1, 128, 8_000_000, 1.0, 1.0, "thread"),
+        ("routed", 1, 2, 0, 1.0, 1.0, "thread"),
     ],
-    ids=["replicated", "replicated-node2vec", "routed-decoded", "routed-2-shards"],
+    ids=[
+        "replicated",
+        "replicated-node2vec",
+        "replicated-node2vec-process-mode",
+        "routed-decoded",
+        "routed-2-shards",
+    ],
 )
 def test_streamed_walks_follow_the_transition_counts(
     local_stack: Settings,
@@ -766,9 +778,11 @@ def test_streamed_walks_follow_the_transition_counts(
     cache: int,
     p: float,
     q: float,
+    mode: str,
 ) -> None:
     rate = 100
     world = job_world(local_stack, unique, tmp_path, **{"flink.parallelism": parallelism,
+                      "flink.python_execution_mode": mode,
                       "stream.walks_per_weight": rate, "stream.emit_counts": "false",
                       "stream.walk_stage": stage, "walks.p": p, "walks.q": q,
                       "stream.item_shards": shards,

@@ -92,11 +92,28 @@ def _listeners(pids: set[int]) -> list[tuple[int, IPAddress, int]]:
     ]
 
 
+def _command(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""  # exited since the tree was listed
+
+
+def _python_workers(pids: set[int]) -> set[int]:
+    """The processes among `pids` that run PyFlink's process-mode Python workers."""
+    return {pid for pid in pids if b"pyflink.fn_execution" in _command(pid)}
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
 def test_the_stack_and_a_running_job_listen_on_loopback_and_the_job_logs_where_it_says(
-    local_stack: Settings, unique: str, tmp_path: Path
+    local_stack: Settings, unique: str, tmp_path: Path, mode: str
 ) -> None:
+    """In process mode (docs/security.md) the JVM's Beam servers for the Python workers
+    listen on every interface, and nothing else does."""
     home = tmp_path / "home"
-    world = job_world(local_stack, unique, tmp_path, **{"runtime.home": home})
+    world = job_world(
+        local_stack, unique, tmp_path, **{"runtime.home": home, "flink.python_execution_mode": mode}
+    )
     environment = {k: v for k, v in os.environ.items() if k != "FLINK_LOG_DIR"}
     with world.log.open("ab") as log:
         job = subprocess.Popen(
@@ -137,12 +154,25 @@ def test_the_stack_and_a_running_job_listen_on_loopback_and_the_job_logs_where_i
             urllib.request.urlopen(f"{api}/jars")
         assert refused.value.code == 404
 
+        if mode == "process":
+            poll(
+                lambda: _python_workers(_process_tree(job.pid)),
+                timeout_s=120,
+                what="the job's Python worker processes",
+            )
         services = {status.pid for status in LocalStack(local_stack).status()}
         assert None not in services
         job_processes = _process_tree(job.pid)
         listeners = _listeners(job_processes | {pid for pid in services if pid is not None})
         exposed = [entry for entry in listeners if not entry[1].is_loopback]
-        assert exposed == [], f"listening beyond loopback (pid, address, port): {exposed}"
+        if mode == "thread":
+            assert exposed == [], f"listening beyond loopback (pid, address, port): {exposed}"
+        else:
+            assert exposed, "process mode's Beam servers are on loopback: update the docs"
+            jvm = {
+                p for p in job_processes if _command(p).split(b"\0")[0].split(b"/")[-1] == b"java"
+            }
+            assert {pid for pid, *_ in exposed} <= jvm, exposed
         # Sanity: the REST API, the blob server and the gateway of the JVM, Kafka's two
         # listeners and Redis were all seen.
         assert len({pid for pid, *_ in listeners} & job_processes) >= 1

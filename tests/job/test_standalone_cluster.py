@@ -77,13 +77,16 @@ def test_a_detached_submission_returns_and_the_job_runs_on_in_the_cluster(
     assert final_counts(world.settings) == batch_counts(ratings, world.settings)
 
 
+@pytest.mark.parametrize("mode", ["thread", "process"])
 def test_live_replicated_node2vec_walks_run_on_two_tasks_in_the_cluster(
-    cluster: Cluster, local_stack: Settings, unique: str, tmp_path: Path
+    cluster: Cluster, local_stack: Settings, unique: str, tmp_path: Path, mode: str
 ) -> None:
     """Two walk tasks in the cluster: both hold the whole graph (the batch oracle's counts), and
-    between them they step every walk started, without a message on the feedback topic."""
+    between them they step every walk started, without a message on the feedback topic. In
+    process mode each TaskManager runs the functions in Python processes of its own."""
     rate = 2
     world = job_world(local_stack, unique, tmp_path, **{  # flink.parallelism=2
+        "flink.python_execution_mode": mode,
         "stream.walks_per_weight": rate, "walks.p": 0.5, "walks.q": 2.0,
         "stream.transition_samples": "false", "users.enabled": "false"})  # fmt: skip
     ratings = synthetic(tmp_path, 5_000, seed=13)
@@ -113,6 +116,12 @@ def test_live_replicated_node2vec_walks_run_on_two_tasks_in_the_cluster(
     def holding(graph: dict[tuple[int, int], int]) -> bool:
         return all(final_counts(world.settings, holder=h) == graph for h in holders)
 
+    def python_processes_started() -> int:
+        """Python worker processes the TaskManagers have started (process mode) so far."""
+        logs = (cluster.root / "log").glob("*taskexecutor*.log")
+        return sum(log.read_text().count("Obtained shared Python process") for log in logs)
+
+    started_before = python_processes_started()
     output = cluster.submit(world.arguments("--from", "earliest"), world.log, detached=True)
     job_id = cluster.job(output)["jid"]
     try:
@@ -151,3 +160,4 @@ def test_live_replicated_node2vec_walks_run_on_two_tasks_in_the_cluster(
     assert all(len(path) == length or path[-1] in dead_ends for path in late)
     assert read_topic(world.settings, world.topic("walk_hops")) == []
     assert len({subtask["taskmanager-id"] for subtask in subtasks}) == TASK_MANAGERS
+    assert (python_processes_started() > started_before) == (mode == "process")
