@@ -1,23 +1,24 @@
 """Walk generation (`make bench`): walk steps per second through the running job, per walk
-stage and parallelism.
+stage, parallelism and Python execution mode.
 
 Runs its own Kafka on free loopback ports, writes a synthetic topic, and for each variant
 ("STAGE:PARALLELISM", `stream.walk_stage` and `flink.parallelism`) starts the job from
 `earliest` with `--walks-per-weight` walks per transition and lets it run until the samples
 stop growing. A variant runs in Flink's mini-cluster (one JVM, whose embedded Python
-interpreter all tasks share), or with ":cluster" on a standalone cluster started for the run
-with one TaskManager (JVM and interpreter) per task. A walk of n items made n - 1 steps
-(hops). The rate is the steps of all samples over the time between the first and the last
-sample's Kafka timestamp (the job's start-up is not in it), and, steady, over the second
-half of that time (once the JIT has compiled the hot code). Also per run: messages on the
-feedback topic per step (routed walks send one per hop that leaves a task; replicated ones
-none), the peak resident memory of the processes that run the tasks, in all and per
-TaskManager (mini-cluster: the job's client and its one JVM, JobManager and TaskManager in
-one; cluster: each TaskManager's JVM with its Python, not the JobManager, which runs no
-task), and, in the steady half, the CPU time the job's processes
-spent per step and how many of the machine's cores were busy (whether the machine, not the
-job, was the limit). Variants take turns within each of `--repeats` rounds, so
-they share the machine's moods; medians per variant.
+interpreter all tasks share in thread mode; with ":process", `flink.python_execution_mode`
+process, each task slot has a Python process), or with ":cluster" on a standalone cluster
+started for the run with one TaskManager (JVM and interpreter) per task. A walk of n items
+made n - 1 steps (hops). The rate is the steps of all samples over the time between the
+first and the last sample's Kafka timestamp (the job's start-up is not in it), and, steady,
+over the second half of that time (once the JIT has compiled the hot code). Also per run:
+messages on the feedback topic per step (routed walks send one per hop that leaves a task;
+replicated ones none), the peak resident memory of the processes that run the tasks, in all
+and per TaskManager (mini-cluster: the job's client and its one JVM, JobManager and
+TaskManager in one, with its Python processes in process mode; cluster: each TaskManager's
+JVM with its Python, not the JobManager, which runs no task), and, in the steady half, the
+CPU time the job's processes spent per step and how many of the machine's cores were busy
+(whether the machine, not the job, was the limit). Variants take turns within each of
+`--repeats` rounds, so they share the machine's moods; medians per variant.
 """
 
 from __future__ import annotations
