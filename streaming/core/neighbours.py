@@ -127,11 +127,6 @@ class ItemNeighbours:
     def __len__(self) -> int:
         return len(self._neighbours)
 
-    def __contains__(self, neighbour: int) -> bool:
-        """Whether a transition to `neighbour` was counted (O(log degree))."""
-        position = bisect_left(self._neighbours, neighbour)
-        return position < len(self._neighbours) and self._neighbours[position] == neighbour
-
     def weight_of(self, neighbour: int) -> float:
         position = bisect_left(self._neighbours, neighbour)
         if position < len(self._neighbours) and self._neighbours[position] == neighbour:

@@ -163,8 +163,8 @@ _NO_EDGES = ItemNeighbours()
 
 
 class _HopTables(dict[int, HopTable]):
-    """Hop tables by item, each built on first use from the item's counts (`NO_HOPS` for an
-    item without any)."""
+    """Hop tables by item, each built on first use from the item's counts and kept until they
+    change; `NO_HOPS`, not kept, for an item without any (it holds nothing to forget)."""
 
     def __init__(self, items: Mapping[int, ItemNeighbours]) -> None:
         super().__init__()
@@ -172,7 +172,9 @@ class _HopTables(dict[int, HopTable]):
 
     def __missing__(self, item: int) -> HopTable:
         neighbours = self._items.get(item)
-        hops = self[item] = NO_HOPS if neighbours is None else neighbours.hop_table()
+        if neighbours is None:
+            return NO_HOPS
+        hops = self[item] = neighbours.hop_table()
         return hops
 
 

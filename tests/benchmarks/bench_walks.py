@@ -239,6 +239,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "walks.json")
     args = parser.parse_args()
     variants = args.variants.split(",")
+    for variant in variants:
+        _, _, *options = variant.split(":")
+        if not set(options) <= {"process", "cluster"}:
+            parser.error(f"variant {variant}: options are process and cluster")
     runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -252,8 +256,6 @@ def main() -> int:
             for repeat in range(args.repeats):
                 for variant in variants:
                     stage, parallelism, *options = variant.split(":")
-                    if not set(options) <= {"process", "cluster"}:
-                        parser.error(f"variant {variant}: options are process and cluster")
                     on_cluster = "cluster" in options
                     mode = "process" if "process" in options else "thread"
                     run = f"w{repeat}-{variant.replace(':', '-')}"

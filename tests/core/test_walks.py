@@ -205,8 +205,12 @@ def test_step_tables_equal_the_item_stage_counts_bit_for_bit(half_life: float | 
     assert sum(len(tables.get(item)) for item in owned) == sum(len(n) for n in owned.values())
     assert len(tables.get(10_000)) == 0  # no transitions out of it: no hop from it
     restored = StepTables(half_life)
+    restored.load([(5, _neighbours({7: 1}).to_bytes())])
+    assert restored.hops_here(5)[0].tolist() == [7]  # read, then replaced by the next load
     restored.load((item, tables.get(item).to_bytes()) for item in owned)
     assert all(restored.get(i).to_bytes() == n.to_bytes() for i, n in owned.items())
+    assert restored.hops_here(5) == owned[5].hop_table() != NO_HOPS
+    assert restored.hops_here(3) == owned[3].hop_table() != NO_HOPS  # cached, then forgotten
     restored.forget([3, 10_000])  # an item it holds, and one it does not
     assert len(restored) == len(owned) - 1
     assert len(restored.get(3)) == 0
