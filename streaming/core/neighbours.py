@@ -22,6 +22,7 @@ __all__ = [
     "ItemNeighbours",
     "draw_hop",
     "idle_items",
+    "leads_to",
     "neighbour_average",
 ]
 
@@ -192,6 +193,14 @@ def draw_hop(neighbours: array[int], cumulative: array[float], uniform: float) -
     if position == len(cumulative):  # rounding landed the draw on the total: last edge
         position = bisect_left(cumulative, cumulative[-1])
     return neighbours[position]
+
+
+def leads_to(hops: HopTable, item: int) -> bool:
+    """Whether `item` is among the neighbours of `hops` (ascending): Node2vec's test of
+    whether a proposed hop stays within the previous item's neighbours."""
+    neighbours = hops[0]
+    position = bisect_left(neighbours, item)
+    return position < len(neighbours) and neighbours[position] == item
 
 
 def neighbour_average(

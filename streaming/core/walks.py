@@ -21,7 +21,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from streaming.core.neighbours import NO_HOPS, HopTable, ItemNeighbours, draw_hop
+from streaming.core.neighbours import NO_HOPS, HopTable, ItemNeighbours, draw_hop, leads_to
 
 __all__ = [
     "Advanced",
@@ -125,15 +125,14 @@ def _biased_step(
     before = hops_here(previous)
     if before is None:
         raise ValueError(f"a Node2vec hop needs the counts of the previous item {previous}")
-    previous_leads_to = before[0]
     while True:
         proposal = draw_hop(*hops, rng.random())
         if proposal == previous:
             bias = 1.0 / p
+        elif leads_to(before, proposal):
+            bias = 1.0
         else:
-            position = bisect_left(previous_leads_to, proposal)
-            led = position < len(previous_leads_to) and previous_leads_to[position] == proposal
-            bias = 1.0 if led else 1.0 / q
+            bias = 1.0 / q
         if rng.random() * bias_max < bias:
             return proposal
 

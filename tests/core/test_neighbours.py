@@ -10,6 +10,7 @@ from streaming.core.neighbours import (
     ItemNeighbours,
     draw_hop,
     idle_items,
+    leads_to,
     neighbour_average,
 )
 
@@ -47,6 +48,12 @@ def _fits(draws: list[int]) -> float:
     if sum(observed) != len(draws):
         return 0.0
     return float(chisquare(observed, expected).pvalue)
+
+
+def test_leads_to_names_exactly_the_neighbours_of_a_hop_table() -> None:
+    hops = _neighbours().hop_table()
+    assert [item for item in range(9, 17) if leads_to(hops, item)] == [11, 12, 13, 14]
+    assert not any(leads_to(NO_HOPS, item) for item in range(9, 17))
 
 
 def test_add_tracks_weight_and_new_neighbours() -> None:
