@@ -22,6 +22,12 @@ fixed transition counts, not where the machine's speed puts them, so two runs di
 by Word2Vec's thread scheduling: for judging a change to the model's update, which the live
 run's spread would hide. Its JSON and plot go to `drift-offline.*` unless `--out` says
 otherwise.
+
+`--from-scratch` is the bound a model's update cannot beat on this data: at every `--step`
+events (from half-way to the shift until it recovers), a model trained from scratch on every
+event so far, as `walkstream batch` trains one (`embed_sequences`: user sequences and walks
+over the decayed graph, cold items filled), scored the same way. Its JSON and plot go to
+`drift-from-scratch.*`.
 """
 
 from __future__ import annotations
@@ -48,10 +54,11 @@ from streaming.config import EventSettings, load_settings, parse_assignments
 from streaming.core.events import Event
 from streaming.embeddings.graph import user_sequences
 from streaming.embeddings.labels import load_communities
+from streaming.embeddings.pipeline import embed_sequences
 from streaming.embeddings.vectors import Embeddings
 from streaming.plot import version_embeddings
 from streaming.producer import RatingProducer
-from streaming.rating_files import load_events
+from streaming.rating_files import EventColumns, load_events
 from streaming.store import EmbeddingClient
 from tests.benchmarks.stack import LiveSystem, live_system
 
@@ -223,6 +230,31 @@ def _run_offline(
     return {"versions": scored, "seconds": round(time.monotonic() - began, 1)}
 
 
+def _run_from_scratch(
+    columns: EventColumns, extra: list[str], scorer: _Scorer, step: int
+) -> dict[str, Any]:
+    """`walkstream batch` models of every event so far, every `step` events from half-way to
+    the shift until one after it recovers; each scored as a served version is."""
+    began = time.monotonic()
+    settings = load_settings(overrides=parse_assignments(extra))
+    shift = scorer.shift
+    scored: list[dict[str, Any]] = []
+    for events in range(shift // 2, len(scorer.times) + 1, step):
+        newest = int(scorer.times[events - 1])
+        kept = EventColumns(*(column[columns.event_time <= newest] for column in columns))
+        sequences = user_sequences(
+            kept.user_id, kept.item_id, kept.rating, kept.event_time, settings.events.high_rating
+        )
+        result = embed_sequences(
+            sequences, settings.training, settings.walks, report=lambda line: None
+        )
+        scored.append(scorer.score(len(scored) + 1, "full", newest, result.embeddings))
+        print(f"  from scratch {len(scored)}: {scored[-1]}", flush=True)
+        if _recovery(scored, shift)["events_to_recover"] is not None:
+            break
+    return {"versions": scored, "seconds": round(time.monotonic() - began, 1)}
+
+
 def _wait(ready: Callable[[], bool], deadline_s: float, began: float, system: LiveSystem) -> None:
     while not ready():
         if time.monotonic() - began > deadline_s:
@@ -262,18 +294,33 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="events per second")
     parser.add_argument("--half-life-days", type=float, default=30.0)
     parser.add_argument("--deadline", type=float, default=1800, help="seconds per run")
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--offline",
         action="store_true",
         help="the trainer's cycles alone, without Kafka, Flink or Redis",
     )
+    mode.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="the bound: a batch model of every event so far, every --step events",
+    )
     parser.add_argument(
         "--cycle-every", type=int, default=1_000, help="transitions per cycle with --offline"
+    )
+    parser.add_argument(
+        "--step", type=int, default=2_500, help="events between models with --from-scratch"
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.out is None:
-        name = "drift-offline.json" if args.offline else "drift.json"
+        name = (
+            "drift-offline.json"
+            if args.offline
+            else "drift-from-scratch.json"
+            if args.from_scratch
+            else "drift.json"
+        )
         args.out = ROOT / ".walkstream/bench" / name
     args.out.parent.mkdir(parents=True, exist_ok=True)
     spec = SyntheticSpec(
@@ -317,6 +364,8 @@ def main() -> int:
         print(f"decay {name}:", flush=True)
         if args.offline:
             run = _run_offline(replay, extra, scorer, args.cycle_every)
+        elif args.from_scratch:
+            run = _run_from_scratch(columns, extra, scorer, args.step)
         else:
             trainer_log = args.out.with_name(f"{args.out.stem}-{name}-trainer.log")
             run = _run(
