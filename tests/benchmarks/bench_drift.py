@@ -241,7 +241,8 @@ def _run_from_scratch(
     scored: list[dict[str, Any]] = []
     for events in range(shift // 2, len(scorer.times) + 1, step):
         newest = int(scorer.times[events - 1])
-        kept = EventColumns(*(column[columns.event_time <= newest] for column in columns))
+        so_far = columns.event_time <= newest
+        kept = EventColumns(*(column[so_far] for column in columns))
         sequences = user_sequences(
             kept.user_id, kept.item_id, kept.rating, kept.event_time, settings.events.high_rating
         )
