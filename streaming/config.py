@@ -426,7 +426,11 @@ class StreamSettings(_Section):
         description="per task: neighbour counts kept decoded between batches (~30 bytes each)",
     )
     batch_ms: int = Field(
-        200, ge=10, le=60_000, description="transitions reach Python in batches this long"
+        500,
+        ge=10,
+        le=60_000,
+        description="transitions reach Python in batches this long (longer: fewer Python "
+        "calls and more walk steps/s, each transition's walks later by up to this)",
     )
     walk_stage: Literal["replicated", "routed"] = Field(
         "replicated",
