@@ -7,7 +7,8 @@ Runs its own Kafka on free loopback ports, writes a synthetic topic, and for eac
 stop growing. A variant runs in Flink's mini-cluster (one JVM, whose embedded Python
 interpreter all tasks share in thread mode; with ":process", `flink.python_execution_mode`
 process, each task slot has a Python process), or with ":cluster" on a standalone cluster
-started for the run with one TaskManager (JVM and interpreter) per task. A walk of n items
+started for the run with one TaskManager (JVM and interpreter) per task; ":batch_ms=MS" sets
+`stream.batch_ms` (how long the item stage's batches are). A walk of n items
 made n - 1 steps (hops). The rate is the steps of all samples over the time between the
 first and the last sample's Kafka timestamp (the job's start-up is not in it), and, steady,
 over the second half of that time (once the JIT has compiled the hot code). Also per run:
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -230,10 +232,10 @@ def main() -> int:
         "--variants",
         default="replicated:1,replicated:2,replicated:1:process,replicated:2:process,routed:1,"
         "routed:2,replicated:1:cluster,replicated:2:cluster",
-        help="STAGE:PARALLELISM[:process][:cluster],...: stream.walk_stage and "
+        help="STAGE:PARALLELISM[:process][:cluster][:batch_ms=MS],...: stream.walk_stage and "
         "flink.parallelism of each variant; `process` runs its Python functions in process "
         "mode (flink.python_execution_mode), not thread mode; `cluster` submits it to a "
-        "standalone cluster of PARALLELISM TaskManagers",
+        "standalone cluster of PARALLELISM TaskManagers; `batch_ms=MS` sets stream.batch_ms",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "walks.json")
@@ -241,8 +243,9 @@ def main() -> int:
     variants = args.variants.split(",")
     for variant in variants:
         _, _, *options = variant.split(":")
-        if not set(options) <= {"process", "cluster"}:
-            parser.error(f"variant {variant}: options are process and cluster")
+        for option in options:
+            if option not in ("process", "cluster") and not re.fullmatch(r"batch_ms=\d+", option):
+                parser.error(f"variant {variant}: options are process, cluster and batch_ms=MS")
     runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -258,7 +261,8 @@ def main() -> int:
                     stage, parallelism, *options = variant.split(":")
                     on_cluster = "cluster" in options
                     mode = "process" if "process" in options else "thread"
-                    run = f"w{repeat}-{variant.replace(':', '-')}"
+                    batching = [o for o in options if o.startswith("batch_ms=")]
+                    run = f"w{repeat}-{variant.replace(':', '-').replace('=', '')}"
                     extra = [
                         "kafka.topics.ratings=bench.ratings",
                         f"stream.group_id=bench-{run}",
@@ -266,6 +270,7 @@ def main() -> int:
                         f"stream.walk_stage={stage}",
                         f"flink.parallelism={parallelism}",
                         f"flink.python_execution_mode={mode}",
+                        *(f"stream.{o}" for o in batching),
                         f"flink.checkpoint_dir={tmp / run / 'checkpoints'}",
                         *(f"kafka.topics.{name}=bench-{run}.{name}"
                           for name in ("dead_letter", "late", "samples", "items", "walk_hops")),
@@ -281,7 +286,8 @@ def main() -> int:
                     runs[variant].append(result)
                     place = "on the standalone cluster" if on_cluster else "in the mini-cluster"
                     print(
-                        f"{stage} walks at parallelism {parallelism} {place} ({mode} mode), "
+                        f"{stage} walks at parallelism {parallelism} {place} "
+                        f"({', '.join([f'{mode} mode', *batching])}), "
                         f"round {repeat + 1}: "
                         f"{result['steps']:,} steps in {result['seconds']:.1f} s = "
                         f"{result['rate']:,.0f} steps/s (steady {result['steady_rate']:,.0f}), "

@@ -224,7 +224,7 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
         unique,
         tmp_path,
         **{"stream.transition_samples": "false", "users.enabled": "false"},
-        **{"flink.python_execution_mode": mode},
+        **{"flink.python_execution_mode": mode, "stream.batch_ms": "200"},
         **({"walks.half_life_s": half_life} if decay else {}),
     )
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
@@ -244,9 +244,10 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
         assert final_counts(world.settings, as_of) != expected, "finished before the kill"
     finally:
         JobWorld.kill(job)
-    # As after an upgrade that adds outputs: the restored graph has more operators, and every
-    # piece of state must still find its operator.
-    upgrade = ["stream.transition_samples=true", "users.enabled=true"]
+    # As after an upgrade that adds outputs and lengthens the item stage's batches: the
+    # restored graph has more operators, and every piece of state must still find its
+    # operator; the batches pending in the checkpoint are counted once.
+    upgrade = ["stream.transition_samples=true", "users.enabled=true", "stream.batch_ms=500"]
     upgraded = replace(world, flags=[*world.flags, *(f for a in upgrade for f in ("--set", a))])
     restored = upgraded.start("--from", "earliest", "--from-checkpoint", "latest")
     walk_tasks = [walk_task_holder(task) for task in range(world.settings.flink.parallelism)]
