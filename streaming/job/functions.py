@@ -500,7 +500,11 @@ class WalkFunction(BroadcastProcessFunction):  # type: ignore[misc]
         self.task, self.tasks = _subtask(runtime_context)
         self.rng = random.Random(f"walks:{self.seed}:{self.task}")
         self.holder = walk_task_holder(self.task)
-        self.tables: StepTables | None = None  # read from the broadcast state on first use
+        # The broadcast state and the tables read from it, on the first call (the state is
+        # only at hand in a call). The handle is kept: the operator has one for its life, and
+        # each asking converts the descriptor into the JVM's.
+        self.state: Any = None
+        self.tables = StepTables(self.half_life_s)
         metrics = runtime_context.get_metrics_group()
         self.steps = _Tally(metrics.counter("walk_steps"))
         self.finished = _Tally(metrics.counter("walks_finished"))
@@ -517,10 +521,9 @@ class WalkFunction(BroadcastProcessFunction):  # type: ignore[misc]
     def process_broadcast_element(
         self, value: str, ctx: BroadcastProcessFunction.Context
     ) -> Iterator[Any]:
-        state = ctx.get_broadcast_state(step_tables_state())
-        tables = self.tables
-        if tables is None:
-            tables = self.tables = StepTables(self.half_life_s)
+        state, tables = self.state, self.tables
+        if state is None:
+            state = self.state = ctx.get_broadcast_state(step_tables_state())
             tables.load(state.items())
         starts, transitions, forgotten = read_walk_work(value)
         if transitions:
