@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from kafka import KafkaConsumer
@@ -222,6 +223,47 @@ def _run(
             "machine_busy_cores": busy_cores}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Variant:
+    """One variant of `--variants`: "STAGE:PARALLELISM[:process][:cluster][:batch_ms=MS]"."""
+
+    stage: str
+    parallelism: int
+    mode: str
+    on_cluster: bool
+    batch_ms: int | None
+
+    @classmethod
+    def parse(cls, text: str) -> _Variant:
+        stage, parallelism, *options = text.split(":")
+        batch_ms = None
+        for option in options:
+            if match := re.fullmatch(r"batch_ms=(\d+)", option):
+                batch_ms = int(match[1])
+            elif option not in ("process", "cluster"):
+                raise ValueError(f"variant {text}: options are process, cluster and batch_ms=MS")
+        mode = "process" if "process" in options else "thread"
+        return cls(stage, int(parallelism), mode, "cluster" in options, batch_ms)
+
+    def assignments(self) -> list[str]:
+        """The settings the variant sets."""
+        batching = [] if self.batch_ms is None else [f"stream.batch_ms={self.batch_ms}"]
+        return [
+            f"stream.walk_stage={self.stage}",
+            f"flink.parallelism={self.parallelism}",
+            f"flink.python_execution_mode={self.mode}",
+            *batching,
+        ]
+
+    def label(self) -> str:
+        place = "on the standalone cluster" if self.on_cluster else "in the mini-cluster"
+        batching = [] if self.batch_ms is None else [f"batch_ms={self.batch_ms}"]
+        return (
+            f"{self.stage} walks at parallelism {self.parallelism} {place} "
+            f"({', '.join([f'{self.mode} mode', *batching])})"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,13 +282,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / ".walkstream" / "bench" / "walks.json")
     args = parser.parse_args()
-    variants = args.variants.split(",")
-    for variant in variants:
-        _, _, *options = variant.split(":")
-        for option in options:
-            if option not in ("process", "cluster") and not re.fullmatch(r"batch_ms=\d+", option):
-                parser.error(f"variant {variant}: options are process, cluster and batch_ms=MS")
-    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
+    try:
+        variants = {text: _Variant.parse(text) for text in args.variants.split(",")}
+    except ValueError as error:
+        parser.error(str(error))
+    runs: dict[str, list[dict[str, float]]] = {text: [] for text in variants}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         settings, assignments = private_settings(tmp / "home")
@@ -257,20 +297,13 @@ def main() -> int:
                 settings, tmp, "bench.ratings", args.events, items=5_000, communities=50, seed=3
             )
             for repeat in range(args.repeats):
-                for variant in variants:
-                    stage, parallelism, *options = variant.split(":")
-                    on_cluster = "cluster" in options
-                    mode = "process" if "process" in options else "thread"
-                    batching = [o for o in options if o.startswith("batch_ms=")]
-                    run = f"w{repeat}-{variant.replace(':', '-').replace('=', '')}"
+                for text, variant in variants.items():
+                    run = f"w{repeat}-{text.replace(':', '-').replace('=', '')}"
                     extra = [
                         "kafka.topics.ratings=bench.ratings",
                         f"stream.group_id=bench-{run}",
                         f"stream.walks_per_weight={args.walks_per_weight}",
-                        f"stream.walk_stage={stage}",
-                        f"flink.parallelism={parallelism}",
-                        f"flink.python_execution_mode={mode}",
-                        *(f"stream.{o}" for o in batching),
+                        *variant.assignments(),
                         f"flink.checkpoint_dir={tmp / run / 'checkpoints'}",
                         *(f"kafka.topics.{name}=bench-{run}.{name}"
                           for name in ("dead_letter", "late", "samples", "items", "walk_hops")),
@@ -279,16 +312,13 @@ def main() -> int:
                         overrides=parse_assignments([*assignments, *extra])
                     )
                     flags = [part for a in [*assignments, *extra] for part in ("--set", a)]
-                    task_managers = int(parallelism) if on_cluster else None
+                    task_managers = variant.parallelism if variant.on_cluster else None
                     result = _run(
                         run_settings, flags, task_managers, tmp / run / "cluster", quiet_s=20
                     )
-                    runs[variant].append(result)
-                    place = "on the standalone cluster" if on_cluster else "in the mini-cluster"
+                    runs[text].append(result)
                     print(
-                        f"{stage} walks at parallelism {parallelism} {place} "
-                        f"({', '.join([f'{mode} mode', *batching])}), "
-                        f"round {repeat + 1}: "
+                        f"{variant.label()}, round {repeat + 1}: "
                         f"{result['steps']:,} steps in {result['seconds']:.1f} s = "
                         f"{result['rate']:,.0f} steps/s (steady {result['steady_rate']:,.0f}), "
                         f"{result['hop_messages_per_step']:.3f} feedback messages per step, "
