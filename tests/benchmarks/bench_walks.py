@@ -20,6 +20,12 @@ JVM with its Python, not the JobManager, which runs no task), and, in the steady
 CPU time the job's processes spent per step and how many of the machine's cores were busy
 (whether the machine, not the job, was the limit). Variants take turns within each of
 `--repeats` rounds, so they share the machine's moods; medians per variant.
+
+The baseline, around each run: the batch sampler (`WalkSampler`, one thread) drawing as many
+walks of the same length on the graph of all the topic's events, timed 3 times just before
+the job starts and 3 times just after it stops (median of the 6). A run's rate over its
+baseline says how the job compares with the batch sampler on this machine at that time,
+whatever the machine's speed then.
 """
 
 from __future__ import annotations
@@ -43,7 +49,10 @@ from pathlib import Path
 from kafka import KafkaConsumer
 
 from streaming.config import Settings, load_settings, parse_assignments
+from streaming.embeddings.graph import transition_count, transition_graph, user_sequences
+from streaming.embeddings.walks import WalkSampler
 from streaming.errors import RuntimeServiceError
+from streaming.rating_files import load_events
 from streaming.records import read_sample
 from streaming.runtime import LocalStack
 from streaming.topics import topic_partitions
@@ -54,6 +63,8 @@ from tests.kafka_records import read_topic
 ROOT = Path(__file__).resolve().parents[2]
 MEASURES = (
     "rate",
+    "baseline_rate",
+    "rate_over_baseline",
     "steady_rate",
     "hop_messages_per_step",
     "peak_rss_bytes",
@@ -223,6 +234,29 @@ def _run(
             "machine_busy_cores": busy_cores}  # fmt: skip
 
 
+class _Baseline:
+    """The batch sampler on the graph of a ratings file: one thread, as many walks as the job
+    starts at one walk per transition, of the job's length."""
+
+    def __init__(self, settings: Settings, ratings: Path, walks_per_weight: float) -> None:
+        columns, _ = load_events(ratings, "csv", settings.events)
+        sequences = user_sequences(*columns, settings.events.high_rating)
+        self.sampler = WalkSampler(transition_graph(sequences, settings.walks.half_life_s))
+        self.walks = round(walks_per_weight * transition_count(sequences))
+        self.length = settings.walks.length
+        self.sampler.sample(1_000, self.length, seed=0, threads=1)  # compile before timing
+
+    def rates(self, timings: int = 3) -> list[float]:
+        """Walk steps per second, `timings` times."""
+        rates = []
+        for seed in range(timings):
+            began = time.perf_counter()
+            walks = self.sampler.sample(self.walks, self.length, seed=seed, threads=1)
+            seconds = time.perf_counter() - began
+            rates.append(int((walks >= 0).sum() - len(walks)) / seconds)
+        return rates
+
+
 @dataclass(frozen=True)
 class _Variant:
     """One variant of `--variants`: "STAGE:PARALLELISM[:process][:cluster][:batch_ms=MS]"."""
@@ -293,9 +327,10 @@ def main() -> int:
         stack = LocalStack(settings)
         stack.up()
         try:
-            synthetic_topic(
+            ratings = synthetic_topic(
                 settings, tmp, "bench.ratings", args.events, items=5_000, communities=50, seed=3
             )
+            baseline = _Baseline(settings, ratings, args.walks_per_weight)
             for repeat in range(args.repeats):
                 for text, variant in variants.items():
                     run = f"w{repeat}-{text.replace(':', '-').replace('=', '')}"
@@ -313,14 +348,19 @@ def main() -> int:
                     )
                     flags = [part for a in [*assignments, *extra] for part in ("--set", a)]
                     task_managers = variant.parallelism if variant.on_cluster else None
+                    before = baseline.rates()
                     result = _run(
                         run_settings, flags, task_managers, tmp / run / "cluster", quiet_s=20
                     )
+                    result["baseline_rate"] = statistics.median([*before, *baseline.rates()])
+                    result["rate_over_baseline"] = result["rate"] / result["baseline_rate"]
                     runs[text].append(result)
                     print(
                         f"{variant.label()}, round {repeat + 1}: "
                         f"{result['steps']:,} steps in {result['seconds']:.1f} s = "
-                        f"{result['rate']:,.0f} steps/s (steady {result['steady_rate']:,.0f}), "
+                        f"{result['rate']:,.0f} steps/s (steady {result['steady_rate']:,.0f}; "
+                        f"{result['rate_over_baseline']:.4f} of the baseline's "
+                        f"{result['baseline_rate']:,.0f}), "
                         f"{result['hop_messages_per_step']:.3f} feedback messages per step, "
                         f"peak memory {result['peak_rss_bytes'] / 2**30:.2f} GiB "
                         f"({result['peak_rss_bytes_per_task_manager'] / 2**30:.2f} GiB per "
@@ -346,7 +386,9 @@ def main() -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for variant, median in medians.items():
         print(
-            f"{variant}: {median['rate']:,.0f} steps/s (steady {median['steady_rate']:,.0f}), "
+            f"{variant}: {median['rate']:,.0f} steps/s (steady {median['steady_rate']:,.0f}; "
+            f"{median['rate_over_baseline']:.4f} of the baseline's "
+            f"{median['baseline_rate']:,.0f}), "
             f"{median['hop_messages_per_step']:.3f} "
             f"feedback messages per step, peak {median['peak_rss_bytes'] / 2**30:.2f} GiB, "
             f"{median['job_cpu_us_per_step']:.2f} CPU-us per step, machine "
