@@ -438,6 +438,14 @@ class StreamSettings(_Section):
         "walks to their end; routed: walks hop between the item stage's tasks through the "
         "feedback topic, for graphs too large for one task (docs/walks.md)",
     )
+    walk_tasks: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="replicated walks: how many walk tasks step them (0: one per Python "
+        "interpreter that can run at once: flink.parallelism, but 1 in thread mode in the local "
+        "mini-cluster, whose tasks all share one interpreter)",
+    )
     hop_batch_ms: int = Field(
         0,
         ge=0,
@@ -453,9 +461,14 @@ class StreamSettings(_Section):
         return self
 
     @_model_validator(mode="after")
-    def _hops_are_routed(self) -> StreamSettings:
+    def _walk_stage_settings(self) -> StreamSettings:
         if self.hop_batch_ms and self.walk_stage != "routed":
             raise ValueError("hop_batch_ms batches routed walks' hops: needs walk_stage=routed")
+        if self.walk_tasks and self.walk_stage != "replicated":
+            raise ValueError(
+                "walk_tasks sets how many tasks step replicated walks: needs "
+                "walk_stage=replicated (routed walks are stepped by the item stage's tasks)"
+            )
         return self
 
 

@@ -117,6 +117,12 @@ CASES = [
         1,
     ),
     (["--set", "stream.hop_batch_ms=200", "config"], "config", "needs walk_stage=routed", 3),
+    (
+        ["--set", "stream.walk_stage=routed", "--set", "stream.walk_tasks=2", "config"],
+        "config",
+        "needs walk_stage=replicated",
+        3,
+    ),
     (["trainer"], "trainer", "cannot reach Kafka", 1),
     (["produce", "{good}"], "produce", "kafka.bootstrap_servers", 1),
     (["batch", "--ratings", "{binary}", "--out", "{out}"], "batch", "check --format", 1),

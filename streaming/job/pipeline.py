@@ -42,6 +42,7 @@ from pyflink.table import Schema, StreamTableEnvironment
 from pyflink.util.java_utils import to_jarray
 
 from streaming.config import EventSettings, Settings
+from streaming.job.environment import under_flink_run
 from streaming.job.functions import (
     COUNTS,
     DEAD_LETTER,
@@ -74,7 +75,7 @@ from streaming.records import (
     USER_ITEMS_SQL,
 )
 
-__all__ = ["build_job"]
+__all__ = ["build_job", "walk_task_count"]
 
 
 def _key_by_first_field(stream: DataStream, payload_type: Any) -> KeyedStream:
@@ -378,7 +379,27 @@ def _walk_tasks(env: StreamExecutionEnvironment, items: DataStream, settings: Se
     )
     # The step tables are of the half-life they were counted with: another one is refused.
     uid = f"walk-tasks-v1-step-tables{_decay(settings)}"
-    return nothing.connect(work).process(function, output_type=Types.STRING()).uid(uid).name(uid)
+    tasks = walk_task_count(settings, in_mini_cluster=not under_flink_run())
+    return (
+        nothing.connect(work)
+        .process(function, output_type=Types.STRING())
+        .uid(uid)
+        .name(uid)
+        .set_parallelism(tasks)
+    )
+
+
+def walk_task_count(settings: Settings, in_mini_cluster: bool) -> int:
+    """How many walk tasks step replicated walks: `stream.walk_tasks`, or by default one per
+    Python interpreter that can run at once. In thread mode a TaskManager's tasks share its
+    one interpreter, so in the local mini-cluster (one TaskManager) a second walk task would
+    only repeat the first's work on the step tables, in turns with it; elsewhere
+    `flink.parallelism`."""
+    if settings.stream.walk_tasks:
+        return settings.stream.walk_tasks
+    if in_mini_cluster and settings.flink.python_execution_mode == "thread":
+        return 1
+    return settings.flink.parallelism
 
 
 def _decay(settings: Settings) -> str:

@@ -1,6 +1,6 @@
 """Print the uids of the job's graphs, as JSON: `python -m tests.job.graph_uids VARIANTS`,
 VARIANTS a JSON object of name -> list of KEY=VALUE settings (with "--until" for a bounded
-replay); prints name -> sorted uids.
+replay); prints name -> {uid: the operator's parallelism}, by uid.
 
 Run in a process of its own: building a graph starts a PyFlink gateway, which would stay in
 the test process."""
@@ -16,13 +16,14 @@ from streaming.job.pipeline import build_job
 from streaming.job.positions import parse_start, parse_until
 
 
-def graph_uids(args: list[str]) -> list[str]:
+def graph_uids(args: list[str]) -> dict[str, int]:
     until = parse_until("latest") if "--until" in args else None
     settings = load_settings(overrides=parse_assignments([a for a in args if a != "--until"]))
     env = execution_environment(settings)
     build_job(env, settings, parse_start("earliest"), until)
     nodes = env._j_stream_execution_environment.getStreamGraph(False).getStreamNodes()
-    return sorted(str(node.getTransformationUID()) for node in nodes.toArray())
+    found = {str(node.getTransformationUID()): node.getParallelism() for node in nodes.toArray()}
+    return dict(sorted(found.items()))
 
 
 if __name__ == "__main__":

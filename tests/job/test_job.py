@@ -19,10 +19,11 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from scipy.stats import chi2, chisquare
 
-from streaming.config import Settings
+from streaming.config import Settings, load_settings, parse_assignments
 from streaming.core.events import Event
 from streaming.embeddings.graph import transition_graph, user_sequences
 from streaming.embeddings.users import recent_items
+from streaming.job.pipeline import walk_task_count
 from streaming.kafka_clients import kafka_python_config
 from streaming.producer import produce_file
 from streaming.rating_files import load_events
@@ -206,13 +207,14 @@ def _same_weights(
     )
 
 
+# Thread mode: one walk task (the mini-cluster's default there), and two; process mode: two.
 @pytest.mark.parametrize(
-    ("decay", "mode"),
-    [(False, "thread"), (True, "thread"), (True, "process")],
+    ("decay", "mode", "walk_tasks"),
+    [(False, "thread", 0), (True, "thread", 2), (True, "process", 0)],
     ids=["counts", "decayed", "decayed-process-mode"],
 )
 def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_graph(
-    local_stack: Settings, unique: str, tmp_path: Path, decay: bool, mode: str
+    local_stack: Settings, unique: str, tmp_path: Path, decay: bool, mode: str, walk_tasks: int
 ) -> None:
     ratings = synthetic(tmp_path, 150_000, seed=2)
     columns, _ = load_events(ratings, "csv", local_stack.events)
@@ -225,6 +227,7 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
         tmp_path,
         **{"stream.transition_samples": "false", "users.enabled": "false"},
         **{"flink.python_execution_mode": mode, "stream.batch_ms": "200"},
+        **{"stream.walk_tasks": walk_tasks},
         **({"walks.half_life_s": half_life} if decay else {}),
     )
     produce_file(world.settings, ratings, "csv", report=lambda _: None)
@@ -250,7 +253,7 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
     upgrade = ["stream.transition_samples=true", "users.enabled=true", "stream.batch_ms=500"]
     upgraded = replace(world, flags=[*world.flags, *(f for a in upgrade for f in ("--set", a))])
     restored = upgraded.start("--from", "earliest", "--from-checkpoint", "latest")
-    walk_tasks = [walk_task_holder(task) for task in range(world.settings.flink.parallelism)]
+    walk_tasks = [walk_task_holder(t) for t in range(walk_task_count(world.settings, True))]
     try:
         poll(
             lambda: all(
@@ -306,6 +309,41 @@ def test_a_restore_with_another_shard_count_is_refused(
         resharded.run("--from-checkpoint", "latest", timeout_s=120)
 
 
+def _graphs(variants: dict[str, list[str]]) -> dict[str, dict[str, int]]:
+    """Each variant's job graph (its settings, "--until" for a bounded replay), built in a
+    process of its own: {uid: parallelism} of its operators."""
+    printed = subprocess.run(
+        [sys.executable, "-m", "tests.job.graph_uids", json.dumps(variants)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    graphs: dict[str, dict[str, int]] = json.loads(printed.splitlines()[-1])
+    return graphs
+
+
+def test_the_mini_cluster_runs_one_walk_task_per_interpreter_unless_told(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    """In thread mode the mini-cluster's tasks share one interpreter: at parallelism 2 it
+    runs one walk task (a second would repeat the first's work in turns with it); in process
+    mode one per task slot; `stream.walk_tasks` sets the number. Off the mini-cluster (under
+    `flink run`, a TaskManager per interpreter) it is flink.parallelism."""
+    world = job_world(local_stack, unique, tmp_path)  # flink.parallelism=2
+    assignments = world.flags[1::2]
+    variants = {
+        "thread": assignments,
+        "process": [*assignments, "flink.python_execution_mode=process"],
+        "set": [*assignments, "stream.walk_tasks=3"],
+    }
+    graphs = _graphs(variants)
+    for name, walk_tasks in {"thread": 1, "process": 2, "set": 3}.items():
+        graph = graphs[name]
+        assert {n for uid, n in graph.items() if uid.startswith("walk-tasks-")} == {walk_tasks}
+        assert {n for uid, n in graph.items() if uid.startswith("items-v3-")} == {2}
+        settings = load_settings(overrides=parse_assignments(variants[name]))
+        assert walk_task_count(settings, in_mini_cluster=True) == walk_tasks
+    assert walk_task_count(world.settings, in_mini_cluster=False) == 2
+
+
 def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
     local_stack: Settings, unique: str, tmp_path: Path
 ) -> None:
@@ -327,11 +365,7 @@ def test_the_ids_of_each_parts_operators_do_not_depend_on_the_other_parts(
         "bounded": [*assignments, "--until"],
         "decayed": [*assignments, "walks.half_life_s=3600"],
     }
-    printed = subprocess.run(
-        [sys.executable, "-m", "tests.job.graph_uids", json.dumps(variants)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    uids = {name: set(found) for name, found in json.loads(printed.splitlines()[-1]).items()}
+    uids = {name: set(found) for name, found in _graphs(variants).items()}
     live, routed = uids["live"], uids["routed"]
     # Gained operators only, all of the part that changed: every live state still restores.
     assert routed < uids["batched"]
@@ -666,7 +700,8 @@ def test_an_idle_item_is_forgotten_by_the_item_stage_and_every_walk_task(
     world = job_world(local_stack, unique, tmp_path, **{
         "stream.item_idle_ttl_s": 100, "stream.refresh_interval_s": 2})  # fmt: skip
     partitions = world.settings.kafka.partitions
-    holders = [ITEM_STAGE] + [walk_task_holder(t) for t in range(world.settings.flink.parallelism)]
+    walk_tasks = range(walk_task_count(world.settings, in_mini_cluster=True))
+    holders = [ITEM_STAGE] + [walk_task_holder(t) for t in walk_tasks]
 
     def send(events: list[Event], release_at: int, users: range) -> None:
         """`events`, then a single rating in every partition at `release_at`: the watermark
@@ -748,18 +783,19 @@ def _bias(previous: int, nxt: int, p: float, q: float) -> float:
     return 1.0 if nxt in TOY_GRAPH.get(previous, {1: 1}) else 1 / q
 
 
-# Replicated: two walk tasks, first-order and Node2vec. Routed, 128 shards, items kept
-# decoded: each toy item is its own shard, and hops step on through the items the task holds
-# decoded; 2 shards, none kept (but the newest): hops within a shard read its state in the
-# same call, nearly all others go through the feedback topic.
+# Replicated at parallelism 2: first-order with two walk tasks (set), Node2vec with the
+# mini-cluster's default in thread mode (one) and in process mode (two). Routed, 128 shards,
+# items kept decoded: each toy item is its own shard, and hops step on through the items the
+# task holds decoded; 2 shards, none kept (but the newest): hops within a shard read its
+# state in the same call, nearly all others go through the feedback topic.
 @pytest.mark.parametrize(
-    ("stage", "parallelism", "shards", "cache", "p", "q", "mode"),
+    ("stage", "parallelism", "walk_tasks", "shards", "cache", "p", "q", "mode"),
     [
-        ("replicated", 2, 128, 8_000_000, 1.0, 1.0, "thread"),
-        ("replicated", 2, 128, 8_000_000, 0.5, 2.0, "thread"),
-        ("replicated", 2, 128, 8_000_000, 0.5, 2.0, "process"),
-        ("routed", 1, 128, 8_000_000, 1.0, 1.0, "thread"),
-        ("routed", 1, 2, 0, 1.0, 1.0, "thread"),
+        ("replicated", 2, 2, 128, 8_000_000, 1.0, 1.0, "thread"),
+        ("replicated", 2, 0, 128, 8_000_000, 0.5, 2.0, "thread"),
+        ("replicated", 2, 0, 128, 8_000_000, 0.5, 2.0, "process"),
+        ("routed", 1, 0, 128, 8_000_000, 1.0, 1.0, "thread"),
+        ("routed", 1, 0, 2, 0, 1.0, 1.0, "thread"),
     ],
     ids=[
         "replicated",
@@ -775,6 +811,7 @@ def test_streamed_walks_follow_the_transition_counts(
     tmp_path: Path,
     stage: str,
     parallelism: int,
+    walk_tasks: int,
     shards: int,
     cache: int,
     p: float,
@@ -785,7 +822,8 @@ def test_streamed_walks_follow_the_transition_counts(
     world = job_world(local_stack, unique, tmp_path, **{"flink.parallelism": parallelism,
                       "flink.python_execution_mode": mode,
                       "stream.walks_per_weight": rate, "stream.emit_counts": "false",
-                      "stream.walk_stage": stage, "walks.p": p, "walks.q": q,
+                      "stream.walk_stage": stage, "stream.walk_tasks": walk_tasks,
+                      "walks.p": p, "walks.q": q,
                       "stream.item_shards": shards,
                       "stream.item_cache_neighbours": cache})  # fmt: skip
     events, _ = _toy_graph_events()  # phase 1: the toy graph
