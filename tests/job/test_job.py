@@ -207,7 +207,8 @@ def _same_weights(
     )
 
 
-# Thread mode: one walk task (the mini-cluster's default there), and two; process mode: two.
+# Thread mode: one walk task (the mini-cluster's default there), and two, restored into one;
+# process mode: two.
 @pytest.mark.parametrize(
     ("decay", "mode", "walk_tasks"),
     [(False, "thread", 0), (True, "thread", 2), (True, "process", 0)],
@@ -247,18 +248,23 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
         assert final_counts(world.settings, as_of) != expected, "finished before the kill"
     finally:
         JobWorld.kill(job)
-    # As after an upgrade that adds outputs and lengthens the item stage's batches: the
-    # restored graph has more operators, and every piece of state must still find its
-    # operator; the batches pending in the checkpoint are counted once.
-    upgrade = ["stream.transition_samples=true", "users.enabled=true", "stream.batch_ms=500"]
+    # As after an upgrade that adds outputs, lengthens the item stage's batches and runs the
+    # default number of walk tasks: the restored graph has more operators, and every piece of
+    # state must still find its operator; the batches pending in the checkpoint are counted
+    # once; each walk task restores a copy of the step tables.
+    upgrade = [
+        "stream.transition_samples=true", "users.enabled=true", "stream.batch_ms=500",
+        "stream.walk_tasks=0",
+    ]  # fmt: skip
     upgraded = replace(world, flags=[*world.flags, *(f for a in upgrade for f in ("--set", a))])
     restored = upgraded.start("--from", "earliest", "--from-checkpoint", "latest")
-    walk_tasks = [walk_task_holder(t) for t in range(walk_task_count(world.settings, True))]
+    now = load_settings(overrides=parse_assignments(upgraded.flags[1::2]))
+    holders = [walk_task_holder(t) for t in range(walk_task_count(now, in_mini_cluster=True))]
     try:
         poll(
             lambda: all(
                 _same_weights(final_counts(world.settings, as_of, holder), expected)
-                for holder in [ITEM_STAGE, *walk_tasks]
+                for holder in [ITEM_STAGE, *holders]
             ),
             240,
             "the oracle's weights in the item stage and every walk task",
@@ -271,7 +277,7 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
     else:
         assert final == expected
     # Every walk task's step tables are the item stage's, bit for bit.
-    assert all(final_counts(world.settings, as_of, holder) == final for holder in walk_tasks)
+    assert all(final_counts(world.settings, as_of, holder) == final for holder in holders)
     samples = read_topic(world.settings, world.topic("samples"))
     assert any(json.loads(value)["kind"] == "transition" for *_, value in samples)
     assert read_topic(world.settings, world.topic("users"))
