@@ -753,12 +753,19 @@ def test_an_idle_item_is_forgotten_by_the_item_stage_and_every_walk_task(
         # item 1 returns, with 20 transitions to item 3 from 3_000 on
         send(transitions(1, 3, range(5, 25), 3_000), 4_000, range(300, 400))
 
-        def walks_after_return() -> list[list[int]] | None:
+        def from_1_after_return() -> list[list[int]]:
             paths = [s["items"] for s in _walks(world) if s["newest_event_time"] >= 3_000]
-            from_1 = [path for path in paths if path[0] == 1]
+            return [path for path in paths if path[0] == 1]
+
+        def seen_so_far() -> str:
+            counted = final_counts(world.settings).get((1, 3))
+            return f"{len(from_1_after_return())} such walks, item 1 -> 3 counted {counted}"
+
+        def all_20() -> list[list[int]] | None:
+            from_1 = from_1_after_return()
             return from_1 if len(from_1) == 20 else None
 
-        paths = poll(walks_after_return, 180, "the walks of item 1's return")
+        paths = poll(all_20, 180, "the 20 walks of item 1's return", details=seen_so_far)
         # item 129 is idle by the return's time: the sweep after next forgets it
         poll(lambda: (129, 130) in zeroed()[ITEM_STAGE], 60, "item 129 forgotten")
         # and item 1 -> 2 once more: counted from nothing, not on from 3
