@@ -41,6 +41,7 @@ from streaming.trainer.corpus import UserTransition
 from streaming.trainer.cycles import chain
 from tests.conftest import poll
 from tests.job.jobs import (
+    NO_IDLE_PARTITIONS,
     JobWorld,
     a_user_per_partition,
     batch_counts,
@@ -319,7 +320,7 @@ def _graphs(variants: dict[str, list[str]]) -> dict[str, dict[str, int]]:
     """Each variant's job graph (its settings, "--until" for a bounded replay), built in a
     process of its own: {uid: parallelism} of its operators."""
     printed = subprocess.run(
-        [sys.executable, "-m", "tests.job.graph_uids", json.dumps(variants)],
+        [sys.executable, "-m", "tests.job.graph_operators", json.dumps(variants)],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     graphs: dict[str, dict[str, int]] = json.loads(printed.splitlines()[-1])
@@ -567,7 +568,9 @@ def test_events_behind_the_watermark_go_to_the_late_topic(
     """Late in both paths: a compact record (judged in the JVM) and one in another JSON form
     (judged by the Python validator). Neither makes a transition; a late low rating is
     ignored like any low rating."""
-    world = job_world(local_stack, unique, tmp_path, **{"stream.walks_per_weight": 0})
+    world = job_world(
+        local_stack, unique, tmp_path, **NO_IDLE_PARTITIONS, **{"stream.walks_per_weight": 0}
+    )
     partitions = world.settings.kafka.partitions
     later = a_user_per_partition(partitions, range(100, 200))
     on_time = [Event(1, 10, 5.0, 1_000), Event(1, 11, 5.0, 1_001)]
@@ -703,7 +706,7 @@ def test_an_idle_item_is_forgotten_by_the_item_stage_and_every_walk_task(
     """Item 1 (shard 1 of 128) goes idle; once its shard has counted a transition more than
     `stream.item_idle_ttl_s` later, a sweep forgets its edges, in the item stage and in each
     walk task's step tables, and its next transitions start it afresh."""
-    world = job_world(local_stack, unique, tmp_path, **{
+    world = job_world(local_stack, unique, tmp_path, **NO_IDLE_PARTITIONS, **{
         "stream.item_idle_ttl_s": 100, "stream.refresh_interval_s": 2})  # fmt: skip
     partitions = world.settings.kafka.partitions
     walk_tasks = range(walk_task_count(world.settings, in_mini_cluster=True))
@@ -759,7 +762,9 @@ def test_an_idle_item_is_forgotten_by_the_item_stage_and_every_walk_task(
 
         def seen_so_far() -> str:
             counted = final_counts(world.settings).get((1, 3))
-            return f"{len(from_1_after_return())} such walks, item 1 -> 3 counted {counted}"
+            late = len(read_topic(world.settings, world.topic("late")))
+            walks = len(from_1_after_return())
+            return f"{walks} such walks, item 1 -> 3 counted {counted}, {late} late ratings"
 
         def all_20() -> list[list[int]] | None:
             from_1 = from_1_after_return()
@@ -779,6 +784,7 @@ def test_an_idle_item_is_forgotten_by_the_item_stage_and_every_walk_task(
         counts = final_counts(world.settings)
     finally:
         JobWorld.kill(job)
+    assert read_topic(world.settings, world.topic("late")) == []
     assert all(path[1] == 3 for path in paths), paths  # item 2 is out of every step table
     assert renewed == dict.fromkeys(holders, 1.0)
     assert counts[(1, 3)] == 20
@@ -949,7 +955,9 @@ def test_no_record_stops_a_live_job_or_moves_its_event_time(
     """Records that once failed the job (a tombstone, huge numbers, 1 MB) or silenced it (event
     times far in the future, rejected or not) are dead letters with their reasons, and the
     valid events around them all count, none late."""
-    world = job_world(local_stack, unique, tmp_path, **{"stream.walks_per_weight": 0})
+    world = job_world(
+        local_stack, unique, tmp_path, **NO_IDLE_PARTITIONS, **{"stream.walks_per_weight": 0}
+    )
     rng = np.random.default_rng(12)
     n = 3_000
     users, items = rng.integers(1, 61, n), rng.integers(1, 80, n)

@@ -1,6 +1,6 @@
-"""Print the uids of the job's graphs, as JSON: `python -m tests.job.graph_uids VARIANTS`,
-VARIANTS a JSON object of name -> list of KEY=VALUE settings (with "--until" for a bounded
-replay); prints name -> {uid: the operator's parallelism}, by uid.
+"""Print the operators of the job's graphs, as JSON: `python -m tests.job.graph_operators
+VARIANTS`, VARIANTS a JSON object of name -> list of KEY=VALUE settings (with "--until" for a
+bounded replay); prints name -> {uid: the operator's parallelism}, by uid.
 
 Run in a process of its own: building a graph starts a PyFlink gateway, which would stay in
 the test process."""
@@ -16,7 +16,7 @@ from streaming.job.pipeline import build_job
 from streaming.job.positions import parse_start, parse_until
 
 
-def graph_uids(args: list[str]) -> dict[str, int]:
+def graph_operators(args: list[str]) -> dict[str, int]:
     until = parse_until("latest") if "--until" in args else None
     settings = load_settings(overrides=parse_assignments([a for a in args if a != "--until"]))
     env = execution_environment(settings)
@@ -28,4 +28,4 @@ def graph_uids(args: list[str]) -> dict[str, int]:
 
 if __name__ == "__main__":
     variants = json.loads(sys.argv[1])
-    print(json.dumps({name: graph_uids(args) for name, args in variants.items()}))
+    print(json.dumps({name: graph_operators(args) for name, args in variants.items()}))
