@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kafka.partitioner.default import murmur2
@@ -72,6 +72,17 @@ class JobWorld:
     def topic(self, name: str) -> str:
         return str(getattr(self.settings.kafka.topics, name))
 
+    def with_settings(self, *assignments: str) -> JobWorld:
+        """This world with KEY=VALUE `assignments` on top of its settings (as after an
+        upgrade), its topics and checkpoints the same."""
+        flags = [*self.flags, *(part for a in assignments for part in ("--set", a))]
+        return replace(self, settings=_settings(flags), flags=flags)
+
+
+def _settings(flags: list[str]) -> Settings:
+    """The settings of `walkstream` flags that are all `--set KEY=VALUE`."""
+    return load_settings(overrides=parse_assignments(flags[1::2]))
+
 
 def job_world(base: Settings, unique: str, tmp: Path, **overrides: object) -> JobWorld:
     tmp.mkdir(parents=True, exist_ok=True)
@@ -88,7 +99,7 @@ def job_world(base: Settings, unique: str, tmp: Path, **overrides: object) -> Jo
         **overrides,
     }
     flags = [part for key, value in values.items() for part in ("--set", f"{key}={value}")]
-    settings = load_settings(overrides=parse_assignments(flags[1::2]))
+    settings = _settings(flags)
     ensure_topics(settings.kafka, [str(getattr(settings.kafka.topics, n)) for n in TOPICS])
     return JobWorld(settings, flags, tmp / "job.log")
 

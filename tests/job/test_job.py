@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -257,10 +256,10 @@ def test_counts_stay_exact_when_the_job_is_killed_and_restored_with_a_changed_gr
         "stream.transition_samples=true", "users.enabled=true", "stream.batch_ms=500",
         "stream.walk_tasks=0",
     ]  # fmt: skip
-    upgraded = replace(world, flags=[*world.flags, *(f for a in upgrade for f in ("--set", a))])
+    upgraded = world.with_settings(*upgrade)
     restored = upgraded.start("--from", "earliest", "--from-checkpoint", "latest")
-    now = load_settings(overrides=parse_assignments(upgraded.flags[1::2]))
-    holders = [walk_task_holder(t) for t in range(walk_task_count(now, in_mini_cluster=True))]
+    tasks = walk_task_count(upgraded.settings, in_mini_cluster=True)
+    holders = [walk_task_holder(t) for t in range(tasks)]
     try:
         poll(
             lambda: all(
@@ -311,7 +310,7 @@ def test_a_restore_with_another_shard_count_is_refused(
         )
     finally:
         JobWorld.kill(job)
-    resharded = replace(world, flags=[*world.flags, "--set", "stream.item_shards=7"])
+    resharded = world.with_settings("stream.item_shards=7")
     with pytest.raises(AssertionError, match="Cannot map checkpoint/savepoint state"):
         resharded.run("--from-checkpoint", "latest", timeout_s=120)
 
