@@ -45,6 +45,7 @@ from streaming.config import Settings
 from streaming.core.neighbours import neighbour_average
 from streaming.embeddings.graph import Ints, Sequences, decayed_graph, transition_graph
 from streaming.embeddings.pipeline import training_corpus
+from streaming.embeddings.smoothing import smooth
 from streaming.embeddings.vectors import Embeddings
 from streaming.embeddings.walks import WalkSampler
 from streaming.report import Report
@@ -216,7 +217,7 @@ def _full_retrain(
         return None
     corpus, _ = training_corpus(prefix, graph, settings.training, settings.walks)
     embeddings, _ = with_cold_items(train_full(corpus, settings.training), neighbours.counts)
-    return embeddings
+    return smooth(embeddings, graph, settings.training.smoothing)
 
 
 def _day(seconds: int) -> str:
@@ -261,6 +262,7 @@ def run_stream(
             plan = plan_cycle(corpus, previous, model, full, options, training, walks)
             model = train(plan, training)
             embeddings, _ = with_cold_items(model, neighbours.counts)
+            embeddings = plan.published(embeddings, training)
             if plan.full and current is not None:
                 embeddings = align(embeddings, current)
             current = embeddings

@@ -357,6 +357,13 @@ class TrainingSettings(_Section):
     alpha: float = Field(0.025, gt=0, description="initial learning rate")
     min_alpha: float = Field(0.0001, ge=0, description="final learning rate")
     workers: int = Field(0, ge=0, description="training threads (0: one per core)")
+    smoothing: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of each published vector taken from its transition-graph "
+        "neighbours' (0: off; docs/forgetting.md)",
+    )
 
     @_model_validator(mode="after")
     def _has_objective(self) -> TrainingSettings:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from streaming.embeddings.graph import TransitionGraph
 from streaming.embeddings.vectors import Embeddings, Vectors
@@ -31,18 +30,7 @@ def fill_cold(
     vectors[at] = trained
     known[at] = True
 
-    # Undirected neighbour counts: an edge a->b with count c links a and b with weight c.
-    nodes = np.searchsorted(item_ids, graph.items)
-    src = nodes[graph.sources]
-    dst = nodes[graph.indices]
-    weights = graph.counts.astype(np.float64)
-    adjacency = sp.csr_matrix(
-        (
-            np.concatenate([weights, weights]),
-            (np.concatenate([src, dst]), np.concatenate([dst, src])),
-        ),
-        shape=(n, n),
-    )
+    adjacency = graph.undirected(item_ids)  # every graph item is among item_ids
     cold = np.zeros(n, dtype=bool)
     while True:
         missing = np.flatnonzero(~known)

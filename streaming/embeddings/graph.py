@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 __all__ = [
     "Sequences",
@@ -140,6 +141,25 @@ class TransitionGraph:
         src = self.items[self.sources]
         dst = self.items[self.indices]
         return TransitionGraph.from_pairs(dst, src, self.counts, self.as_of)
+
+    def undirected(self, item_ids: Ints) -> sp.csr_matrix:
+        """Weights between the items `item_ids` (sorted, unique) as a symmetric matrix over
+        their positions: an edge a->b of weight c links a and b with weight c, both ways.
+        Edges with an end outside `item_ids` are left out."""
+        n = len(item_ids)
+        at = np.minimum(np.searchsorted(item_ids, self.items), max(n - 1, 0))
+        present = item_ids[at] == self.items if n else np.zeros(self.n_nodes, dtype=bool)
+        src, dst = at[self.sources], at[self.indices]
+        keep = present[self.sources] & present[self.indices]
+        src, dst = src[keep], dst[keep]
+        weights = self.counts[keep].astype(np.float64)
+        return sp.csr_matrix(
+            (
+                np.concatenate([weights, weights]),
+                (np.concatenate([src, dst]), np.concatenate([dst, src])),
+            ),
+            shape=(n, n),
+        )
 
     def to_dict(self) -> dict[tuple[int, int], int] | dict[tuple[int, int], float]:
         """{(src item, dst item): count}: for comparing with other implementations in tests."""

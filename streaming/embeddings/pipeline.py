@@ -18,6 +18,7 @@ from streaming.embeddings.graph import (
     transition_count,
     transition_graph,
 )
+from streaming.embeddings.smoothing import smooth
 from streaming.embeddings.vectors import Embeddings
 from streaming.embeddings.walks import WalkSampler, as_sentences
 from streaming.embeddings.word2vec import train_word2vec, trained_vectors
@@ -103,5 +104,8 @@ def embed_sequences(
             embeddings = Embeddings(
                 trained_ids[order], trained[order], np.zeros(len(order), dtype=bool)
             )
+    if training.smoothing:
+        with _timed(seconds, "smoothing", report):
+            embeddings = smooth(embeddings, graph, training.smoothing)
     counts |= {"vectors": len(embeddings), "cold": int(embeddings.cold.sum())}
     return EmbedResult(embeddings, graph, model, counts, seconds)

@@ -16,8 +16,10 @@ import numpy as np
 from gensim.models import Word2Vec
 
 from streaming.config import TrainerSettings, TrainingSettings, WalkSettings
-from streaming.embeddings.graph import Sequences, transition_graph
+from streaming.embeddings.graph import Sequences, TransitionGraph, transition_graph
 from streaming.embeddings.pipeline import training_corpus
+from streaming.embeddings.smoothing import smooth
+from streaming.embeddings.vectors import Embeddings
 from streaming.trainer.checkpoints import Checkpoint
 from streaming.trainer.corpus import Corpus, UserTransition
 from streaming.trainer.model import train_full, train_incremental
@@ -69,6 +71,12 @@ class Plan:
     base: Word2Vec | None  # the checkpointed model an incremental cycle continues
     began: float
     users: int = 0  # user sequences in `corpus`
+    graph: TransitionGraph | None = None  # the window's transitions, with training.smoothing
+
+    def published(self, embeddings: Embeddings, training: TrainingSettings) -> Embeddings:
+        """The cycle's vectors (trained, cold items added) as they are published: smoothed
+        over the window's transition graph with `training.smoothing`."""
+        return smooth(embeddings, self.graph, training.smoothing)
 
     @property
     def kind(self) -> str:
@@ -268,8 +276,12 @@ def plan_cycle(
     trained: list[list[str]]
     replayed: list[list[str]] = []
     new_transitions = sum(new_per_user.values())
-    if full and transitions:
-        graph = transition_graph(sequences, walks.half_life_s)
+    graph = (
+        transition_graph(sequences, walks.half_life_s)
+        if transitions and (full or training.smoothing)
+        else None
+    )
+    if full and graph is not None:
         sentences, _ = training_corpus(sequences, graph, training, walks)
         trained = sentences
     elif full:
@@ -307,6 +319,7 @@ def plan_cycle(
         base=None if full else base,
         began=time.monotonic(),
         users=len(sequences) if full else len(new_per_user),
+        graph=graph if training.smoothing else None,
     )
 
 

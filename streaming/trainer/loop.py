@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 
 from streaming.config import Settings
 from streaming.embeddings.vectors import Embeddings
-from streaming.errors import RuntimeServiceError
+from streaming.errors import ConfigError, RuntimeServiceError
 from streaming.report import Report
 from streaming.trainer.checkpoints import Checkpoint, CheckpointStore
 from streaming.trainer.corpus import Corpus
@@ -35,6 +35,12 @@ __all__ = ["Trainer"]
 
 class Trainer:
     def __init__(self, settings: Settings, report: Report = print) -> None:
+        if settings.training.smoothing and not settings.stream.transition_samples:
+            raise ConfigError(
+                f"training.smoothing={settings.training.smoothing} smooths over the users' "
+                "transitions, which a job with stream.transition_samples=false does not "
+                "write: set training.smoothing=0, or stream.transition_samples=true"
+            )
         self.settings = settings
         self.report = report
         options = settings.trainer
@@ -92,6 +98,7 @@ class Trainer:
     def _finish(self, plan: Plan, model: Word2Vec) -> Checkpoint | None:
         options, training = self.settings.trainer, self.settings.training
         embeddings, orphans = with_cold_items(model, self.corpus.neighbours)
+        embeddings = plan.published(embeddings, training)
         published = self.publisher.published
         current = published.embeddings if published else None
         if plan.full and current is not None:

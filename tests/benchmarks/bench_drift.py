@@ -13,7 +13,8 @@ for the items that stayed and for the moved items by how many ratings they have 
 the shift until the first version whose precision is 90% of the pre-shift precision (the median
 of the versions served over the second half of the events before the shift). Writes JSON
 (`{"runs": {"off": {...}, "on": {...}}, "recovery_ratio": ...}`), a plot of precision
-against events, and each run's trainer log, next to `--out`.
+against events, and each run's trainer log, next to `--out`. `--set KEY=VALUE` gives both
+runs a setting (`training.smoothing=0.5`: published vectors smoothed over the graph).
 
 `--offline` runs the same data through the trainer's own cycles without Kafka, Flink or
 Redis (`batch.prequential.run_stream`: the job's walks and transitions written to a real
@@ -312,6 +313,14 @@ def main() -> int:
     parser.add_argument(
         "--step", type=int, default=2_500, help="events between models with --from-scratch"
     )
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for both runs, e.g. training.smoothing=0.5 (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.out is None:
@@ -361,7 +370,8 @@ def main() -> int:
         "shift_at_event": shift,
         "runs": {},
     }
-    for name, extra in (("off", []), ("on", [f"walks.half_life_s={half_life}"])):
+    for name, decay in (("off", []), ("on", [f"walks.half_life_s={half_life}"])):
+        extra = [*args.assignments, *decay]
         print(f"decay {name}:", flush=True)
         if args.offline:
             run = _run_offline(replay, extra, scorer, args.cycle_every)

@@ -10,9 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streaming.config import TrainerSettings, TrainingSettings, WalkSettings
+from streaming.config import (
+    Settings,
+    StreamSettings,
+    TrainerSettings,
+    TrainingSettings,
+    WalkSettings,
+)
 from streaming.embeddings.graph import Sequences, transition_graph, user_sequences
 from streaming.embeddings.pipeline import training_corpus
+from streaming.embeddings.smoothing import smooth
+from streaming.embeddings.vectors import Embeddings
+from streaming.errors import ConfigError
+from streaming.trainer import Trainer
 from streaming.trainer.checkpoints import Checkpoint
 from streaming.trainer.corpus import Corpus, UserTransition
 from streaming.trainer.cycles import chain, plan_cycle
@@ -250,3 +260,44 @@ def test_replayed_sequences_never_teach_a_held_out_transition(tmp_path: Path) ->
     replayed = {(int(a), int(b)) for row in plan.replay for a, b in pairwise(row)}
     assert held - kept  # some held-out pairs are made by no kept transition
     assert replayed == kept  # the rows' steps are exactly the kept transitions
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full", "incremental"])
+def test_with_smoothing_a_cycle_publishes_its_vectors_smoothed_over_the_windows_graph(
+    tmp_path: Path, full: bool
+) -> None:
+    sequences = _ratings(seed=8)
+    corpus = _corpus(tmp_path, [[1, 2, 3], *_transitions(sequences)])
+    walks = WALKS.model_copy(update={"half_life_s": 30.0})
+    smoothing = TRAINING.model_copy(update={"smoothing": 0.3})
+    previous = None if full else _after(corpus.next_seq - 10)
+    plan = plan_cycle(corpus, previous, None, full, OPTIONS, smoothing, walks)
+    unsmoothed = plan_cycle(corpus, previous, None, full, OPTIONS, TRAINING, walks)
+    assert unsmoothed.graph is None
+    assert plan.graph is not None
+    # seq 0 is the walk; an incremental cycle holds out every 10th new sample (OPTIONS)
+    trained = [
+        t
+        for seq, t in enumerate(_transitions(sequences), 1)
+        if full or seq < plan.start or seq % OPTIONS.held_out_every
+    ]
+    assert len(trained) < len(_transitions(sequences)) or full
+    assert plan.graph.to_dict() == transition_graph(chain(trained), 30.0).to_dict()
+    rng = np.random.default_rng(0)
+    vectors = Embeddings(
+        plan.graph.items, rng.normal(size=(plan.graph.n_nodes, 4)).astype(np.float32),
+        np.zeros(plan.graph.n_nodes, dtype=bool),
+    )  # fmt: skip
+    np.testing.assert_array_equal(
+        plan.published(vectors, smoothing).vectors, smooth(vectors, plan.graph, 0.3).vectors
+    )
+    assert unsmoothed.published(vectors, TRAINING) is vectors
+
+
+def test_the_trainer_refuses_smoothing_without_the_users_transitions() -> None:
+    settings = Settings(
+        training=TRAINING.model_copy(update={"smoothing": 0.5}),
+        stream=StreamSettings(transition_samples=False),
+    )
+    with pytest.raises(ConfigError, match=r"training.smoothing=0.5 .* set training.smoothing=0"):
+        Trainer(settings)
