@@ -18,8 +18,10 @@ terms (the same Word2Vec settings, the same corpus rules, the same cold-item rul
 - `static`: one full retrain on the first half of the time range, scored on the second half.
 
 A full retrain is the trainer's: `training_corpus` (user sequences and `walks.n_walks` walks
-over their graph), `train_full`, then `with_cold_items`. Items carry the counts of their
-first `stream.item_neighbours` neighbours, as the items topic announces them. Every cycle's
+over their graph), `train_full`, then `with_cold_items`, and with `training.smoothing`
+the trainer's smoothing over that graph (every policy's vectors alike). Items carry the
+counts of their first `stream.item_neighbours` neighbours, as the items topic announces
+them. Every cycle's
 candidate serves (there is no drift gate here), and the corpus's first sample, a walk, is
 the only one held out.
 
