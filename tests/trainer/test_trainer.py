@@ -17,10 +17,15 @@ import pytest
 from kafka import KafkaAdminClient
 
 from streaming.config import Settings
+from streaming.embeddings.graph import transition_graph
+from streaming.embeddings.smoothing import smooth
 from streaming.store import EmbeddingClient, connect
 from streaming.store.versions import VersionKeys
 from streaming.trainer import Trainer
-from streaming.trainer.corpus import Corpus
+from streaming.trainer.checkpoints import CheckpointStore
+from streaming.trainer.corpus import Corpus, UserTransition
+from streaming.trainer.cycles import chain
+from streaming.trainer.model import with_cold_items
 from tests.conftest import poll
 from tests.ports import free_port
 from tests.trainer.trainers import (
@@ -229,3 +234,37 @@ def test_kill_9_loses_no_sample_and_counts_none_twice(
     stored = sorted(tuple(map(int, tokens)) for _, tokens in corpus.samples())
     assert stored == sorted(tuple(walk) for walk in walks)
     assert client.version is not None
+
+
+def test_with_smoothing_the_trainer_publishes_its_vectors_smoothed_over_the_windows_graph(
+    local_stack: Settings, unique: str, tmp_path: Path
+) -> None:
+    world = trainer_world(
+        local_stack,
+        unique,
+        tmp_path,
+        **{"trainer.min_new_samples": 1_000, "training.smoothing": 0.5, "walks.n_walks": 500},
+    )
+    rng = np.random.default_rng(11)
+    world.send_transitions(community_users(rng, OLD, 150))
+    world.send_samples(community_walks(rng, OLD, 1_000))
+    cold = {5_000: {OLD[0]: 2, OLD[10]: 1}, 5_001: {OLD[3]: 1}}  # announced, never trained
+    world.send_sightings(cold)
+    Trainer(world.settings).run(cycles=1)
+    client = EmbeddingClient.from_settings(world.settings.redis)
+    ids, published = client.current().all_vectors()
+    latest = CheckpointStore(world.settings.trainer_dir / "checkpoints").latest()
+    assert latest is not None
+    _, model, _ = latest  # the model the next cycle continues: unsmoothed
+    corpus = Corpus(world.settings.trainer_dir / "corpus", 10**6, 10**6)
+    transitions = [s for _, s in corpus.samples() if isinstance(s, UserTransition)]
+    assert transitions  # the first version holds nothing out: the graph is all of them
+    unsmoothed, _ = with_cold_items(model, corpus.neighbours)
+    expected = smooth(unsmoothed, transition_graph(chain(transitions)), 0.5).as_dict()
+    assert sorted(ids) == sorted(expected)
+    assert client.current().cold(cold) == set(cold) == set(cold) & set(ids)
+    np.testing.assert_allclose(np.linalg.norm(published, axis=1), 1.0, rtol=1e-5)
+    for item, vector in zip(ids, published, strict=True):
+        np.testing.assert_allclose(vector, expected[item], rtol=1e-5, atol=1e-6)
+    raw = unsmoothed.as_dict()[OLD[0]]
+    assert not np.allclose(raw / np.linalg.norm(raw), expected[OLD[0]], atol=1e-3)
