@@ -21,9 +21,8 @@ A full retrain is the trainer's: `training_corpus` (user sequences and `walks.n_
 over their graph), `train_full`, then `with_cold_items`, and with `training.smoothing`
 the trainer's smoothing over that graph (every policy's vectors alike). Items carry the
 counts of their first `stream.item_neighbours` neighbours, as the items topic announces
-them. Every cycle's
-candidate serves (there is no drift gate here), and the corpus's first sample, a walk, is
-the only one held out.
+them. Every cycle's candidate serves (there is no drift gate here), and the corpus's first
+sample, a walk, is the only one held out.
 
 A reader ranks every other item it has a vector for by cosine similarity to the query; the
 answer's rank gives HR@k and NDCG@k. A query without a vector is a miss; `answerable`
@@ -264,7 +263,7 @@ def run_stream(
             plan = plan_cycle(corpus, previous, model, full, options, training, walks)
             model = train(plan, training)
             embeddings, _ = with_cold_items(model, neighbours.counts)
-            embeddings = plan.published(embeddings, training)
+            embeddings = plan.published(embeddings)
             if plan.full and current is not None:
                 embeddings = align(embeddings, current)
             current = embeddings

@@ -71,12 +71,13 @@ class Plan:
     base: Word2Vec | None  # the checkpointed model an incremental cycle continues
     began: float
     users: int = 0  # user sequences in `corpus`
-    graph: TransitionGraph | None = None  # the window's transitions, with training.smoothing
+    smoothing: float = 0.0  # training.smoothing
+    graph: TransitionGraph | None = None  # the window's transitions, when smoothing
 
-    def published(self, embeddings: Embeddings, training: TrainingSettings) -> Embeddings:
+    def published(self, embeddings: Embeddings) -> Embeddings:
         """The cycle's vectors (trained, cold items added) as they are published: smoothed
         over the window's transition graph with `training.smoothing`."""
-        return smooth(embeddings, self.graph, training.smoothing)
+        return smooth(embeddings, self.graph, self.smoothing)
 
     @property
     def kind(self) -> str:
@@ -319,6 +320,7 @@ def plan_cycle(
         base=None if full else base,
         began=time.monotonic(),
         users=len(sequences) if full else len(new_per_user),
+        smoothing=training.smoothing,
         graph=graph if training.smoothing else None,
     )
 

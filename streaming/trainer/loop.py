@@ -98,7 +98,7 @@ class Trainer:
     def _finish(self, plan: Plan, model: Word2Vec) -> Checkpoint | None:
         options, training = self.settings.trainer, self.settings.training
         embeddings, orphans = with_cold_items(model, self.corpus.neighbours)
-        embeddings = plan.published(embeddings, training)
+        embeddings = plan.published(embeddings)
         published = self.publisher.published
         current = published.embeddings if published else None
         if plan.full and current is not None:

@@ -289,9 +289,9 @@ def test_with_smoothing_a_cycle_publishes_its_vectors_smoothed_over_the_windows_
         np.zeros(plan.graph.n_nodes, dtype=bool),
     )  # fmt: skip
     np.testing.assert_array_equal(
-        plan.published(vectors, smoothing).vectors, smooth(vectors, plan.graph, 0.3).vectors
+        plan.published(vectors).vectors, smooth(vectors, plan.graph, 0.3).vectors
     )
-    assert unsmoothed.published(vectors, TRAINING) is vectors
+    assert unsmoothed.published(vectors) is vectors
 
 
 def test_the_trainer_refuses_smoothing_without_the_users_transitions() -> None:
