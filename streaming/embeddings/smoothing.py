@@ -18,18 +18,11 @@ smoothing of the same input.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from streaming.embeddings.graph import TransitionGraph
-from streaming.embeddings.vectors import Embeddings
+from streaming.embeddings.vectors import Embeddings, unit_rows
 
 __all__ = ["smooth"]
-
-
-def _unit(vectors: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit: npt.NDArray[np.float64] = vectors / np.maximum(norms, 1e-12)
-    return unit
 
 
 def smooth(embeddings: Embeddings, graph: TransitionGraph | None, share: float) -> Embeddings:
@@ -41,11 +34,11 @@ def smooth(embeddings: Embeddings, graph: TransitionGraph | None, share: float) 
         return embeddings
     order = np.argsort(embeddings.item_ids, kind="stable")
     item_ids = embeddings.item_ids[order]
-    own = _unit(embeddings.vectors[order].astype(np.float64))
+    own = unit_rows(embeddings.vectors[order].astype(np.float64))
     adjacency = graph.undirected(item_ids)
     neighbours = adjacency @ own
     has = np.asarray(adjacency.sum(axis=1)).ravel() > 0
-    blended = np.where(has[:, None], (1 - share) * own + share * _unit(neighbours), own)
+    blended = np.where(has[:, None], (1 - share) * own + share * unit_rows(neighbours), own)
     smoothed = np.empty_like(blended)
-    smoothed[order] = _unit(blended)
+    smoothed[order] = unit_rows(blended)
     return Embeddings(embeddings.item_ids, smoothed.astype(np.float32), embeddings.cold)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Embeddings", "Vectors"]
+__all__ = ["Embeddings", "Vectors", "unit_rows"]
 
 Vectors = npt.NDArray[np.float32]
 
@@ -29,3 +30,10 @@ class Embeddings:
 
     def as_dict(self) -> dict[int, Vectors]:
         return dict(zip(self.item_ids.tolist(), self.vectors, strict=True))
+
+
+def unit_rows(vectors: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
+    """Each row scaled to unit length (a zero row stays zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit: npt.NDArray[np.float64] = vectors / np.where(norms > 0, norms, 1)
+    return unit

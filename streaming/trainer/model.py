@@ -16,7 +16,7 @@ from scipy.linalg import orthogonal_procrustes
 
 from streaming.config import TrainingSettings
 from streaming.core.neighbours import neighbour_average
-from streaming.embeddings.vectors import Embeddings, Vectors
+from streaming.embeddings.vectors import Embeddings, unit_rows
 from streaming.embeddings.word2vec import train_word2vec, trained_vectors
 
 __all__ = [
@@ -91,12 +91,6 @@ def with_cold_items(
     return Embeddings(all_ids, stacked.astype(np.float32), cold), orphans
 
 
-def _unit(vectors: Vectors) -> npt.NDArray[np.float64]:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit: npt.NDArray[np.float64] = vectors / np.where(norms > 0, norms, 1)
-    return unit
-
-
 def _rows_of(embeddings: Embeddings, items: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     order = np.argsort(embeddings.item_ids)
     return order[np.searchsorted(embeddings.item_ids[order], items)]
@@ -119,7 +113,9 @@ def neighbour_overlap(
     if len(probe) == 0 or len(shared) <= k:
         return 1.0
     queries = np.searchsorted(shared, probe)
-    tops = [_top_k(_unit(e.vectors[_rows_of(e, shared)]), queries, k) for e in (candidate, current)]
+    tops = [
+        _top_k(unit_rows(e.vectors[_rows_of(e, shared)]), queries, k) for e in (candidate, current)
+    ]
     return float(
         np.mean([len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(*tops, strict=True)])
     )
@@ -158,7 +154,7 @@ def _hits(
     rows = [(at[a], at[b]) for a, b in pairs if a in at and b in at]
     if not rows or len(ids) <= k:
         return np.zeros(0, dtype=bool)
-    unit = _unit(embeddings.vectors[_rows_of(embeddings, ids)])
+    unit = unit_rows(embeddings.vectors[_rows_of(embeddings, ids)])
     tops = _top_k(unit, np.array([a for a, _ in rows]), k)
     return np.array([b in top for (_, b), top in zip(rows, tops.tolist(), strict=True)])
 
