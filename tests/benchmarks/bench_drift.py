@@ -29,6 +29,13 @@ events (from half-way to the shift until it recovers), a model trained from scra
 event so far, as `walkstream batch` trains one (`embed_sequences`: user sequences and walks
 over the decayed graph, cold items filled), scored the same way. Its JSON and plot go to
 `drift-from-scratch.*`.
+
+`--vote-bound` is the bound of what the graph itself tells, whatever the model: at every
+`--step` events from half-way to the shift, each item's vector is its neighbours' votes over
+the communities in force (the in- and out-neighbours of the graph so far, decayed or not,
+each voting for its true community: knowledge no model has), scored the same way. Where even
+these votes do not place the moved items, no model of the same transitions can. Its JSON and
+plot go to `drift-vote-bound.*`.
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ from batch.prequential import Replay, replay_transitions, run_stream
 from batch.synthetic import SyntheticSpec, generate, load_drift
 from streaming.config import EventSettings, load_settings, parse_assignments
 from streaming.core.events import Event
-from streaming.embeddings.graph import user_sequences
+from streaming.embeddings.graph import decayed_graph, user_sequences
 from streaming.embeddings.labels import load_communities
 from streaming.embeddings.pipeline import embed_sequences
 from streaming.embeddings.vectors import Embeddings
@@ -257,6 +264,33 @@ def _run_from_scratch(
     return {"versions": scored, "seconds": round(time.monotonic() - began, 1)}
 
 
+def _run_vote_bound(
+    replay: Replay, half_life_s: float | None, scorer: _Scorer, step: int
+) -> dict[str, Any]:
+    """Every `step` events from half-way to the shift: each item of the graph so far as the
+    votes of its neighbours for their community in force, scored as a served version is
+    (ties among items with the same votes broken by a seeded jitter)."""
+    began = time.monotonic()
+    scored: list[dict[str, Any]] = []
+    jitter = np.random.default_rng(0)
+    for events in range(scorer.shift // 2, len(scorer.times) + 1, step):
+        newest = int(scorer.times[events - 1])
+        truth = scorer.before if newest < scorer.drift_time else scorer.after
+        so_far = replay.times <= newest
+        graph = decayed_graph(
+            replay.src[so_far], replay.dst[so_far], replay.times[so_far], half_life_s
+        )
+        ids = np.array([item for item in graph.items.tolist() if item in truth], dtype=np.int64)
+        labels = np.array([truth[item] for item in ids.tolist()])
+        votes = graph.undirected(ids) @ (labels[:, None] == np.unique(labels)).astype(float)
+        votes /= np.maximum(votes.sum(axis=1, keepdims=True), 1e-12)
+        votes += 1e-6 * jitter.standard_normal(votes.shape)
+        embeddings = Embeddings(ids, votes.astype(np.float32), np.zeros(len(ids), dtype=bool))
+        scored.append(scorer.score(len(scored) + 1, "votes", newest, embeddings))
+        print(f"  votes {len(scored)}: {scored[-1]}", flush=True)
+    return {"versions": scored, "seconds": round(time.monotonic() - began, 1)}
+
+
 def _wait(ready: Callable[[], bool], deadline_s: float, began: float, system: LiveSystem) -> None:
     while not ready():
         if time.monotonic() - began > deadline_s:
@@ -307,11 +341,19 @@ def main() -> int:
         action="store_true",
         help="the bound: a batch model of every event so far, every --step events",
     )
+    mode.add_argument(
+        "--vote-bound",
+        action="store_true",
+        help="the graph's bound: items as their neighbours' votes for their true communities",
+    )
     parser.add_argument(
         "--cycle-every", type=int, default=1_000, help="transitions per cycle with --offline"
     )
     parser.add_argument(
-        "--step", type=int, default=2_500, help="events between models with --from-scratch"
+        "--step",
+        type=int,
+        default=2_500,
+        help="events between models with --from-scratch or --vote-bound",
     )
     parser.add_argument(
         "--set",
@@ -323,12 +365,16 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.vote_bound and args.assignments:
+        parser.error("--vote-bound trains no model: it takes no --set")
     if args.out is None:
         name = (
             "drift-offline.json"
             if args.offline
             else "drift-from-scratch.json"
             if args.from_scratch
+            else "drift-vote-bound.json"
+            if args.vote_bound
             else "drift.json"
         )
         args.out = ROOT / ".walkstream/bench" / name
@@ -377,6 +423,8 @@ def main() -> int:
             run = _run_offline(replay, extra, scorer, args.cycle_every)
         elif args.from_scratch:
             run = _run_from_scratch(columns, extra, scorer, args.step)
+        elif args.vote_bound:
+            run = _run_vote_bound(replay, half_life if decay else None, scorer, args.step)
         else:
             trainer_log = args.out.with_name(f"{args.out.stem}-{name}-trainer.log")
             run = _run(
