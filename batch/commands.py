@@ -25,7 +25,7 @@ from batch.synthetic import SyntheticSpec, generate
 from streaming.config import Settings, TrainingSettings, UserSettings, WalkSettings
 from streaming.embeddings.graph import Ints, Sequences, user_sequences
 from streaming.embeddings.labels import item_labels, load_communities, neighbour_table
-from streaming.embeddings.users import user_vectors
+from streaming.embeddings.users import ItemDirections, user_vectors
 from streaming.embeddings.vectors import Embeddings, Vectors
 from streaming.errors import ConfigError, DataError
 from streaming.rating_files import FORMATS, load_events
@@ -106,7 +106,7 @@ def last_user_vectors(
     left out."""
     rows = np.arange(len(sequences))
     recent = recent_before(sequences, rows, sequences.indptr[1:], users.recent_items)
-    vectors, has = user_vectors(recent, embeddings, users.recency_decay)
+    vectors, has = user_vectors(recent, ItemDirections.of(embeddings), users.recency_decay)
     return sequences.users[has], vectors[has]
 
 

@@ -7,9 +7,9 @@ item with a vector, ranked by cosine similarity to the query. A query without a 
 miss, so coverage counts.
 
 The same cases are also asked of a user vector (`user_rank_scores`): the recency-weighted
-average of the vectors of the user's recent items before the case (training part and the
-held-out items before it, as the previous-item query has them), ranked against every item
-with a vector except the ones the user rated before.
+average of the directions (unit vectors) of the user's recent items before the case
+(training part and the held-out items before it, as the previous-item query has them),
+ranked against every item with a vector except the ones the user rated before.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streaming.embeddings.graph import Ints, Sequences
-from streaming.embeddings.users import NO_ITEM, user_vectors
+from streaming.embeddings.users import NO_ITEM, ItemDirections, user_vectors
 from streaming.embeddings.vectors import Embeddings
 
 __all__ = [
@@ -146,7 +146,8 @@ def user_rank_scores(
     answer among them is a miss); a user without a vector is a miss."""
     sequences = holdout.sequences
     rows = np.searchsorted(sequences.indptr, holdout.at, side="right") - 1
-    users, has = user_vectors(recent_before(sequences, rows, holdout.at, limit), embeddings, decay)
+    recent = recent_before(sequences, rows, holdout.at, limit)
+    users, has = user_vectors(recent, ItemDirections.of(embeddings), decay)
     usable = np.flatnonzero(has)
     if len(usable) == 0:
         return summarise(np.zeros(0, dtype=np.int64), len(holdout.answers), 0)

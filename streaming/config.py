@@ -556,7 +556,7 @@ class TrainerSettings(_Section):
 
 
 class UserSettings(_Section):
-    """User vectors: each user's weighted average of their most recent kept items' vectors."""
+    """User vectors: each user's weighted average of their most recent kept items' directions."""
 
     enabled: bool = Field(
         True,

@@ -89,13 +89,18 @@ def test_the_demo_publishes_embeddings_of_every_seen_item_that_keep_communities_
     assert len(recommended) == 10
     assert not recommended & set(view.user_items(user))
     # through the job and the trainer: the user's vector is the weighted average of the
-    # version's vectors of their last 20 kept items, as the batch sequences have them
+    # version's directions (unit vectors) of their last 20 kept items, as the batch
+    # sequences have them
     (k,) = np.flatnonzero(sequences.users == user)
     recent = recent_items(sequences.items_of(int(k)).tolist(), 20)
     assert view.user_items(user) == recent
     vectors = view.vectors(recent)
     weights = recency_weights(len(recent), local_stack.users.recency_decay)
-    known = [(w, vectors[i]) for w, i in zip(weights, recent, strict=True) if i in vectors]
+    known = [
+        (w, vectors[i] / np.linalg.norm(vectors[i]))
+        for w, i in zip(weights, recent, strict=True)
+        if i in vectors
+    ]
     expected = sum(w * v for w, v in known) / sum(w for w, _ in known)
     np.testing.assert_allclose(view.user_vector(user), expected, rtol=1e-5, atol=1e-6)
 

@@ -3,10 +3,13 @@
 A user's recent items are the last `limit` items of their kept sequence (high ratings in
 (event time, item) order, an item repeating the one before it counted once: the same
 sequence the job pairs into transitions), oldest first. Their vector is a weighted average
-of those items' vectors in **one** version: the newest weighs 1, the one before `decay`,
-then `decay**2`, and so on. Items the version has no vector for are left out and the other
-weights renormalised; a user none of whose recent items the version knows gets no vector
-(counted by the caller, never filled with noise).
+of those items' directions (their vectors in **one** version, scaled to unit length): the
+newest weighs 1, the one before `decay`, then `decay**2`, and so on. Directions, because
+readers rank by cosine and a Word2Vec vector's length says how an item was trained (how
+often, in how many contexts), not what it means: averaged raw, the longest vectors would
+outweigh the recency weights. Items the version has no vector for are left out and the
+other weights renormalised; a user none of whose recent items the version knows gets no
+vector (counted by the caller, never filled with noise).
 
 Recent items travel as a padded matrix: one row per user, `limit` columns, right-aligned
 (the newest item in the last column), `NO_ITEM` where a user has fewer items.
@@ -15,15 +18,17 @@ Recent items travel as a padded matrix: one row per user, `limit` columns, right
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy.sparse import csr_matrix
 
-from streaming.embeddings.vectors import Embeddings, Vectors
+from streaming.embeddings.vectors import Embeddings, Vectors, unit_rows
 
 __all__ = [
     "NO_ITEM",
+    "ItemDirections",
     "ItemRows",
     "item_rows",
     "padded",
@@ -66,36 +71,31 @@ def padded(rows: Sequence[Sequence[int]], limit: int) -> npt.NDArray[np.int64]:
 
 
 def user_vectors(
-    recent: npt.NDArray[np.int64],
-    embeddings: Embeddings,
-    decay: float,
-    lookup: ItemRows | None = None,
+    recent: npt.NDArray[np.int64], items: ItemDirections, decay: float
 ) -> tuple[Vectors, npt.NDArray[np.bool_]]:
-    """Each row's weighted average of `embeddings`' vectors of its items, vectorised.
-    `lookup` is `item_rows(embeddings.item_ids)`, when a caller averages many chunks.
+    """Each row's weighted average of the directions of its `items`, vectorised.
 
-    Returns (vectors, has): `has[u]` is False for a user none of whose items `embeddings`
+    Returns (vectors, has): `has[u]` is False for a user none of whose items `items`
     knows (their row of `vectors` is zeros and must not be served).
     """
     users, limit = recent.shape
-    vectors = np.zeros((users, embeddings.dim), dtype=np.float32)
+    vectors = np.zeros((users, items.dim), dtype=np.float32)
     has = np.zeros(users, dtype=bool)
-    if users == 0 or len(embeddings) == 0 or limit == 0:
+    if users == 0 or len(items.vectors) == 0 or limit == 0:
         return vectors, has
-    row_of = lookup if lookup is not None else item_rows(embeddings.item_ids)
     weights = recency_weights(limit, decay).astype(np.float32)
     for start in range(0, users, _CHUNK):
         part = recent[start : start + _CHUNK]
-        rows = row_of(part)  # -1: no vector in this version
+        rows = items.rows(part)  # -1: no vector in this version
         mass = (rows >= 0) * weights  # (chunk, limit)
         total = mass.sum(axis=1)
         # rows x items, a user's weights at their items' columns: one sparse product sums
         # every user's weighted vectors (a C loop, where a gather per column copies them)
         weighted = csr_matrix(
             (mass.ravel(), np.maximum(rows, 0).ravel(), np.arange(0, rows.size + 1, limit)),
-            shape=(len(part), len(embeddings)),
+            shape=(len(part), len(items.vectors)),
         )
-        summed = np.asarray(weighted @ embeddings.vectors, dtype=np.float32)
+        summed = np.asarray(weighted @ items.vectors, dtype=np.float32)
         found = total > 0
         summed[found] /= total[found, None]
         vectors[start : start + len(part)] = summed
@@ -130,3 +130,21 @@ def item_rows(item_ids: npt.NDArray[np.int64]) -> ItemRows:
         return np.where(sorted_ids[slot] == ids, order[slot], -1)
 
     return searched
+
+
+@dataclass(frozen=True)
+class ItemDirections:
+    """One version's items as users are averaged from them: each item id's row (`rows`) and
+    the item's vector scaled to unit length (`vectors`, a zero vector stays zero). Made once
+    per version (`of`) and shared by every chunk of users averaged from it."""
+
+    rows: ItemRows
+    vectors: Vectors
+
+    @classmethod
+    def of(cls, embeddings: Embeddings) -> ItemDirections:
+        return cls(item_rows(embeddings.item_ids), unit_rows(embeddings.vectors).astype(np.float32))
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])

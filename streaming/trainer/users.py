@@ -31,7 +31,7 @@ import numpy.typing as npt
 from kafka import KafkaConsumer
 
 from streaming.config import Settings
-from streaming.embeddings.users import NO_ITEM, item_rows, user_vectors
+from streaming.embeddings.users import NO_ITEM, ItemDirections, user_vectors
 from streaming.embeddings.vectors import Embeddings, Vectors
 from streaming.kafka_clients import kafka_python_config
 from streaming.records import MALFORMED, UserItems, read_user_items
@@ -264,7 +264,7 @@ class UserVectors:
         """Average and write every user, in chunks: two averaged (NumPy and SciPy, without
         the GIL) while the one before them is written, so at most three chunks' vectors are
         held. Returns how many users got a vector."""
-        lookup = item_rows(embeddings.item_ids)
+        items = ItemDirections.of(embeddings)
         decay = self.options.recency_decay
         placed = 0
 
@@ -279,7 +279,7 @@ class UserVectors:
             pending: deque[tuple[int, _Averaged]] = deque()
             for start in range(0, len(users), _PUBLISH_CHUNK):
                 part = recent[start : start + _PUBLISH_CHUNK]
-                pending.append((start, pool.submit(user_vectors, part, embeddings, decay, lookup)))
+                pending.append((start, pool.submit(user_vectors, part, items, decay)))
                 if len(pending) == 3 and not write(*pending.popleft()):
                     return placed  # the version is gone
             while pending:
@@ -411,7 +411,7 @@ class UserVectors:
             np.vstack([vectors[item] for item in known]) if known else np.zeros((0, 1), np.float32),
             np.zeros(len(known), dtype=bool),
         )
-        found, has = user_vectors(recent, items, self.options.recency_decay)
+        found, has = user_vectors(recent, ItemDirections.of(items), self.options.recency_decay)
         return write_users(
             self.redis, self.prefix, version, users[has], found[has], gone=users[~has].tolist()
         )

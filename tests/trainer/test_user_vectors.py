@@ -1,5 +1,5 @@
 """User vectors through the trainer, against real Kafka and Redis: each user's vector is the
-recency-weighted average of their recent items' vectors in the version it is stored in,
+recency-weighted average of their recent items' directions in the version it is stored in,
 follows new users records within a poll, survives kill -9, and forgets idle users."""
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ DECAY = 0.5
 
 
 def _expected(view: VersionView, items: list[int]) -> np.ndarray | None:
-    """The user's vector as the version's own item vectors give it."""
+    """The user's vector as the version's own item vectors give it (their directions)."""
     vectors = view.vectors(items)
     weights = recency_weights(len(items), DECAY)
-    known = [(w, vectors[i]) for w, i in zip(weights, items, strict=True) if i in vectors]
+    known = [
+        (w, vectors[i] / np.linalg.norm(vectors[i]))
+        for w, i in zip(weights, items, strict=True)
+        if i in vectors
+    ]
     if not known:
         return None
     return np.asarray(sum(w * v for w, v in known) / sum(w for w, _ in known), dtype=np.float32)
@@ -80,7 +84,8 @@ def test_user_vectors_average_their_versions_items_and_follow_new_ratings(
         first = poll(lambda: client.version and client.current(), 60, "a first version")
         poll(lambda: first.user_vector(2) is not None or None, 10, "the users of version 1")
         assert _matches(first, 1, [0, 8, 16])
-        np.testing.assert_allclose(first.user_vector(2), first.vector(1))
+        one = first.vector(1)  # user 2's only known item: its direction
+        np.testing.assert_allclose(first.user_vector(2), one / np.linalg.norm(one), rtol=1e-6)
         assert first.user_vector(3) is None  # no noise for a user the version cannot place
         assert first.user_items(1) == [0, 8, 16]
         recommended = first.recommend(1, k=10)
