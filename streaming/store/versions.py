@@ -378,11 +378,11 @@ def write_user_items(
     _write_rows(client, key, user_ids, recent, _ITEM_DTYPE, gone, trim_negative=True)
 
 
-# KEYS[1] the key whose expiry to follow, KEYS[2] the hash; ARGV field, value, ...
-_HSET_LIKE = """
+# KEYS[1] the key whose expiry to follow, KEYS[2] the key that follows it: gone with it,
+# else its expiry (or none) copied. Returns 0 if KEYS[1] is gone.
+_FOLLOW_EXPIRY = """
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -2 then return 0 end
-redis.call('HSET', KEYS[2], unpack(ARGV))
+if ttl == -2 then redis.call('DEL', KEYS[2]) return 0 end
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
 return 1
 """
@@ -401,7 +401,9 @@ def _write_rows(
     """HSET id -> row bytes (without a row's leading negative padding with `trim_negative`),
     in bounded round trips, then HDEL `gone`. With `like`, each write also gives `key` the
     expiry of `like` atomically, and nothing is written once `like` is gone: returns False
-    then."""
+    then. (Each batch is its own MULTI/EXEC of a native HSET and a script that only reads and
+    copies the expiry: the rows never pass through Lua, which would double Redis' work per
+    row, and no transaction holds Redis for more than one batch.)"""
     names = [str(int(user)) for user in ids]
     # One bytes object per matrix, sliced per row: a call per row would dominate.
     data = np.ascontiguousarray(rows, dtype=dtype).tobytes()
@@ -409,7 +411,7 @@ def _write_rows(
     skip = ((np.asarray(rows) < 0).sum(axis=1) if trim_negative else np.zeros(len(rows), int)) * (
         dtype.itemsize
     )
-    hset_like = client.register_script(_HSET_LIKE) if like is not None else None
+    follow = client.register_script(_FOLLOW_EXPIRY) if like is not None else None
     for chunk in range(0, len(names), _PIPELINE_ROWS):  # bounded client memory per round trip
         with client.pipeline(transaction=False) as pipe:
             for start in range(chunk, min(chunk + _PIPELINE_ROWS, len(names)), _BATCH):
@@ -417,13 +419,15 @@ def _write_rows(
                     names[r]: data[r * width + int(skip[r]) : (r + 1) * width]
                     for r in range(start, min(start + _BATCH, len(names)))
                 }
-                if hset_like is None or like is None:
+                if follow is None or like is None:
                     pipe.hset(key, mapping=mapping)
                 else:
-                    flat = [part for pair in mapping.items() for part in pair]
-                    hset_like(keys=[like, key], args=flat, client=pipe)
-            written = pipe.execute(raise_on_error=True)
-        if hset_like is not None and not all(written):
+                    pipe.execute_command("MULTI")  # type: ignore[no-untyped-call]
+                    pipe.hset(key, mapping=mapping)
+                    follow(keys=[like, key], client=pipe)
+                    pipe.execute_command("EXEC")  # type: ignore[no-untyped-call]
+            replies = pipe.execute(raise_on_error=True)
+        if follow is not None and not _all_followed(replies[3::4]):
             return False
     dropped = [str(int(user)) for user in gone]
     if dropped:
@@ -432,6 +436,18 @@ def _write_rows(
                 pipe.hdel(key, *dropped[start : start + _BATCH])
             pipe.execute(raise_on_error=True)
     return True
+
+
+def _all_followed(executed: list[Any]) -> bool:
+    """Whether every MULTI/EXEC of `_write_rows` found its `like` key; an error inside one
+    (the replies of EXEC are not raised by the pipeline) is raised."""
+    followed = True
+    for replies in executed:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        followed = followed and replies[-1] == 1
+    return followed
 
 
 def restore_sequence(client: redis.Redis, prefix: str, last_version: int) -> None:

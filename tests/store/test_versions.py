@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from streaming.config import Settings
-from streaming.store import connect
+from streaming.store import connect, versions
 from streaming.store.versions import (
     VersionKeys,
     current_version,
     decode_vector,
     publish_version,
     switch_to,
+    write_users,
     write_version,
 )
 
@@ -71,3 +72,52 @@ def test_a_publisher_dying_before_the_switch_changes_nothing_readers_see(
     assert current_version(client, unique) == orphan
     assert client.ttl(keys.vectors(orphan)) == -1
     assert 0 < client.ttl(keys.vectors(good)) <= 3600
+
+
+def test_users_follow_their_versions_expiry_in_every_batch(
+    local_stack: Settings, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written in several batches and round trips, a version's users take its expiry with
+    each write (expiring before the switch, permanent after it), and a gone version gets
+    none of them."""
+    monkeypatch.setattr(versions, "_BATCH", 2)
+    monkeypatch.setattr(versions, "_PIPELINE_ROWS", 4)
+    client = connect(local_stack.redis)
+    keys = VersionKeys(unique)
+    users = np.arange(100, 109, dtype=np.int64)
+    vectors = np.arange(9 * 3, dtype=np.float32).reshape(9, 3)
+    version = write_version(client, unique, [1], np.ones((1, 3), np.float32), [], {})
+    assert write_users(client, unique, version, users, vectors)
+    assert client.hlen(keys.users(version)) == 9
+    np.testing.assert_array_equal(
+        decode_vector(client.hget(keys.users(version), "108")), vectors[8]
+    )
+    assert 0 < client.pttl(keys.users(version)) <= client.pttl(keys.vectors(version)) + 1_000
+
+    switch_to(client, unique, version)
+    assert write_users(client, unique, version, users[:3], vectors[:3] + 1, gone=[108])
+    assert client.ttl(keys.users(version)) == -1
+    assert client.hlen(keys.users(version)) == 8
+    np.testing.assert_array_equal(
+        decode_vector(client.hget(keys.users(version), "100")), 1 + vectors[0]
+    )
+
+    assert not write_users(client, unique, version + 1, users, vectors)  # never written
+    assert not client.exists(keys.users(version + 1))
+    # gone between the check and the write: the transaction writes nothing either
+    gone = f"{unique}:gone"
+    assert not versions._write_rows(
+        client, gone + ":users", users, vectors, np.dtype("<f4"), (), like=gone
+    )
+    assert not client.exists(gone + ":users")
+
+
+def test_a_failing_user_write_raises_and_is_not_reported_as_written(
+    local_stack: Settings, unique: str
+) -> None:
+    client = connect(local_stack.redis)
+    keys = VersionKeys(unique)
+    version = write_version(client, unique, [1], np.ones((1, 3), np.float32), [], {})
+    client.set(keys.users(version), "not a hash")
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        write_users(client, unique, version, np.array([1]), np.ones((1, 3), np.float32))
