@@ -30,7 +30,6 @@ __all__ = [
     "NO_ITEM",
     "ItemDirections",
     "ItemRows",
-    "item_rows",
     "padded",
     "recency_weights",
     "recent_items",
