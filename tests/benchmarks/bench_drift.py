@@ -34,8 +34,11 @@ over the decayed graph, cold items filled), scored the same way. Its JSON and pl
 `--step` events from half-way to the shift, each item's vector is its neighbours' votes over
 the communities in force (the in- and out-neighbours of the graph so far, decayed or not,
 each voting for its true community: knowledge no model has), scored the same way. Where even
-these votes do not place the moved items, no model of the same transitions can. Its JSON and
-plot go to `drift-vote-bound.*`.
+these votes do not place the moved items, no model of the same transitions can.
+`--vote-window K` makes every item within K ratings of an item in a user's sequence its
+neighbour (1: the transitions), so the votes see what Word2Vec's context window over the user
+sequences sees (`training.window`). Its JSON and plot go to `drift-vote-bound.*`
+(`drift-vote-bound-window-K.*` with a window of more than 1).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from batch.prequential import Replay, replay_transitions, run_stream
 from batch.synthetic import SyntheticSpec, generate, load_drift
 from streaming.config import EventSettings, load_settings, parse_assignments
 from streaming.core.events import Event
-from streaming.embeddings.graph import decayed_graph, user_sequences
+from streaming.embeddings.graph import Sequences, decayed_graph, user_sequences
 from streaming.embeddings.labels import load_communities
 from streaming.embeddings.pipeline import embed_sequences
 from streaming.embeddings.vectors import Embeddings
@@ -264,6 +267,24 @@ def _run_from_scratch(
     return {"versions": scored, "seconds": round(time.monotonic() - began, 1)}
 
 
+def _co_ratings(sequences: Sequences, window: int) -> Replay:
+    """Every pair of distinct items at most `window` apart in a user's sequence (1: the
+    transitions), from the earlier to the later, at the later one's time."""
+    user_of = np.repeat(np.arange(len(sequences)), sequences.lengths)
+    items, times = sequences.items, sequences.times
+    users, src, dst, at = [], [], [], []
+    for apart in range(1, window + 1):
+        first = np.arange(max(len(items) - apart, 0))
+        first = first[
+            (user_of[first] == user_of[first + apart]) & (items[first] != items[first + apart])
+        ]
+        users.append(sequences.users[user_of[first]])
+        src.append(items[first])
+        dst.append(items[first + apart])
+        at.append(times[first + apart])
+    return Replay(*(np.concatenate(parts) for parts in (users, src, dst, at)))
+
+
 def _run_vote_bound(
     replay: Replay, half_life_s: float | None, scorer: _Scorer, step: int
 ) -> dict[str, Any]:
@@ -356,6 +377,12 @@ def main() -> int:
         help="events between models with --from-scratch or --vote-bound",
     )
     parser.add_argument(
+        "--vote-window",
+        type=int,
+        default=1,
+        help="with --vote-bound: items this many ratings apart in a user's sequence are neighbours",
+    )
+    parser.add_argument(
         "--set",
         dest="assignments",
         action="append",
@@ -367,6 +394,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.vote_bound and args.assignments:
         parser.error("--vote-bound trains no model: it takes no --set")
+    if args.vote_window < 1 or (args.vote_window > 1 and not args.vote_bound):
+        parser.error("--vote-window takes a positive window, and only with --vote-bound")
     if args.out is None:
         name = (
             "drift-offline.json"
@@ -374,6 +403,8 @@ def main() -> int:
             else "drift-from-scratch.json"
             if args.from_scratch
             else "drift-vote-bound.json"
+            if args.vote_bound and args.vote_window == 1
+            else f"drift-vote-bound-window-{args.vote_window}.json"
             if args.vote_bound
             else "drift.json"
         )
@@ -403,11 +434,10 @@ def main() -> int:
     shift = scorer.shift
     print(f"{len(events):,} events, {len(after) - sum(after[i] == before[i] for i in after)} "
           f"items move at event {shift:,}", flush=True)  # fmt: skip
-    replay = replay_transitions(
-        user_sequences(
-            columns.user_id, columns.item_id, columns.rating, columns.event_time, rules.high_rating
-        )
+    sequences = user_sequences(
+        columns.user_id, columns.item_id, columns.rating, columns.event_time, rules.high_rating
     )
+    replay = replay_transitions(sequences)
     newest_transition = int(replay.times.max())
     half_life = args.half_life_days * DAY_S
     result: dict[str, Any] = {
@@ -424,7 +454,8 @@ def main() -> int:
         elif args.from_scratch:
             run = _run_from_scratch(columns, extra, scorer, args.step)
         elif args.vote_bound:
-            run = _run_vote_bound(replay, half_life if decay else None, scorer, args.step)
+            neighbours = _co_ratings(sequences, args.vote_window)
+            run = _run_vote_bound(neighbours, half_life if decay else None, scorer, args.step)
         else:
             trainer_log = args.out.with_name(f"{args.out.stem}-{name}-trainer.log")
             run = _run(
