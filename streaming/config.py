@@ -358,7 +358,7 @@ class TrainingSettings(_Section):
     min_alpha: float = Field(0.0001, ge=0, description="final learning rate")
     workers: int = Field(0, ge=0, description="training threads (0: one per core)")
     smoothing: float = Field(
-        0.0,
+        0.5,
         ge=0,
         le=1,
         description="share of each published vector taken from its transition-graph "

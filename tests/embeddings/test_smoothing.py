@@ -112,7 +112,7 @@ def test_batch_publishes_its_vectors_smoothed_over_its_decayed_graph() -> None:
         rng.integers(0, 100, len(users)), high_rating=3.5,
     )  # fmt: skip
     walks = WalkSettings(n_walks=200, length=6, half_life_s=5.0)
-    plain = TrainingSettings(seed=3, workers=1, epochs=2)
+    plain = TrainingSettings(seed=3, workers=1, epochs=2, smoothing=0)
     smoothing = plain.model_copy(update={"smoothing": 0.4})
     raw = embed_sequences(sequences, plain, walks, report=lambda _: None).embeddings
     smoothed = embed_sequences(sequences, smoothing, walks, report=lambda _: None).embeddings

@@ -272,7 +272,8 @@ def test_with_smoothing_a_cycle_publishes_its_vectors_smoothed_over_the_windows_
     smoothing = TRAINING.model_copy(update={"smoothing": 0.3})
     previous = None if full else _after(corpus.next_seq - 10)
     plan = plan_cycle(corpus, previous, None, full, OPTIONS, smoothing, walks)
-    unsmoothed = plan_cycle(corpus, previous, None, full, OPTIONS, TRAINING, walks)
+    off = TRAINING.model_copy(update={"smoothing": 0.0})
+    unsmoothed = plan_cycle(corpus, previous, None, full, OPTIONS, off, walks)
     assert unsmoothed.graph is None
     assert plan.graph is not None
     # seq 0 is the walk; an incremental cycle holds out every 10th new sample (OPTIONS)
