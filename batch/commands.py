@@ -198,6 +198,7 @@ REFERENCE = {
     "window": 5,
     "epochs": 10,
     "min_count": 5,
+    "smoothing": 0.0,
 }
 
 

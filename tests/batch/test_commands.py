@@ -120,6 +120,10 @@ def test_eval_compares_variants_and_writes_json(synthetic: Path, tmp_path: Path)
         key: user[key] for key in ("hit_rate", "ndcg", "answerable")
     }
     assert rows["small"]["training"]["vector_size"] == 8
+    # the references are the course's Word2Vec as it is: never smoothed, whatever the default
+    assert rows["walkstream"]["training"]["smoothing"] == 0.5
+    assert rows["reference-item2vec"]["training"]["smoothing"] == 0
+    assert rows["reference-deepwalk"]["training"]["smoothing"] == 0
     assert rows["small"]["fill_cold"] is False
     assert rows["walkstream"]["coverage"] == 1.0
     assert rows["walkstream"]["community_precision"] > 0.6
