@@ -52,9 +52,9 @@ __all__ = ["RecentItems", "UserVectors"]
 _SAVE_EVERY_S = 5.0
 _TARGETS = 2  # the version being prepared and the current one
 _PUBLISH_CHUNK = 100_000  # users averaged and written at a time
-# Chunks averaged ahead of the writes, at most: enough that the writer seldom waits (at 3,
-# users are written at 0.63 of the item hash's rate, at 6 at 0.70: bench_users), and about
-# 150 MB held at 100,000 users x 64 float32 each.
+# Chunks averaged ahead of the writes, at most: enough that the writer seldom waits for the
+# averaging (bench_users measures the rate), and a bound on what is held: about 150 MB at
+# 100,000 users x 64 float32 each.
 _AHEAD = 6
 
 
