@@ -76,6 +76,7 @@ bench: setup $(BENCH_VENV)/.installed ## run the benchmarks (medians, baselines 
 	$(BIN)/python -m tests.benchmarks.bench_drift --from-scratch
 	$(BIN)/python -m tests.benchmarks.bench_drift --vote-bound --step 1000
 	$(BIN)/python -m tests.benchmarks.bench_drift --vote-bound --step 1000 --vote-window 50
+	$(BIN)/python -m tests.benchmarks.bench_drift --vote-bound --forget-moved --step 1000 --vote-window 50
 
 bench-replay: setup ## 10-million-event runs through the job (bounded replay; live, with walks): time, peak memory
 	$(BIN)/python -m tests.benchmarks.bench_replay

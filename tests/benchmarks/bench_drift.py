@@ -39,6 +39,12 @@ these votes do not place the moved items, no model of the same transitions can.
 neighbour (1: the transitions), so the votes see what Word2Vec's context window over the user
 sequences sees (`training.window`). Its JSON and plot go to `drift-vote-bound.*`
 (`drift-vote-bound-window-K.*` with a window of more than 1).
+`--forget-moved` (with `--vote-bound`) replaces the decayed run by the best any forgetting
+could do: the moved items' votes count only their neighbours since the shift, every other
+item's all of them, undecayed, as if each item's change were detected the moment it happened
+and its past dropped exactly (`drift-vote-bound-forget-moved*.*`). Where these votes need
+more than a third of the events the run without forgetting needs, no forgetting scheme over
+the same co-ratings meets the goal.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from batch.evaluate import community_shares
 from batch.prequential import Replay, replay_transitions, run_stream
@@ -286,11 +293,12 @@ def _co_ratings(sequences: Sequences, window: int) -> Replay:
 
 
 def _run_vote_bound(
-    replay: Replay, half_life_s: float | None, scorer: _Scorer, step: int
+    replay: Replay, half_life_s: float | None, forget_moved: bool, scorer: _Scorer, step: int
 ) -> dict[str, Any]:
     """Every `step` events from half-way to the shift: each item of the graph so far as the
     votes of its neighbours for their community in force, scored as a served version is
-    (ties among items with the same votes broken by a seeded jitter)."""
+    (ties among items with the same votes broken by a seeded jitter). With `forget_moved`, a
+    moved item's votes are those of its neighbours since the shift only."""
     began = time.monotonic()
     scored: list[dict[str, Any]] = []
     jitter = np.random.default_rng(0)
@@ -303,7 +311,15 @@ def _run_vote_bound(
         )
         ids = np.array([item for item in graph.items.tolist() if item in truth], dtype=np.int64)
         labels = np.array([truth[item] for item in ids.tolist()])
-        votes = graph.undirected(ids) @ (labels[:, None] == np.unique(labels)).astype(float)
+        neighbours = graph.undirected(ids)
+        if forget_moved and newest >= scorer.drift_time:
+            since = so_far & (replay.times >= scorer.drift_time)
+            moved = np.array([scorer.before[item] != scorer.after[item] for item in ids.tolist()])
+            recent = decayed_graph(replay.src[since], replay.dst[since], replay.times[since], None)
+            neighbours = sp.diags((~moved).astype(float)) @ neighbours + sp.diags(
+                moved.astype(float)
+            ) @ recent.undirected(ids)
+        votes = neighbours @ (labels[:, None] == np.unique(labels)).astype(float)
         votes /= np.maximum(votes.sum(axis=1, keepdims=True), 1e-12)
         votes += 1e-6 * jitter.standard_normal(votes.shape)
         embeddings = Embeddings(ids, votes.astype(np.float32), np.zeros(len(ids), dtype=bool))
@@ -329,9 +345,8 @@ def _plot(result: dict[str, Any], shift: int, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, run in result["runs"].items():
         versions = run["versions"]
-        label = f"decay {name}"
         ax.plot([v["events"] for v in versions], [v["precision"] for v in versions], ".-",
-                label=label)  # fmt: skip
+                label=f"{result['forgetting']} {name}")  # fmt: skip
     ax.axvline(shift, color="grey", linestyle="--", label="shift")
     ax.set_xlabel("events covered by the served version")
     ax.set_ylabel("same-community precision@10 (communities in force)")
@@ -349,7 +364,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--drift-share", type=float, default=0.4)
     parser.add_argument("--rate", type=float, default=200.0, help="events per second")
-    parser.add_argument("--half-life-days", type=float, default=30.0)
+    parser.add_argument(
+        "--half-life-days", type=float, default=None, help="the decayed run's (default 30)"
+    )
     parser.add_argument("--deadline", type=float, default=1800, help="seconds per run")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -383,6 +400,11 @@ def main() -> int:
         help="with --vote-bound: items this many ratings apart in a user's sequence are neighbours",
     )
     parser.add_argument(
+        "--forget-moved",
+        action="store_true",
+        help="with --vote-bound: instead of decay, the moved items' votes since the shift only",
+    )
+    parser.add_argument(
         "--set",
         dest="assignments",
         action="append",
@@ -396,18 +418,21 @@ def main() -> int:
         parser.error("--vote-bound trains no model: it takes no --set")
     if args.vote_window < 1 or (args.vote_window > 1 and not args.vote_bound):
         parser.error("--vote-window takes a positive window, and only with --vote-bound")
+    if args.forget_moved and not args.vote_bound:
+        parser.error("--forget-moved is a forgetting of the votes: give --vote-bound")
+    if args.forget_moved and args.half_life_days is not None:
+        parser.error("--forget-moved forgets instead of decaying: it takes no --half-life-days")
     if args.out is None:
         name = (
             "drift-offline.json"
             if args.offline
             else "drift-from-scratch.json"
             if args.from_scratch
-            else "drift-vote-bound.json"
-            if args.vote_bound and args.vote_window == 1
-            else f"drift-vote-bound-window-{args.vote_window}.json"
-            if args.vote_bound
             else "drift.json"
         )
+        if args.vote_bound:
+            name = "drift-vote-bound" + "-forget-moved" * args.forget_moved
+            name += f"-window-{args.vote_window}.json" if args.vote_window > 1 else ".json"
         args.out = ROOT / ".walkstream/bench" / name
     args.out.parent.mkdir(parents=True, exist_ok=True)
     spec = SyntheticSpec(
@@ -439,23 +464,27 @@ def main() -> int:
     )
     replay = replay_transitions(sequences)
     newest_transition = int(replay.times.max())
-    half_life = args.half_life_days * DAY_S
+    half_life = (30.0 if args.half_life_days is None else args.half_life_days) * DAY_S
+    forgetting = "forget moved" if args.forget_moved else "decay"
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
         "spec": {**vars(args), "out": str(args.out)},
         "shift_at_event": shift,
+        "forgetting": forgetting,
         "runs": {},
     }
     for name, decay in (("off", []), ("on", [f"walks.half_life_s={half_life}"])):
         extra = [*args.assignments, *decay]
-        print(f"decay {name}:", flush=True)
+        print(f"{forgetting} {name}:", flush=True)
         if args.offline:
             run = _run_offline(replay, extra, scorer, args.cycle_every)
         elif args.from_scratch:
             run = _run_from_scratch(columns, extra, scorer, args.step)
         elif args.vote_bound:
             neighbours = _co_ratings(sequences, args.vote_window)
-            run = _run_vote_bound(neighbours, half_life if decay else None, scorer, args.step)
+            forget = bool(decay) and args.forget_moved
+            decayed = half_life if decay and not forget else None
+            run = _run_vote_bound(neighbours, decayed, forget, scorer, args.step)
         else:
             trainer_log = args.out.with_name(f"{args.out.stem}-{name}-trainer.log")
             run = _run(
@@ -467,15 +496,16 @@ def main() -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     _plot(result, shift, args.out.with_suffix(".png"))
     for name, run in result["runs"].items():
-        print(f"decay {name}: pre-shift precision {run['pre_shift']}, "
+        print(f"{forgetting} {name}: pre-shift precision {run['pre_shift']}, "
               f"recovered after {run['events_to_recover']} events")  # fmt: skip
     if off is not None:  # where the goal (a third of the events without decay) falls
         goal = next((v for v in result["runs"]["on"]["versions"] if v["events"] >= shift + off / 3),
                     None)  # fmt: skip
         if goal is not None:
-            print(f"decay on, {goal['events'] - shift} events after the shift: precision "
-                  f"{goal['precision']}; [items, precision] {goal['by_group']}")  # fmt: skip
-    print(f"recovery with decay / without: {result['recovery_ratio']}; "
+            print(f"{forgetting} on, {goal['events'] - shift} events after the shift: "
+                  f"precision {goal['precision']}; [items, precision] "
+                  f"{goal['by_group']}")  # fmt: skip
+    print(f"recovery with {forgetting} / without: {result['recovery_ratio']}; "
           f"{args.out}, {args.out.with_suffix('.png')}")  # fmt: skip
     return 0
 
