@@ -52,6 +52,7 @@ class RatingProducer:
         self.rules = settings.events
         self.sent = 0
         self._failures: list[str] = []
+        self._closed = False
         self._producer = Producer(
             {
                 **librdkafka_config(settings.kafka),
@@ -70,6 +71,8 @@ class RatingProducer:
     def send(self, event: Event | Mapping[str, Any]) -> Event:
         """Send one event; raise `InvalidEventError` for an invalid one, or one timed more than
         `events.max_ahead_s` after this machine's clock (the job would reject it)."""
+        if self._closed:
+            raise ProducerError(f"the producer for {self.topic} is closed: send before close()")
         now = int(time.time())
         if isinstance(event, Event):
             check_received(event, self.rules, now)
@@ -106,12 +109,18 @@ class RatingProducer:
             )
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Flush, then drop whatever could not be delivered: a closed producer stops retrying."""
+        """Flush, then drop whatever could not be delivered and shut the client down: a closed
+        producer neither retries nor reconnects to a broker that has gone. A second close is a
+        no-op."""
+        if self._closed:
+            return
         try:
             self.flush(timeout_s)
         finally:
+            self._closed = True
             self._producer.purge()
             self._producer.poll(0)  # the purged events' reports, which hold on to this object
+            self._producer.close()
 
     def __enter__(self) -> RatingProducer:
         return self
