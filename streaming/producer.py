@@ -71,8 +71,7 @@ class RatingProducer:
     def send(self, event: Event | Mapping[str, Any]) -> Event:
         """Send one event; raise `InvalidEventError` for an invalid one, or one timed more than
         `events.max_ahead_s` after this machine's clock (the job would reject it)."""
-        if self._closed:
-            raise ProducerError(f"the producer for {self.topic} is closed: send before close()")
+        producer = self._open()
         now = int(time.time())
         if isinstance(event, Event):
             check_received(event, self.rules, now)
@@ -81,11 +80,11 @@ class RatingProducer:
         key, value = str(event.user_id).encode(), event_to_json(event)
         while True:
             try:
-                self._producer.produce(self.topic, value, key, on_delivery=self._delivered)
+                producer.produce(self.topic, value, key, on_delivery=self._delivered)
                 break
             except BufferError:  # the send queue is full: wait for deliveries to make room
-                self._producer.poll(0.1)
-        self._producer.poll(0)  # delivery reports
+                producer.poll(0.1)
+        producer.poll(0)  # delivery reports
         self.sent += 1
         return event
 
@@ -95,7 +94,7 @@ class RatingProducer:
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every event sent so far is acknowledged; raise if any was not."""
-        waiting = self._producer.flush(-1 if timeout_s is None else timeout_s)
+        waiting = self._open().flush(-1 if timeout_s is None else timeout_s)
         if waiting:
             raise ProducerError(
                 f"{waiting} events not yet acknowledged by {self.topic} after {timeout_s} s; "
@@ -107,6 +106,11 @@ class RatingProducer:
                 f"{len(failures)} events were not delivered to {self.topic} "
                 f"(first error: {failures[0]}); check that Kafka is up (walkstream status)"
             )
+
+    def _open(self) -> Producer:
+        if self._closed:
+            raise ProducerError(f"the producer for {self.topic} is closed: send before close()")
+        return self._producer
 
     def close(self, timeout_s: float | None = None) -> None:
         """Flush, then drop whatever could not be delivered and shut the client down: a closed

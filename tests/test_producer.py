@@ -85,6 +85,8 @@ def test_undelivered_events_are_an_error_that_says_what_to_check() -> None:
     producer.close()  # closed already, undelivered events dropped: nothing left to raise
     with pytest.raises(ProducerError, match=r"is closed: send before close\(\)"):
         producer.send(Event(1, 2, 4.5, 11))
+    with pytest.raises(ProducerError, match="is closed"):
+        producer.flush()
 
 
 @pytest.mark.integration
