@@ -96,6 +96,11 @@ class _Scorer:
     after: dict[int, int]
 
     @cached_property
+    def moved(self) -> npt.NDArray[np.int64]:
+        """The items whose community the shift changes."""
+        return np.array([i for i in self.after if self.before.get(i) != self.after[i]], np.int64)
+
+    @cached_property
     def shift(self) -> int:
         """The number of events before the shift."""
         return int(np.searchsorted(self.times, self.drift_time))
@@ -117,7 +122,7 @@ class _Scorer:
         if newest >= self.drift_time and len(ids):
             since = np.bincount(self.items[self.shift : events], minlength=int(ids.max()) + 1)
             since = since[ids]
-            moved = np.array([self.before[item] != truth[item] for item in ids.tolist()])
+            moved = np.isin(ids, self.moved)
             groups = {
                 "stayed": ~moved,
                 "moved, 0 ratings since": moved & (since == 0),
@@ -314,7 +319,7 @@ def _run_vote_bound(
         neighbours = graph.undirected(ids)
         if forget_moved and newest >= scorer.drift_time:
             since = so_far & (replay.times >= scorer.drift_time)
-            moved = np.array([scorer.before[item] != scorer.after[item] for item in ids.tolist()])
+            moved = np.isin(ids, scorer.moved)
             recent = decayed_graph(replay.src[since], replay.dst[since], replay.times[since], None)
             neighbours = sp.diags((~moved).astype(float)) @ neighbours + sp.diags(
                 moved.astype(float)
@@ -457,8 +462,8 @@ def main() -> int:
     times = columns.event_time[order].astype(np.int64)
     scorer = _Scorer(times, columns.item_id[order].astype(np.int64), spec.drift_time, before, after)
     shift = scorer.shift
-    print(f"{len(events):,} events, {len(after) - sum(after[i] == before[i] for i in after)} "
-          f"items move at event {shift:,}", flush=True)  # fmt: skip
+    print(f"{len(events):,} events, {len(scorer.moved)} items move at event {shift:,}",
+          flush=True)  # fmt: skip
     sequences = user_sequences(
         columns.user_id, columns.item_id, columns.rating, columns.event_time, rules.high_rating
     )
@@ -473,6 +478,7 @@ def main() -> int:
         "forgetting": forgetting,
         "runs": {},
     }
+    neighbours = _co_ratings(sequences, args.vote_window) if args.vote_bound else None
     for name, decay in (("off", []), ("on", [f"walks.half_life_s={half_life}"])):
         extra = [*args.assignments, *decay]
         print(f"{forgetting} {name}:", flush=True)
@@ -480,8 +486,7 @@ def main() -> int:
             run = _run_offline(replay, extra, scorer, args.cycle_every)
         elif args.from_scratch:
             run = _run_from_scratch(columns, extra, scorer, args.step)
-        elif args.vote_bound:
-            neighbours = _co_ratings(sequences, args.vote_window)
+        elif neighbours is not None:
             forget = bool(decay) and args.forget_moved
             decayed = half_life if decay and not forget else None
             run = _run_vote_bound(neighbours, decayed, forget, scorer, args.step)
